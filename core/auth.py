@@ -1,0 +1,104 @@
+"""Projects and API keys. Keys are stored as SHA-256 hashes; the secret is shown once at creation."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+KEY_PREFIX = "ef_"
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    name: str
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def ensure_project(conn, name: str) -> Project:
+    """Get or create the project called ``name`` (sync psycopg connection)."""
+    row = conn.execute("SELECT id, name FROM projects WHERE name = %s", (name,)).fetchone()
+    if row:
+        return Project(row[0], row[1])
+    project_id = uuid.uuid4().hex[:16]
+    conn.execute("INSERT INTO projects (id, name) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (project_id, name))
+    row = conn.execute("SELECT id, name FROM projects WHERE name = %s", (name,)).fetchone()
+    return Project(row[0], row[1])
+
+
+def create_key(conn, project: Project) -> str:
+    """Create a key for ``project``; returns the secret (never stored in clear)."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    conn.execute(
+        "INSERT INTO api_keys (id, project_id, key_hash, prefix) VALUES (%s, %s, %s, %s)",
+        (uuid.uuid4().hex, project.id, hash_key(secret), secret[:10]),
+    )
+    return secret
+
+
+def revoke_key(conn, secret: str) -> bool:
+    cur = conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE key_hash = %s AND revoked_at IS NULL", (hash_key(secret),)
+    )
+    return cur.rowcount > 0
+
+
+class Authenticator:
+    """Resolves a bearer key to its project: in-process cache, then Redis, then Postgres.
+
+    Cache lifetimes are short (Redis ``ttl``, in-process a third of it) so that a revoked key stops
+    working within a minute on every replica, even one that missed the revocation.
+    """
+
+    REDIS_PREFIX = "evalforge:auth:"
+
+    def __init__(self, pg_pool, redis, ttl: float = 30.0):
+        self._pg = pg_pool
+        self._redis = redis
+        self._ttl = ttl
+        self._local: dict[str, tuple[float, Project | None]] = {}
+
+    async def project_for_key(self, secret: str) -> Project | None:
+        if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+            return None
+        digest = hash_key(secret)
+        now = time.monotonic()
+        hit = self._local.get(digest)
+        if hit and hit[0] > now:
+            return hit[1]
+        project = await self._lookup(digest)
+        if len(self._local) > 10_000:
+            self._local.clear()
+        self._local[digest] = (now + self._ttl / 3, project)
+        return project
+
+    async def _lookup(self, digest: str) -> Project | None:
+        cached = await self._redis.get(self.REDIS_PREFIX + digest)
+        if cached is not None:
+            if cached == b"-":
+                return None
+            pid, _, name = cached.decode().partition("\x00")
+            return Project(pid, name)
+        async with self._pg.connection() as conn:
+            cur = await conn.execute(
+                "SELECT p.id, p.name FROM api_keys k JOIN projects p ON p.id = k.project_id "
+                "WHERE k.key_hash = %s AND k.revoked_at IS NULL",
+                (digest,),
+            )
+            row = await cur.fetchone()
+        project = Project(row[0], row[1]) if row else None
+        value = f"{project.id}\x00{project.name}" if project else "-"
+        await self._redis.set(self.REDIS_PREFIX + digest, value, ex=max(int(self._ttl), 1))
+        return project
+
+    async def forget(self, secret: str) -> None:
+        """Drop a key from the caches (after revocation)."""
+        digest = hash_key(secret)
+        self._local.pop(digest, None)
+        await self._redis.delete(self.REDIS_PREFIX + digest)

@@ -1,0 +1,82 @@
+"""Bus contract shared by the Kafka and Redis Streams backends.
+
+Delivery is at-least-once: a consumer sees every record until it commits it; after a restart it is
+given again whatever it had not committed. ``publish`` returns only once the bus acknowledged every
+record (Kafka acks=all; Redis after the XADDs executed), so callers may answer 2xx after it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class BusUnavailable(Exception):
+    """The bus did not acknowledge in time; the caller should answer 503 and the client retry."""
+
+    def __init__(self, message: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int  # increasing within (topic, partition)
+    key: bytes | None
+    value: bytes
+
+
+class Consumer(ABC):
+    """A member of a consumer group on some topics."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def poll(self, max_records: int = 5000, timeout_ms: int = 1000) -> list[Record]:
+        """Next records (possibly none after ``timeout_ms``), in offset order per partition."""
+
+    @abstractmethod
+    async def commit(self, records: Sequence[Record]) -> None:
+        """Mark ``records`` (and, per partition, everything before them) as processed."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    async def __aenter__(self) -> "Consumer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class Bus(ABC):
+    """Producer side plus a consumer factory."""
+
+    kind: str  # "kafka" | "redis": offsets are only comparable within one kind
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect; raises BusUnavailable when the bus cannot be reached."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def publish(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Publish (key, value) pairs; returns once all are acknowledged, else raises BusUnavailable."""
+
+    @abstractmethod
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create topics (and consumer-group plumbing) that do not exist yet."""
+
+    @abstractmethod
+    def consumer(self, topics: Sequence[str], group: str, name: str = "worker") -> Consumer: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise when the bus is not reachable."""

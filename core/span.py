@@ -1,0 +1,114 @@
+"""The canonical span record: the one shape every service agrees on.
+
+Ingest turns whatever arrives (OTLP, JSON batches, other conventions) into this record; it travels on
+the bus as JSON (``encode`` / ``decode``); processors enrich it and write it to the ClickHouse ``spans``
+table, whose columns are exactly ``COLUMNS``.
+
+Token convention (one for every provider, so cost is computed one way):
+- ``input_tokens`` counts *all* prompt tokens, including ``cache_read_tokens`` and
+  ``cache_creation_tokens`` (OpenAI's ``prompt_tokens`` already does; Anthropic's ``input_tokens``
+  does not, so Anthropic usage is summed up when the span is built).
+- ``output_tokens`` counts all completion tokens, including ``reasoning_tokens``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+# name -> ClickHouse type. Order matters: it is the insert column order.
+COLUMNS: dict[str, str] = {
+    "project_id": "String",
+    "trace_id": "String",  # 32 lowercase hex chars
+    "span_id": "String",  # 16 lowercase hex chars
+    "parent_span_id": "String",  # "" for a root span
+    "name": "String",
+    "kind": "String",  # llm | embedding | chain | tool | retriever | agent | evaluator | span
+    "service_name": "String",
+    "start_time": "DateTime64(6, 'UTC')",
+    "end_time": "DateTime64(6, 'UTC')",
+    "duration_ms": "Float64",
+    "status": "String",  # ok | error | unset
+    "status_message": "String",
+    "error_type": "String",  # as reported (error.type / exception.type)
+    "error_class": "String",  # rate_limit | timeout | content_filter | context_length | auth | server | other | ""
+    "operation": "String",  # gen_ai.operation.name: chat | text_completion | embeddings | ...
+    "provider": "String",  # openai | anthropic | ...
+    "request_model": "String",
+    "model": "String",  # response model, else request model
+    "input_tokens": "UInt32",
+    "output_tokens": "UInt32",
+    "cache_read_tokens": "UInt32",
+    "cache_creation_tokens": "UInt32",
+    "reasoning_tokens": "UInt32",
+    "total_tokens": "UInt32",
+    "tokens_estimated": "UInt8",
+    "cost": "Nullable(Float64)",  # USD; NULL when the model is unknown (never 0 for unknown)
+    "cost_source": "String",  # user | computed | unknown_model | ""
+    "ttft_ms": "Nullable(Float64)",
+    "tokens_per_second": "Nullable(Float64)",
+    "session_id": "String",
+    "user_id": "String",
+    "environment": "String",
+    "release": "String",
+    "tags": "Array(String)",
+    "prompt_name": "String",
+    "prompt_version": "String",
+    "input": "String",  # full text when small, else "" and input_ref set
+    "output": "String",
+    "input_preview": "String",
+    "output_preview": "String",
+    "input_ref": "String",  # blob key when offloaded
+    "output_ref": "String",
+    "attributes": "Map(String, String)",  # everything not mapped to a column, JSON-encoded values
+    "events": "String",  # JSON array of {name, time, attributes}
+    "ingested_at": "DateTime64(3, 'UTC')",
+}
+
+TIME_COLUMNS = ("start_time", "end_time", "ingested_at")
+
+
+def empty_record() -> dict[str, Any]:
+    """A record with every column at its neutral value."""
+    rec: dict[str, Any] = {}
+    for name, ch_type in COLUMNS.items():
+        if ch_type.startswith("Nullable"):
+            rec[name] = None
+        elif ch_type.startswith(("UInt", "Float")):
+            rec[name] = 0
+        elif ch_type.startswith("Array"):
+            rec[name] = []
+        elif ch_type.startswith("Map"):
+            rec[name] = {}
+        elif ch_type.startswith("DateTime"):
+            rec[name] = None
+        else:
+            rec[name] = ""
+    return rec
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    """Unix nanoseconds -> aware UTC datetime (microsecond precision, as stored)."""
+    return datetime.fromtimestamp(ns // 1000 / 1_000_000, tz=timezone.utc)
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """Record -> bus message. Datetimes travel as ISO-8601 UTC strings."""
+    return orjson.dumps(record, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """Bus message -> record with datetimes restored. Raises ValueError on malformed input."""
+    rec = orjson.loads(data)
+    if not isinstance(rec, dict):
+        raise ValueError("span record must be a JSON object")
+    for key in ("project_id", "trace_id", "span_id"):
+        if not rec.get(key):
+            raise ValueError(f"span record lacks {key}")
+    for key in TIME_COLUMNS:
+        value = rec.get(key)
+        if isinstance(value, str):
+            rec[key] = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return rec

@@ -1,0 +1,148 @@
+"""The span processor: bus -> decode -> enrich -> ClickHouse sink -> commit.
+
+At-least-once from the bus, idempotent writes: offsets are committed only after the insert
+succeeded, and a restarted worker skips what the sink already holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from core.blobs import BlobStore
+from core.bus import TOPIC_SCORES, TOPIC_SPANS, TOPIC_SPANS_DLQ, Bus, BusUnavailable, Record
+from core.payloads import offload_payloads
+from core.span import decode
+from stream_processors.enrich import enrich
+from stream_processors.sink import ClickHouseSink, SeenSpans, load_progress
+
+log = logging.getLogger(__name__)
+
+
+class SpanProcessor:
+    """One consumer-group member. ``run()`` until ``stop()``; SIGTERM handling belongs to the caller."""
+
+    def __init__(self, bus: Bus, clickhouse, blobs: BlobStore | None, *, group: str = "evalforge-processors",
+                 name: str = "worker", batch_rows: int = 5000, batch_ms: int = 1000, offload_bytes: int = 32 * 1024,
+                 on_spans=None):
+        self.bus = bus
+        self.clickhouse = clickhouse
+        self.blobs = blobs
+        self.group = group
+        self.name = name
+        self.batch_rows = batch_rows
+        self.batch_ms = batch_ms
+        self.offload_bytes = offload_bytes
+        self.on_spans = on_spans  # callback(list[span]) after each durable flush (eval trigger, metrics)
+        self.sink = ClickHouseSink(clickhouse, f"{bus.kind}:{TOPIC_SPANS}")
+        self.seen = SeenSpans()
+        self._progress: dict[int, int] = {}
+        self._progress_loaded: set[int] = set()
+        self._pending: list[Record] = []
+        self._dlq: list[tuple[bytes | None, bytes]] = []
+        self._flushed_spans: list[dict[str, Any]] = []
+        self._stop = asyncio.Event()
+        self.stats = {"spans": 0, "scores": 0, "skipped_redelivered": 0, "duplicates": 0, "dlq": 0, "insert_retries": 0}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        consumer = self.bus.consumer([TOPIC_SPANS, TOPIC_SCORES], self.group, self.name)
+        await consumer.start()
+        try:
+            batch_started = time.monotonic()
+            while not self._stop.is_set():
+                wait_ms = self.batch_ms - int((time.monotonic() - batch_started) * 1000) if self._pending else self.batch_ms
+                records = await consumer.poll(max_records=self.batch_rows, timeout_ms=max(wait_ms, 1))
+                if records and not self._pending:
+                    batch_started = time.monotonic()
+                if records:
+                    await asyncio.to_thread(self._absorb, records)
+                due = self._pending and (
+                    len(self.sink) >= self.batch_rows or (time.monotonic() - batch_started) * 1000 >= self.batch_ms
+                )
+                if due:
+                    await self._flush(consumer)
+                    batch_started = time.monotonic()
+            if self._pending:
+                await self._flush(consumer)  # SIGTERM: finish the batch, flush, commit, exit
+        finally:
+            await consumer.stop()
+
+    def _absorb(self, records: list[Record]) -> None:
+        """Decode and enrich a poll's records into the sink (runs in a thread: CPU and chDB work)."""
+        for r in records:
+            self._pending.append(r)
+            if r.topic == TOPIC_SCORES:
+                try:
+                    self.sink.add_score(orjson.loads(r.value))
+                    self.stats["scores"] += 1
+                except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
+                    self._to_dlq(r, exc)
+                continue
+            if self._already_written(r):
+                self.stats["skipped_redelivered"] += 1
+                continue
+            try:
+                span = decode(r.value)
+                enrich(span)
+                offload_payloads(span, self.blobs, self.offload_bytes)
+            except Exception as exc:  # any failure on one record must not stop the partition
+                self._to_dlq(r, exc)
+                continue
+            if not self.seen.add((span["project_id"], span["trace_id"], span["span_id"])):
+                self.stats["duplicates"] += 1
+                continue
+            self.sink.add_span(span, r.partition, r.offset)
+            self._flushed_spans.append(span)
+
+    def _already_written(self, r: Record) -> bool:
+        if r.partition not in self._progress_loaded:
+            self._progress.update(load_progress(self.clickhouse, self.sink.source))
+            self._progress_loaded.add(r.partition)
+        return r.offset <= self._progress.get(r.partition, -1)
+
+    def _to_dlq(self, r: Record, exc: Exception) -> None:
+        self.stats["dlq"] += 1
+        log.warning("record %s/%s@%s to DLQ: %s", r.topic, r.partition, r.offset, exc)
+        self._dlq.append((r.key, orjson.dumps({
+            "error": f"{type(exc).__name__}: {exc}"[:1000], "topic": r.topic, "partition": r.partition,
+            "offset": r.offset, "value_b64": base64.b64encode(r.value).decode(),
+        })))
+
+    async def _flush(self, consumer) -> None:
+        """Write the batch (retrying with back-off until it succeeds or we stop), then commit."""
+        delay = 0.2
+        while True:
+            try:
+                if self._dlq:
+                    await self.bus.publish(TOPIC_SPANS_DLQ, self._dlq)
+                    self._dlq = []
+                n_spans = len(self.sink.span_rows)
+                await asyncio.to_thread(self.sink.flush)
+                break
+            except (Exception, BusUnavailable) as exc:  # ClickHouse / bus down: keep the batch, retry
+                self.stats["insert_retries"] += 1
+                log.warning("sink flush failed (%s); retrying in %.1fs", exc, delay)
+                if self._stop.is_set() and delay >= 5:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        await consumer.commit(self._pending)
+        for r in self._pending:
+            if r.topic == TOPIC_SPANS:
+                self._progress[r.partition] = max(self._progress.get(r.partition, -1), r.offset)
+        self.stats["spans"] += n_spans
+        self._pending = []
+        flushed, self._flushed_spans = self._flushed_spans, []
+        if self.on_spans is not None and flushed:
+            try:
+                await self.on_spans(flushed)
+            except Exception:
+                log.exception("post-flush hook failed")
