@@ -39,7 +39,7 @@ class SpanProcessor:
         self.batch_ms = batch_ms
         self.offload_bytes = offload_bytes
         self.on_spans = on_spans  # callback(list[span]) after each durable flush (eval trigger, metrics)
-        self.sink = ClickHouseSink(clickhouse, f"{bus.kind}:{TOPIC_SPANS}")
+        self.sink = ClickHouseSink(clickhouse, f"{bus.identity}/{TOPIC_SPANS}")
         self.seen = SeenSpans()
         self._progress: dict[int, int] = {}
         self._progress_loaded: set[int] = set()

@@ -57,7 +57,12 @@ class Consumer(ABC):
 class Bus(ABC):
     """Producer side plus a consumer factory."""
 
-    kind: str  # "kafka" | "redis": offsets are only comparable within one kind
+    kind: str  # "kafka" | "redis"
+
+    @property
+    def identity(self) -> str:
+        """Names this bus instance: offsets are only comparable between records of the same one."""
+        return self.kind
 
     @abstractmethod
     async def start(self) -> None:

@@ -131,6 +131,10 @@ class RedisStreamsBus(Bus):
         self.timeout_s = timeout_s
         self._r: aioredis.Redis | None = None
 
+    @property
+    def identity(self) -> str:
+        return f"redis:{self.url}"
+
     async def start(self) -> None:
         self._r = aioredis.from_url(self.url, socket_timeout=self.timeout_s + 30, socket_connect_timeout=self.timeout_s)
         await self.ping()

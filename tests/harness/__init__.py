@@ -1,0 +1,1 @@
+"""Test harness: real external services (Kafka broker, ...) started once per test run."""

@@ -1,0 +1,170 @@
+"""The span processor on real parts: Redis Streams / Kafka, chDB, S3 endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import orjson
+import pytest
+
+from core.bus import TOPIC_SPANS, TOPIC_SPANS_DLQ
+from core.bus.redis_streams import STREAM_PREFIX
+from core.pricing import Usage, compute_cost
+from stream_processors.worker import SpanProcessor
+from tests.processors.conftest import as_message, make_span
+
+
+def _count(clickhouse, project_id: str) -> int:
+    return clickhouse.query("SELECT count() FROM spans WHERE project_id = {p:String}", parameters={"p": project_id}).result_rows[0][0]
+
+
+async def _wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)
+
+
+async def _run(processor: SpanProcessor):
+    return asyncio.create_task(processor.run())
+
+
+@pytest.mark.asyncio
+async def test_spans_are_enriched_persisted_and_large_payloads_offloaded(private_bus, clickhouse, s3_blob_url):
+    from core.blobs import open_blob_store
+
+    blobs = open_blob_store(s3_blob_url)
+    project = uuid.uuid4().hex[:12]
+    big = "long output " * 5000
+    spans = [make_span(project, i) for i in range(20)] + [make_span(project, 99, output=big)]
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
+    proc = SpanProcessor(private_bus, clickhouse, blobs, group="g-enrich", batch_ms=100, offload_bytes=4096)
+    task = await _run(proc)
+    try:
+        await _wait_for(lambda: _count(clickhouse, project) == len(spans))
+    finally:
+        proc.stop()
+        await task
+    rows = clickhouse.query(
+        "SELECT span_id, cost, cost_source, duration_ms, tokens_per_second, output, output_ref, output_preview "
+        "FROM spans WHERE project_id = {p:String}", parameters={"p": project}).named_results()
+    by_id = {r["span_id"]: r for r in rows}
+    for s in spans:
+        row = by_id[s["span_id"]]
+        expected = compute_cost("openai", "gpt-4o-mini", Usage(input_tokens=s["input_tokens"], output_tokens=s["output_tokens"])).cost
+        assert row["cost"] == pytest.approx(expected, abs=1e-12)
+        assert row["cost_source"] == "computed"
+        assert row["duration_ms"] == pytest.approx((s["end_time"] - s["start_time"]).total_seconds() * 1000)
+        assert row["tokens_per_second"] > 0
+    offloaded = by_id[spans[-1]["span_id"]]
+    assert offloaded["output"] == "" and offloaded["output_preview"] == big[:200]
+    assert blobs.get(offloaded["output_ref"]).decode() == big
+
+
+@pytest.mark.asyncio
+async def test_poison_record_goes_to_dlq_and_the_rest_flows(private_bus, clickhouse):
+    project = uuid.uuid4().hex[:12]
+    before = [make_span(project, i) for i in range(3)]
+    after = [make_span(project, 10 + i) for i in range(3)]
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in before])
+    await private_bus.publish(TOPIC_SPANS, [(b"bad", b"{this is not a span")])
+    await private_bus.publish(TOPIC_SPANS, [(b"bad2", orjson.dumps({"project_id": project}))])
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in after])
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-dlq", batch_ms=100)
+    task = await _run(proc)
+    try:
+        await _wait_for(lambda: _count(clickhouse, project) == 6)
+    finally:
+        proc.stop()
+        await task
+    dlq = await private_bus._r.xrange(STREAM_PREFIX + TOPIC_SPANS_DLQ)  # read the real stream back
+    errors = [orjson.loads(fields[b"v"]) for _, fields in dlq]
+    assert len(errors) == 2
+    assert "JSONDecodeError" in errors[0]["error"] or "JSON" in errors[0]["error"]
+    assert "trace_id" in errors[1]["error"]
+    assert all(e["topic"] == TOPIC_SPANS for e in errors)
+
+
+@pytest.mark.asyncio
+async def test_clickhouse_unavailable_commits_nothing_loses_nothing(private_bus, clickhouse):
+    project = uuid.uuid4().hex[:12]
+    spans = [make_span(project, i) for i in range(50)]
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-outage", batch_ms=100)
+    # The spans table goes away (a real ClickHouse failure: inserts raise UNKNOWN_TABLE).
+    await asyncio.to_thread(clickhouse.command, "DETACH TABLE spans")
+    try:
+        await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
+        task = await _run(proc)
+        await _wait_for(lambda: proc.stats["insert_retries"] >= 2)
+        pending = await private_bus._r.xpending(STREAM_PREFIX + TOPIC_SPANS, "g-outage")
+        assert pending["pending"] == len(spans)  # delivered, never acknowledged
+    finally:
+        await asyncio.to_thread(clickhouse.command, "ATTACH TABLE spans")
+    try:
+        await _wait_for(lambda: _count(clickhouse, project) == len(spans))
+        await _wait_for(lambda: proc.stats["spans"] >= len(spans))
+    finally:
+        proc.stop()
+        await task
+    pending = await private_bus._r.xpending(STREAM_PREFIX + TOPIC_SPANS, "g-outage")
+    assert pending["pending"] == 0
+    assert _count(clickhouse, project) == len(spans)
+
+
+@pytest.mark.asyncio
+async def test_restart_after_insert_before_commit_counts_each_span_once(private_bus, clickhouse, monkeypatch):
+    """A worker dies between insert and commit: its successor skips what the sink already holds."""
+    from core.bus.redis_streams import RedisStreamsConsumer
+
+    project = uuid.uuid4().hex[:12]
+    spans = [make_span(project, i) for i in range(40)]
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
+
+    class Crash(Exception):
+        pass
+
+    async def die_before_commit(self, records) -> None:  # fault injection: the process dies right here
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RedisStreamsConsumer, "commit", die_before_commit)
+        with pytest.raises(Crash):
+            await SpanProcessor(private_bus, clickhouse, None, group="g-crash", batch_ms=100).run()
+    assert _count(clickhouse, project) == 40
+    pending = await private_bus._r.xpending(STREAM_PREFIX + TOPIC_SPANS, "g-crash")
+    assert pending["pending"] == 40  # nothing acknowledged: all of it comes again
+
+    second = SpanProcessor(private_bus, clickhouse, None, group="g-crash", batch_ms=100)
+    task = await _run(second)
+    try:
+        await _wait_for(lambda: second.stats["skipped_redelivered"] >= 40)
+    finally:
+        second.stop()
+        await task
+    assert _count(clickhouse, project) == 40
+    requests = clickhouse.query("SELECT sum(requests) FROM metrics_1m WHERE project_id = {p:String}",
+                                parameters={"p": project}).result_rows[0][0]
+    assert requests == 40
+    pending = await private_bus._r.xpending(STREAM_PREFIX + TOPIC_SPANS, "g-crash")
+    assert pending["pending"] == 0
+
+
+@pytest.mark.asyncio
+async def test_client_retry_duplicates_collapse(private_bus, clickhouse):
+    project = uuid.uuid4().hex[:12]
+    spans = [make_span(project, i) for i in range(10)]
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans[:5]])  # the SDK retried a batch
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-dup", batch_ms=100)
+    task = await _run(proc)
+    try:
+        await _wait_for(lambda: proc.stats["duplicates"] >= 5)
+    finally:
+        proc.stop()
+        await task
+    assert _count(clickhouse, project) == 10
+    assert clickhouse.query("SELECT sum(requests) FROM metrics_1m WHERE project_id = {p:String}",
+                            parameters={"p": project}).result_rows[0][0] == 10
