@@ -6,12 +6,12 @@ Build an evaluator from a stored eval rule with ``get_evaluator(name, config)`` 
 
 from evaluators import heuristics, judge, pii, similarity  # noqa: F401  (register the evaluators)
 from evaluators.agreement import AgreementResult, agreement
-from evaluators.criteria import ProposedCriterion, heuristic_criteria, propose_criteria
-from evaluators.synthetic import DatasetRow, generate_tests, template_variables
 from evaluators.base import Evaluator, EvaluatorConfig, Score, Subject, subject_of
+from evaluators.criteria import ProposedCriterion, heuristic_criteria, propose_criteria
 from evaluators.judge import LLMJudge, parse_judgment
 from evaluators.llm import InMemorySpendLedger, JudgeError, JudgeGuard, LLMCall, LLMClient, LLMSettings, per_token_cost
 from evaluators.registry import evaluator_names, get_evaluator, validate_config
+from evaluators.synthetic import DatasetRow, generate_tests, template_variables
 
 __all__ = [
     "AgreementResult",
