@@ -21,6 +21,7 @@ log = logging.getLogger("evalforge")
 INGEST_PARTS = frozenset({"bus", "postgres", "redis", "blobs"})
 QUERY_PARTS = frozenset({"clickhouse", "postgres", "redis", "blobs"})
 PROCESS_PARTS = frozenset({"bus", "clickhouse", "blobs", "redis", "postgres"})
+EVALUATE_PARTS = frozenset({"bus", "blobs", "redis"})
 ALL_PARTS = frozenset({"bus", "clickhouse", "postgres", "redis", "blobs"})
 
 
@@ -35,6 +36,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _routers(kind: str) -> list:
     routers = []
+    if kind in ("up", "query"):
+        from core.admin import router as admin_router
+        from evaluators.rules_api import router as eval_rules_router
+
+        routers += [admin_router, eval_rules_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
 
@@ -44,6 +50,16 @@ def _routers(kind: str) -> list:
 
         routers.append(query_router)
     return routers
+
+
+def _background(kind: str) -> list:
+    """Workers that ``up`` runs inside its one process."""
+    if kind != "up":
+        return []
+    from evaluators.service import eval_worker_task
+    from stream_processors.service import processor_task
+
+    return [processor_task, eval_worker_task]
 
 
 async def _bootstrap_default_project(services) -> None:
@@ -72,11 +88,7 @@ async def _serve(kind: str, settings: Settings) -> None:
     from core.services import open_services
 
     parts = {"up": ALL_PARTS, "ingest": INGEST_PARTS, "query": QUERY_PARTS}[kind]
-    background = []
-    if kind == "up":
-        from stream_processors.service import processor_task
-
-        background.append(processor_task)
+    background = _background(kind)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = await open_services(settings, parts, migrate=(kind == "up"))
     app = build_app(settings, parts=parts, routers=_routers(kind), background=background, title=f"EvalForge {kind}")
@@ -90,19 +102,26 @@ async def _serve(kind: str, settings: Settings) -> None:
     await server.serve()
 
 
-async def _process(settings: Settings) -> None:
-    """``evalforge process``: the span processor alone; SIGTERM/SIGINT drain and exit."""
+async def _worker(kind: str, settings: Settings) -> None:
+    """``evalforge process`` / ``evaluate``: one worker alone; SIGTERM/SIGINT drain and exit."""
     from core.services import open_services
-    from stream_processors.service import processor_task
 
-    services = await open_services(settings, PROCESS_PARTS)
+    if kind == "process":
+        from stream_processors.service import processor_task as task
+
+        parts = PROCESS_PARTS
+    else:
+        from evaluators.service import eval_worker_task as task
+
+        parts = EVALUATE_PARTS
+    services = await open_services(settings, parts)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        print("EvalForge processor running", flush=True)
-        await processor_task(services, stopping)
+        print(f"EvalForge {kind} worker running", flush=True)
+        await task(services, stopping)
     finally:
         await services.close()
 
@@ -165,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     server_args(sub.add_parser("query", help="the query API alone"))
     p = sub.add_parser("process", help="the span processor alone")
     p.add_argument("--data-dir", type=Path)
+    p = sub.add_parser("evaluate", help="the eval worker alone")
+    p.add_argument("--data-dir", type=Path)
     p = sub.add_parser("migrate", help="apply ClickHouse / PostgreSQL migrations and create topics")
     p.add_argument("--data-dir", type=Path)
     keys = sub.add_parser("keys", help="API keys")
@@ -189,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args)
         if args.command in ("up", "ingest", "query"):
             asyncio.run(_serve(args.command, settings))
-        elif args.command == "process":
-            asyncio.run(_process(settings))
+        elif args.command in ("process", "evaluate"):
+            asyncio.run(_worker(args.command, settings))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "keys":

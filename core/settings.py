@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     rate_limit_burst: float = 0.0  # default: one second's worth
     auth_cache_seconds: float = 30.0
     bus_timeout_seconds: float = 5.0
+    judge_api_key: str = Field("", description="API key the LLM judge uses when a rule names no base_url", repr=False)
 
     @field_validator("bus_url")
     @classmethod

@@ -385,12 +385,16 @@ def _json_enum(value: Any, names: dict[str, int], field_name: str) -> int:
 def _json_attributes(obj: dict[str, Any], where: str) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     for i, kv in enumerate(_list(obj, "attributes", "attributes", where)):
-        if not isinstance(kv, dict) or not isinstance(kv.get("key"), str):
+        key = kv.get("key") if type(kv) is dict else None
+        if type(key) is not str:
             raise _Bad(f"{where}attributes[{i}]", "must be an object with a string key")
-        value = _json_value(kv.get("value"), 0)
-        if value is not None:
-            attrs[kv["key"]] = value
-        elif not isinstance(kv.get("value"), (dict, type(None))):
+        any_value = kv.get("value")
+        if type(any_value) is dict:
+            text = any_value.get("stringValue")  # the common case, without a call
+            value = text if type(text) is str else _json_value(any_value, 0)
+            if value is not None:
+                attrs[key] = value
+        elif any_value is not None:
             raise _Bad(f"{where}attributes[{i}]", "value must be an AnyValue object")
     return attrs
 

@@ -8,6 +8,7 @@ import os
 import socket
 
 from core.services import Services
+from stream_processors.eval_trigger import EvalTrigger
 from stream_processors.worker import SpanProcessor
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ def make_processor(services: Services, on_spans=None) -> SpanProcessor:
 
 async def processor_task(services: Services, stopping: asyncio.Event) -> None:
     """Consume until ``stopping`` is set, then finish the batch, flush and commit."""
-    processor = make_processor(services, on_spans=services.extras.get("on_spans"))
+    trigger = EvalTrigger(services.bus, services.pg) if services.pg is not None else None
+    processor = make_processor(services, on_spans=trigger)
     services.extras["processor"] = processor
     run = asyncio.create_task(processor.run())
     stop_wait = asyncio.create_task(stopping.wait())

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from core.blobs import BlobStore
-from core.bus import TOPIC_SCORES, TOPIC_SPANS, TOPIC_SPANS_DLQ, Bus, BusUnavailable, Record
+from core.bus import TOPIC_SCORES, TOPIC_SPANS, TOPIC_SPANS_DLQ, Bus, Record
 from core.payloads import offload_payloads
 from core.span import decode
 from stream_processors.enrich import enrich
@@ -38,7 +38,7 @@ class SpanProcessor:
         self.batch_rows = batch_rows
         self.batch_ms = batch_ms
         self.offload_bytes = offload_bytes
-        self.on_spans = on_spans  # callback(list[span]) after each durable flush (eval trigger, metrics)
+        self.on_spans = on_spans  # async callback(list[span]) after each insert, before the commit
         self.sink = ClickHouseSink(clickhouse, f"{bus.identity}/{TOPIC_SPANS}")
         self.seen = SeenSpans()
         self._progress: dict[int, int] = {}
@@ -117,32 +117,39 @@ class SpanProcessor:
         })))
 
     async def _flush(self, consumer) -> None:
-        """Write the batch (retrying with back-off until it succeeds or we stop), then commit."""
-        delay = 0.2
-        while True:
-            try:
-                if self._dlq:
-                    await self.bus.publish(TOPIC_SPANS_DLQ, self._dlq)
-                    self._dlq = []
-                n_spans = len(self.sink.span_rows)
-                await asyncio.to_thread(self.sink.flush)
-                break
-            except (Exception, BusUnavailable) as exc:  # ClickHouse / bus down: keep the batch, retry
-                self.stats["insert_retries"] += 1
-                log.warning("sink flush failed (%s); retrying in %.1fs", exc, delay)
-                if self._stop.is_set() and delay >= 5:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        """Write the batch, run the post-write hook, then commit; each step retried with back-off.
+
+        Nothing is committed before both the insert and the hook (eval jobs) succeeded, and the insert is
+        not repeated when only the hook failed.
+        """
+        n_spans = len(self.sink.span_rows)
+        await self._retry("sink flush", self._write)
+        flushed, self._flushed_spans = self._flushed_spans, []
+        if self.on_spans is not None and flushed:
+            await self._retry("post-write hook", lambda: self.on_spans(flushed))
         await consumer.commit(self._pending)
         for r in self._pending:
             if r.topic == TOPIC_SPANS:
                 self._progress[r.partition] = max(self._progress.get(r.partition, -1), r.offset)
         self.stats["spans"] += n_spans
         self._pending = []
-        flushed, self._flushed_spans = self._flushed_spans, []
-        if self.on_spans is not None and flushed:
+
+    async def _write(self) -> None:
+        if self._dlq:
+            await self.bus.publish(TOPIC_SPANS_DLQ, self._dlq)
+            self._dlq = []
+        await asyncio.to_thread(self.sink.flush)
+
+    async def _retry(self, what: str, step) -> None:
+        delay = 0.2
+        while True:
             try:
-                await self.on_spans(flushed)
-            except Exception:
-                log.exception("post-flush hook failed")
+                await step()
+                return
+            except Exception as exc:  # ClickHouse / bus down: keep everything, try again
+                self.stats["insert_retries"] += 1
+                log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
+                if self._stop.is_set() and delay >= 5:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)

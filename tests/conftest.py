@@ -202,15 +202,14 @@ def stack(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, servi
     """``evalforge up``'s app on the session's real parts, with the embedded bus (Redis Streams)."""
     from starlette.testclient import TestClient
 
-    from core.cli import ALL_PARTS, _routers
+    from core.cli import ALL_PARTS, _background, _routers
     from core.http import build_app
     from core.settings import Settings
-    from stream_processors.service import processor_task
 
     settings = Settings(
         data_dir=service_root / "stack", clickhouse_url=chdb_url, postgres_url=migrated_postgres,
         redis_url=redis_url, blob_url=s3_blob_url, sink_batch_ms=100, payload_offload_bytes=4096,
     )
-    app = build_app(settings, parts=ALL_PARTS, routers=_routers("up"), background=[processor_task], migrate=True)
+    app = build_app(settings, parts=ALL_PARTS, routers=_routers("up"), background=_background("up"), migrate=True)
     with TestClient(app) as client:
         yield Stack(client=client, app=app, clickhouse=clickhouse, postgres_url=migrated_postgres, settings=settings)

@@ -1,0 +1,51 @@
+"""Admin endpoints for the caller's own project: who am I, API keys. Secrets are shown once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, HTTPException
+
+from core.auth import Project, create_key
+from core.deps import ProjectDep, ServicesDep
+
+router = APIRouter(prefix="/api/v1", tags=["admin"])
+
+
+@router.get("/projects/current")
+async def current(project: ProjectDep) -> dict:
+    return {"id": project.id, "name": project.name}
+
+
+@router.get("/api-keys")
+async def list_keys(project: ProjectDep, services: ServicesDep) -> dict:
+    async with services.pg.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, prefix, created_at, revoked_at FROM api_keys WHERE project_id = %s ORDER BY created_at",
+            (project.id,))
+        rows = await cur.fetchall()
+    return {"keys": [{"id": r[0], "prefix": r[1] + "…", "created_at": r[2].isoformat(),
+                      "revoked_at": r[3].isoformat() if r[3] else None} for r in rows]}
+
+
+@router.post("/api-keys", status_code=201)
+async def new_key(project: ProjectDep, services: ServicesDep) -> dict:
+    def make() -> str:
+        with services.pg_sync() as conn:
+            return create_key(conn, Project(project.id, project.name))
+
+    secret = await asyncio.to_thread(make)
+    return {"key": secret, "note": "shown once; store it now"}
+
+
+@router.delete("/api-keys/{key_id}")
+async def revoke(key_id: str, project: ProjectDep, services: ServicesDep) -> dict:
+    async with services.pg.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND project_id = %s AND revoked_at IS NULL "
+            "RETURNING key_hash", (key_id, project.id))
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(404, "no active key with this id in your project")
+    await services.redis.delete(services.auth.REDIS_PREFIX + row[0])
+    return {"revoked": key_id}

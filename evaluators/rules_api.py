@@ -1,0 +1,74 @@
+"""Eval rules: which spans (filter), which evaluator (+ config), what sampling rate. Per project."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, Field, field_validator
+
+from core.deps import ProjectDep, ServicesDep
+from evaluators.registry import validate_config
+from evaluators.rules import FILTER_FIELDS
+
+router = APIRouter(prefix="/api/v1/eval-rules", tags=["evaluations"])
+
+
+class EvalRuleIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    evaluator: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    filter: dict[str, Any] = Field(default_factory=dict)
+    sampling_rate: float = Field(1.0, ge=0.0, le=1.0)
+    enabled: bool = True
+
+    @field_validator("filter")
+    @classmethod
+    def _known_filter_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        allowed = {*FILTER_FIELDS, "tag", "root_only"}
+        for key in value:
+            if key not in allowed:
+                raise ValueError(f"unknown filter key {key!r}; allowed: {', '.join(sorted(allowed))}")
+        return value
+
+
+def _row(r: tuple) -> dict[str, Any]:
+    return {"id": r[0], "name": r[1], "evaluator": r[2], "config": r[3], "filter": r[4], "sampling_rate": r[5],
+            "enabled": r[6], "created_at": r[7].isoformat()}
+
+
+_COLUMNS = "id, name, evaluator, config, filter, sampling_rate, enabled, created_at"
+
+
+@router.post("", status_code=201)
+async def create_rule(rule: EvalRuleIn, project: ProjectDep, services: ServicesDep) -> dict:
+    try:
+        validate_config(rule.evaluator, rule.config)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    async with services.pg.connection() as conn:
+        cur = await conn.execute(
+            f"INSERT INTO eval_rules (id, project_id, name, evaluator, config, filter, sampling_rate, enabled) "
+            f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            (uuid.uuid4().hex, project.id, rule.name, rule.evaluator, Jsonb(rule.config), Jsonb(rule.filter),
+             rule.sampling_rate, rule.enabled))
+        return _row(await cur.fetchone())
+
+
+@router.get("")
+async def list_rules(project: ProjectDep, services: ServicesDep) -> dict:
+    async with services.pg.connection() as conn:
+        cur = await conn.execute(f"SELECT {_COLUMNS} FROM eval_rules WHERE project_id = %s ORDER BY created_at",
+                                 (project.id,))
+        return {"rules": [_row(r) for r in await cur.fetchall()]}
+
+
+@router.delete("/{rule_id}")
+async def delete_rule(rule_id: str, project: ProjectDep, services: ServicesDep) -> dict:
+    async with services.pg.connection() as conn:
+        cur = await conn.execute("DELETE FROM eval_rules WHERE id = %s AND project_id = %s", (rule_id, project.id))
+    if cur.rowcount == 0:
+        raise HTTPException(404, "no such eval rule in your project")
+    return {"deleted": rule_id}

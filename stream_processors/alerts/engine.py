@@ -1,0 +1,183 @@
+"""The alert engine: each ``tick(now)`` evaluates every enabled rule and delivers the resulting messages.
+
+Per rule and tick: one ClickHouse query (metrics_query) -> a decision per group (evaluate) -> the
+shared state machine in Redis (state), which queues a message for each transition it makes -> the
+outbox is drained, each message built (messages) and POSTed to the rule's Slack webhook (slack). When
+one rule has more than ``max_messages_per_rule`` messages of a kind in a tick, the rest go out as one
+digest.
+
+Several replicas may run the engine at once. Correctness comes from the Redis script (one transition,
+one message); on top of it, with ``claim_ticks`` one replica claims each (rule, tick) so the others skip
+the query — ticks aligned by ``run_alerts`` make replicas share the same tick times. (A replica that
+claims a tick and dies before applying it skips that rule for one tick; the next tick catches up.)
+
+Everything here is synchronous (clickhouse-connect's sync client, sync redis-py, httpx.Client):
+``run_alerts`` runs ticks in a worker thread so the event loop is never blocked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import redis
+
+from .evaluate import Decision, decide
+from .messages import build_digest, build_message
+from .metrics_query import epoch_micros, query_windows
+from .rules import AlertRule
+from .slack import NOTIFICATIONS, SlackNotifier
+from .state import AlertStateStore, Outgoing
+
+log = logging.getLogger(__name__)
+
+RuleSource = Callable[[], Iterable[AlertRule]]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Engine knobs. ``eval_delay_s`` shifts windows back to let late spans land before judging."""
+
+    public_url: str = "http://localhost:8000"
+    eval_delay_s: float = 0.0
+    claim_ticks: bool = True
+    lease_s: float = 300.0
+    key_prefix: str = "evalforge:alerts"
+    # Per rule and kind, messages sent one by one in a tick; the rest go out as one digest, so a
+    # regression across thousands of user_id groups is one Slack post, not thousands (Slack accepts
+    # about one message per second per webhook).
+    max_messages_per_rule: int = 10
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for logs and tests."""
+
+    evaluated: list[str] = field(default_factory=list)  # rule ids queried by this replica
+    skipped: list[str] = field(default_factory=list)  # claimed by another replica
+    transitions: list[tuple[str, str, str]] = field(default_factory=list)  # (rule id, group, kind)
+    deliveries: list[tuple[str, str, str, bool]] = field(default_factory=list)  # (..., delivered)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (rule id, error)
+
+
+class AlertEngine:
+    """Evaluates alert rules against ClickHouse, keeps their state in Redis, notifies Slack."""
+
+    def __init__(self, clickhouse: Any, redis_client: redis.Redis, rules: RuleSource | Iterable[AlertRule],
+                 notifier: SlackNotifier | None = None, settings: EngineSettings | None = None) -> None:
+        self.settings = settings or EngineSettings()
+        self._clickhouse = clickhouse
+        self._rules = rules if callable(rules) else (lambda r=list(rules): r)
+        self._owns_notifier = notifier is None
+        self._notifier = notifier or SlackNotifier()
+        self.store = AlertStateStore(redis_client, prefix=self.settings.key_prefix, lease_s=self.settings.lease_s)
+
+    def close(self) -> None:
+        """Release what the engine created (its default notifier's HTTP client)."""
+        if self._owns_notifier:
+            self._notifier.close()
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """Evaluate every enabled rule over its window ending at ``now`` (UTC), then deliver messages."""
+        now = now or datetime.now(timezone.utc)
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        end = now.astimezone(timezone.utc) - timedelta(seconds=self.settings.eval_delay_s)
+        report = TickReport()
+        rules = {rule.id: rule for rule in self._rules() if rule.enabled}
+        for rule in rules.values():
+            try:
+                self._evaluate(rule, end, report)
+            except Exception as exc:  # one broken rule (or a ClickHouse hiccup) must not stop the others
+                log.exception("alert rule %s failed to evaluate", rule.id)
+                report.errors.append((rule.id, f"{type(exc).__name__}: {exc}"))
+        self._deliver(rules, report)
+        return report
+
+    def _evaluate(self, rule: AlertRule, end: datetime, report: TickReport) -> None:
+        end_ms = epoch_micros(end) // 1000
+        if self.settings.claim_ticks and not self.store.claim_tick(rule.id, end_ms, max(rule.window_seconds, 60)):
+            report.skipped.append(rule.id)
+            return
+        buckets = rule.baseline_windows + 1 if rule.is_anomaly else 1
+        decisions = decide(rule, query_windows(self._clickhouse, rule, end, buckets), buckets)
+        report.evaluated.append(rule.id)
+        firing = self.store.firing_groups(rule.id) if any(not d.breach for d in decisions) else set()
+        # Non-breaching groups that are not firing have nothing to change: skip the round trip.
+        relevant = [d for d in decisions if d.breach or d.group in firing]
+        window = timedelta(seconds=rule.window_seconds)
+        kinds = self.store.apply(rule, [(d.group, d.breach, _payload(d, end, window, buckets)) for d in relevant],
+                                 end_ms)
+        for decision, kind in zip(relevant, kinds, strict=True):
+            if kind not in ("none", "stale"):
+                report.transitions.append((rule.id, decision.group, kind))
+
+    def _deliver(self, rules: dict[str, AlertRule], report: TickReport) -> None:
+        sent: Counter[tuple[str, str]] = Counter()
+        overflow: dict[tuple[str, str], list[Outgoing]] = defaultdict(list)
+        while batch := self.store.take():
+            for message in batch:
+                key = (message.rule_id, message.kind)
+                if message.rule_id in rules and sent[key] >= self.settings.max_messages_per_rule:
+                    overflow[key].append(message)  # acknowledged once the digest is out
+                    continue
+                sent[key] += 1
+                delivered = self._dispatch(rules.get(message.rule_id), message.kind, [message])
+                report.deliveries.append((message.rule_id, message.group, message.kind, delivered))
+                self.store.done(message.entry_id)
+        for (rule_id, kind), messages in overflow.items():
+            delivered = self._dispatch(rules[rule_id], kind, messages)
+            report.deliveries.extend((rule_id, m.group, kind, delivered) for m in messages)
+            self.store.done(*(m.entry_id for m in messages))
+
+    def _dispatch(self, rule: AlertRule | None, kind: str, messages: list[Outgoing]) -> bool:
+        """Send one message, or one digest for several groups; never raises (a message that cannot
+        even be built must not come back from the outbox forever)."""
+        last = messages[-1]
+        try:
+            if rule is None:  # deleted or disabled since the transition
+                NOTIFICATIONS.labels(kind, "rule_gone").inc(len(messages))
+                log.warning("alert %s for rule %s dropped: rule no longer enabled", kind, last.rule_id)
+                return False
+            if len(messages) == 1:
+                body = build_message(rule, kind, last.group, {**last.payload, "episode": last.episode},
+                                     self.settings.public_url)
+            else:
+                body = build_digest(rule, kind, [m.group for m in messages], last.payload, self.settings.public_url)
+            return self._post(rule, kind, body, last, count=len(messages))
+        except Exception:
+            log.exception("alert %s for rule %s could not be sent", kind, last.rule_id)
+            NOTIFICATIONS.labels(kind, "failed").inc(len(messages))
+            return False
+
+    def _post(self, rule: AlertRule, kind: str, body: dict[str, Any], message: Outgoing, count: int = 1) -> bool:
+        if not rule.slack_webhook_url:
+            NOTIFICATIONS.labels(kind, "no_webhook").inc(count)
+            log.info("alert %s for rule %s: no webhook configured", kind, rule.id)
+            return False
+        result = self._notifier.deliver(rule.slack_webhook_url, body)
+        NOTIFICATIONS.labels(kind, "sent" if result.ok else "failed").inc(count)
+        if not result.ok:
+            log.error("alert %s for rule %s (%d group(s), e.g. %r) not delivered after %d attempts: %s",
+                      kind, rule.id, count, message.group, result.attempts, result.error)
+            self.store.record_failure(message, result.error, result.attempts)
+        return result.ok
+
+
+def _payload(decision: Decision, end: datetime, window: timedelta, buckets: int) -> dict[str, Any]:
+    return {
+        "value": decision.value,
+        "samples": decision.samples,
+        "window_start": _iso(end - window),
+        "window_end": _iso(end),
+        "query_start": _iso(end - window * buckets),
+        **decision.details,
+    }
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")

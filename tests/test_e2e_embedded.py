@@ -1,0 +1,91 @@
+"""A span end to end on the embedded stack: HTTP ingest -> Redis Streams -> processor -> chDB -> query,
+and an eval rule turning a matching span into a score."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+def _wait(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def _otlp_body(output: str) -> tuple[bytes, str]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "e2e"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("e2e").start_as_current_span("answer") as span:
+        span.set_attribute("gen_ai.operation.name", "chat")
+        span.set_attribute("gen_ai.provider.name", "openai")
+        span.set_attribute("gen_ai.request.model", "gpt-4o")
+        span.set_attribute("gen_ai.usage.input_tokens", 1000)
+        span.set_attribute("gen_ai.usage.output_tokens", 500)
+        span.set_attribute("gen_ai.output.messages", f'[{{"role": "assistant", "parts": [{{"type": "text", "content": "{output}"}}]}}]')
+    provider.shutdown()
+    [finished] = memory.get_finished_spans()
+    return encode_spans([finished]).SerializeToString(), format(finished.context.trace_id, "032x")
+
+
+def test_span_goes_from_ingest_to_clickhouse_with_cost(stack):
+    project_id, key = stack.create_key()
+    body, trace_id = _otlp_body("Paris is the capital of France.")
+    r = stack.client.post("/v1/traces", content=body,
+                          headers={**stack.headers(key), "Content-Type": "application/x-protobuf"})
+    assert r.status_code == 200
+    row = _wait(lambda: stack.clickhouse.query(
+        "SELECT model, input_tokens, output_tokens, cost, cost_source, service_name FROM spans "
+        "WHERE project_id = {p:String} AND trace_id = {t:String}", parameters={"p": project_id, "t": trace_id}).result_rows)
+    model, tokens_in, tokens_out, cost, source, service = row[0]
+    assert (model, tokens_in, tokens_out, source, service) == ("gpt-4o", 1000, 500, "computed", "e2e")
+    assert cost > 0
+    health = stack.client.get("/healthz").json()
+    assert {name: p["status"] for name, p in health["parts"].items()} == {
+        "bus": "ok", "clickhouse": "ok", "postgres": "ok", "redis": "ok", "blobs": "ok"}
+
+
+def test_eval_rule_scores_matching_spans(stack):
+    project_id, key = stack.create_key()
+    rule = stack.client.post("/api/v1/eval-rules", headers=stack.headers(key), json={
+        "name": "mentions paris", "evaluator": "contains", "config": {"expected": "Paris", "score_name": "mentions_paris"},
+        "filter": {"model": "gpt-4o"}, "sampling_rate": 1.0})
+    assert rule.status_code == 201, rule.text
+    bad = stack.client.post("/api/v1/eval-rules", headers=stack.headers(key), json={
+        "name": "x", "evaluator": "contains", "config": {"no_such_field": 1}})
+    assert bad.status_code == 400 and "config.no_such_field" in bad.json()["error"]
+    time.sleep(5.5)  # the trigger refreshes its rules every 5 s
+    good_body, good_trace = _otlp_body("Paris is the capital of France.")
+    bad_body, bad_trace = _otlp_body("I do not know.")
+    for body in (good_body, bad_body):
+        assert stack.client.post("/v1/traces", content=body, headers={
+            **stack.headers(key), "Content-Type": "application/x-protobuf"}).status_code == 200
+    scores = _wait(lambda: dict(stack.clickhouse.query(
+        "SELECT trace_id, value FROM scores FINAL WHERE project_id = {p:String} AND name = 'mentions_paris'",
+        parameters={"p": project_id}).result_rows) if len(stack.clickhouse.query(
+        "SELECT trace_id FROM scores FINAL WHERE project_id = {p:String}", parameters={"p": project_id}).result_rows) >= 2 else None,
+        timeout=40)
+    assert scores == {good_trace: 1.0, bad_trace: 0.0}
+
+
+def test_feedback_score_via_api_lands_in_clickhouse(stack):
+    project_id, key = stack.create_key()
+    trace_id = uuid.uuid4().hex
+    r = stack.client.post("/api/v1/scores", headers=stack.headers(key),
+                          json={"name": "thumbs", "value": True, "trace_id": trace_id, "comment": "great"})
+    assert r.status_code == 202, r.text
+    rows = _wait(lambda: stack.clickhouse.query(
+        "SELECT name, data_type, value, comment, source FROM scores WHERE project_id = {p:String}",
+        parameters={"p": project_id}).result_rows)
+    assert rows == [("thumbs", "boolean", 1.0, "great", "api")]
