@@ -39,8 +39,9 @@ def _routers(kind: str) -> list:
     if kind in ("up", "query"):
         from core.admin import router as admin_router
         from evaluators.rules_api import router as eval_rules_router
+        from stream_processors.alerts.rules_api import router as alert_rules_router
 
-        routers += [admin_router, eval_rules_router]
+        routers += [admin_router, eval_rules_router, alert_rules_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
 
@@ -57,9 +58,10 @@ def _background(kind: str) -> list:
     if kind != "up":
         return []
     from evaluators.service import eval_worker_task
+    from stream_processors.alerts.service import alerts_task
     from stream_processors.service import processor_task
 
-    return [processor_task, eval_worker_task]
+    return [processor_task, eval_worker_task, alerts_task]
 
 
 async def _bootstrap_default_project(services) -> None:
@@ -107,7 +109,7 @@ async def _worker(kind: str, settings: Settings) -> None:
     from core.services import open_services
 
     if kind == "process":
-        from stream_processors.service import processor_task as task
+        from stream_processors.service import processor_with_alerts_task as task
 
         parts = PROCESS_PARTS
     else:

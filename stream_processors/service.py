@@ -38,3 +38,10 @@ async def processor_task(services: Services, stopping: asyncio.Event) -> None:
         return
     processor.stop()
     await run
+
+
+async def processor_with_alerts_task(services: Services, stopping: asyncio.Event) -> None:
+    """``evalforge process``: the span processor plus the alert engine (replicas coordinate in Redis)."""
+    from stream_processors.alerts.service import alerts_task
+
+    await asyncio.gather(processor_task(services, stopping), alerts_task(services, stopping))

@@ -89,3 +89,21 @@ def test_feedback_score_via_api_lands_in_clickhouse(stack):
         "SELECT name, data_type, value, comment, source FROM scores WHERE project_id = {p:String}",
         parameters={"p": project_id}).result_rows)
     assert rows == [("thumbs", "boolean", 1.0, "great", "api")]
+
+
+def test_alert_rule_api_validates_and_never_echoes_the_webhook(stack):
+    _, key = stack.create_key()
+    secret_url = "https://hooks.slack.com/services/T000/B000/very-secret-token-1234"
+    r = stack.client.post("/api/v1/alert-rules", headers=stack.headers(key), json={
+        "name": "slow", "metric": "latency", "aggregation": "p95", "threshold": 2000, "window_seconds": 300,
+        "slack_webhook_url": secret_url})
+    assert r.status_code == 201, r.text
+    assert "very-secret-token" not in r.text
+    listed = stack.client.get("/api/v1/alert-rules", headers=stack.headers(key))
+    assert listed.status_code == 200 and len(listed.json()["rules"]) == 1
+    assert "very-secret-token" not in listed.text
+    bad = stack.client.post("/api/v1/alert-rules", headers=stack.headers(key), json={
+        "name": "x", "metric": "no_such_metric", "threshold": 1})
+    assert bad.status_code == 400 and "metric" in bad.json()["error"]
+    _, other_key = stack.create_key()
+    assert stack.client.get("/api/v1/alert-rules", headers=stack.headers(other_key)).json()["rules"] == []
