@@ -151,8 +151,6 @@ class EmbeddedStack:
             if "postgres" in self.parts:
                 self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
                 self.urls["postgres"] = self.postgres.start()
-            if "clickhouse" in self.parts:
-                self.urls["clickhouse"] = f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
         except Exception:
             self.stop()
             raise

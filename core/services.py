@@ -106,9 +106,15 @@ async def open_services(
         needed.add("redis")  # the embedded bus is Redis Streams
     if "postgres" in needed:
         needed.add("redis")  # API-key lookups are cached in Redis
-    embedded_parts = {p for p in settings.embedded_parts if p in needed}
+    embedded_parts = {p for p in settings.embedded_parts if p in needed} - {"clickhouse"}
+    if "clickhouse" in needed and not urls["clickhouse"]:
+        urls["clickhouse"] = f"chdb://{(settings.data_dir / 'clickhouse').resolve()}"
     svc = Services(settings=settings, urls=urls)
+    clickhouse_ready: asyncio.Task | None = None
     try:
+        if "clickhouse" in needed:
+            # Independent of the other parts, and the slowest to open and migrate: start it first.
+            clickhouse_ready = asyncio.create_task(asyncio.to_thread(_open_clickhouse, urls["clickhouse"], migrate))
         if embedded_parts:
             svc.embedded = EmbeddedStack(settings.data_dir.resolve(), embedded_parts)
             urls.update(await asyncio.to_thread(svc.embedded.start))
@@ -121,15 +127,8 @@ async def open_services(
             svc.pg = AsyncConnectionPool(urls["postgres"], min_size=1, max_size=10, open=False,
                                          kwargs={"autocommit": True})
             await _reach("EVALFORGE_POSTGRES_URL", svc.pg.open(wait=True, timeout=10))
-        if "clickhouse" in needed:
-            try:
-                svc.clickhouse = await asyncio.to_thread(open_clickhouse, urls["clickhouse"])
-            except Exception as exc:
-                raise ConfigError(f"EVALFORGE_CLICKHOUSE_URL: cannot connect: {_short(exc)}") from None
-            if migrate:
-                from core.migrate import migrate_clickhouse
-
-                await asyncio.to_thread(migrate_clickhouse, svc.clickhouse)
+        if clickhouse_ready is not None:
+            svc.clickhouse = await clickhouse_ready
         if "blobs" in needed:
             svc.blobs = open_blob_store(urls["blobs"])
             if migrate and isinstance(svc.blobs, S3BlobStore):
@@ -148,9 +147,26 @@ async def open_services(
         if svc.pg is not None and svc.redis is not None:
             svc.auth = Authenticator(svc.pg, svc.redis, ttl=settings.auth_cache_seconds)
     except BaseException:
+        if clickhouse_ready is not None and svc.clickhouse is None:
+            try:
+                svc.clickhouse = await clickhouse_ready  # let the thread finish before closing
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
         await svc.close()
         raise
     return svc
+
+
+def _open_clickhouse(url: str, migrate: bool):
+    try:
+        client = open_clickhouse(url)
+        if migrate:
+            from core.migrate import migrate_clickhouse
+
+            migrate_clickhouse(client)
+    except Exception as exc:
+        raise ConfigError(f"EVALFORGE_CLICKHOUSE_URL: cannot connect: {_short(exc)}") from None
+    return client
 
 
 def _short(exc: BaseException) -> str:

@@ -111,14 +111,12 @@ class Settings(BaseSettings):
 
     @property
     def embedded_parts(self) -> set[str]:
-        """Parts that the embedded stack must start (their URL is empty)."""
+        """Server processes the embedded stack must start (their URL is empty); chDB runs in-process."""
         parts = set()
         if not self.postgres_url:
             parts.add("postgres")
         if not self.redis_url:
             parts.add("redis")
-        if not self.clickhouse_url:
-            parts.add("clickhouse")
         return parts
 
     @property
