@@ -209,7 +209,7 @@ def test_large_payload_lands_in_s3_and_record_points_to_it(ingest_server, projec
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=st.one_of(st.binary(max_size=400), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20).map(orjson.dumps)),
     path=st.sampled_from(["/v1/traces", "/api/v1/spans", "/api/v1/scores"]),
