@@ -1,0 +1,1 @@
+"""Provider integrations: translation of each provider's requests/responses into GenAI attributes."""
