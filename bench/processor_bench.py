@@ -163,10 +163,10 @@ def raw_ceiling(client, values: list[tuple[bytes, bytes]], blobs) -> dict:
             offload_payloads(span, blobs, 32 * 1024)
             sink.add_span(span, 0, offset)
         t, c = time.perf_counter(), time.process_time()
-        client.insert("spans", sink.span_rows, column_names=SPAN_COLUMNS)
+        rows_done += sink.span_count
+        client.insert("spans", sink.span_columns, column_names=SPAN_COLUMNS, column_oriented=True)
         insert_s += time.perf_counter() - t
         cpu_s += time.process_time() - c
-        rows_done += len(sink.span_rows)
     return {"rows": rows_done, "seconds": insert_s, "cpu": cpu_s}
 
 

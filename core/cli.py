@@ -15,6 +15,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+import uvloop
+
 from core.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("evalforge")
@@ -28,7 +30,10 @@ ALL_PARTS = frozenset({"bus", "clickhouse", "postgres", "redis", "blobs"})
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {}
+    overrides: dict[str, object] = {}
+    if args.command == "up" and "EVALFORGE_SINK_BATCH_MS" not in os.environ:
+        # Embedded chDB takes small inserts well; 200 ms keeps trace freshness well under a second.
+        overrides["sink_batch_ms"] = 200
     for name in ("host", "port", "data_dir"):
         value = getattr(args, name, None)
         if value is not None:
@@ -223,11 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         if args.command in ("up", "ingest", "query"):
-            asyncio.run(_serve(args.command, settings))
+            uvloop.run(_serve(args.command, settings))
         elif args.command in ("process", "evaluate"):
-            asyncio.run(_worker(args.command, settings))
+            uvloop.run(_worker(args.command, settings))
         elif args.command == "migrate":
-            asyncio.run(_migrate(settings))
+            uvloop.run(_migrate(settings))
         elif args.command == "keys":
             return _keys(args, settings)
         elif args.command == "demo":

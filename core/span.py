@@ -13,7 +13,7 @@ Token convention (one for every provider, so cost is computed one way):
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -89,9 +89,12 @@ def empty_record() -> dict[str, Any]:
     return rec
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def ns_to_datetime(ns: int) -> datetime:
-    """Unix nanoseconds -> aware UTC datetime (microsecond precision, as stored)."""
-    return datetime.fromtimestamp(ns // 1000 / 1_000_000, tz=timezone.utc)
+    """Unix nanoseconds -> aware UTC datetime (microsecond precision, as stored; exact, no float)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def encode(record: dict[str, Any]) -> bytes:
@@ -110,5 +113,5 @@ def decode(data: bytes) -> dict[str, Any]:
     for key in TIME_COLUMNS:
         value = rec.get(key)
         if isinstance(value, str):
-            rec[key] = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            rec[key] = datetime.fromisoformat(value)  # 3.11 reads the trailing "Z" itself
     return rec

@@ -122,7 +122,7 @@ class SpanProcessor:
         Nothing is committed before both the insert and the hook (eval jobs) succeeded, and the insert is
         not repeated when only the hook failed.
         """
-        n_spans = len(self.sink.span_rows)
+        n_spans = self.sink.span_count
         await self._retry("sink flush", self._write)
         flushed, self._flushed_spans = self._flushed_spans, []
         if self.on_spans is not None and flushed:
