@@ -45,10 +45,11 @@ def _routers(kind: str) -> list:
     routers = []
     if kind in ("up", "query"):
         from core.admin import router as admin_router
+        from evaluators.review_api import router as review_router
         from evaluators.rules_api import router as eval_rules_router
         from stream_processors.alerts.rules_api import router as alert_rules_router
 
-        routers += [admin_router, eval_rules_router, alert_rules_router]
+        routers += [admin_router, eval_rules_router, review_router, alert_rules_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
 
@@ -204,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", default=None, help="default http://EVALFORGE_HOST:EVALFORGE_PORT")
     p.add_argument("--api-key", default=None, help="default: the key in <data dir>/credentials")
     p.add_argument("--data-dir", type=Path)
+    from evaluators.rules_cli import add_parser as add_eval_rules_parser
+
+    add_eval_rules_parser(sub)
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     kc = keys_sub.add_parser("create", help="create a key for a project (creating the project if needed)")
@@ -235,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.run(_migrate(settings))
         elif args.command == "keys":
             return _keys(args, settings)
+        elif args.command == "eval-rules":
+            from evaluators.rules_cli import run as run_eval_rules
+
+            return run_eval_rules(args, lambda fn: _with_postgres(settings, fn))
         elif args.command == "demo":
             from core.demo import run_demo
 

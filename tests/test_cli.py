@@ -141,3 +141,18 @@ def test_kafka_unreachable_at_start_is_one_line(migrated_postgres, redis_url, tm
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("evalforge: error: EVALFORGE_BUS_URL"), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_eval_rules_cli_adds_lists_validates_and_deletes(migrated_postgres):
+    env = _env(EVALFORGE_POSTGRES_URL=migrated_postgres)
+    project = f"cli-{uuid.uuid4().hex[:6]}"
+    run = lambda *a: subprocess.run([*CLI, "eval-rules", *a], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)  # noqa: E731
+    added = run("add", "--project", project, "--name", "no pii", "--evaluator", "pii", "--filter", '{"kind": "llm"}')
+    assert added.returncode == 0, added.stderr
+    rule_id = added.stdout.strip()
+    listed = run("list", "--project", project)
+    assert rule_id in listed.stdout and '"evaluator": "pii"' in listed.stdout
+    bad = run("add", "--project", project, "--name", "x", "--evaluator", "contains", "--config", '{"nope": 1}')
+    assert bad.returncode != 0 and "config.nope" in bad.stderr
+    assert run("delete", rule_id).returncode == 0
+    assert rule_id not in run("list", "--project", project).stdout

@@ -1,0 +1,129 @@
+"""Human review and eval design over HTTP: the annotation queue, human-vs-judge agreement, criteria
+proposed from a prompt, and synthetic test datasets. Every query is scoped to the caller's project."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, Field
+
+from core.deps import ProjectDep, ServicesDep
+from evaluators.agreement import agreement
+from evaluators.criteria import propose_criteria
+from evaluators.synthetic import generate_tests
+
+router = APIRouter(prefix="/api/v1", tags=["evaluations"])
+
+
+@router.get("/review-queue")
+def review_queue(project: ProjectDep, services: ServicesDep,
+                 score_name: str = Query(min_length=1, max_length=200, description="the human score to collect"),
+                 kind: str = Query("llm", max_length=50), limit: int = Query(50, ge=1, le=500),
+                 judge_score: str | None = Query(None, max_length=200, description="review the lowest judge scores first")) -> dict:
+    """Spans still lacking a human ``score_name``: newest first, or lowest ``judge_score`` first."""
+    params: dict[str, Any] = {"p": project.id, "n": score_name, "kind": kind, "limit": limit, "judge": judge_score or ""}
+    order = "s.start_time DESC"
+    join = ""
+    if judge_score:
+        join = ("LEFT JOIN (SELECT trace_id, span_id, avg(value) AS judge_value FROM scores FINAL "
+                "WHERE project_id = {p:String} AND name = {judge:String} AND source = 'evaluator' "
+                "GROUP BY trace_id, span_id) AS j ON j.trace_id = s.trace_id AND j.span_id = s.span_id")
+        order = "j.judge_value ASC, s.start_time DESC"
+    sql = f"""
+        SELECT s.trace_id, s.span_id, s.name, s.model, s.start_time, s.input_preview, s.output_preview
+               {', j.judge_value' if judge_score else ''}
+        FROM spans AS s {join}
+        WHERE s.project_id = {{p:String}} AND s.kind = {{kind:String}}
+          AND (s.trace_id, s.span_id) NOT IN (
+              SELECT trace_id, span_id FROM scores WHERE project_id = {{p:String}} AND name = {{n:String}}
+                AND source IN ('human', 'api', 'sdk'))
+        ORDER BY {order} LIMIT 1 BY s.trace_id, s.span_id LIMIT {{limit:UInt32}}"""
+    result = services.clickhouse.query(sql, parameters=params)
+    items = []
+    for row in result.named_results():
+        row["start_time"] = row["start_time"].isoformat()
+        items.append(row)
+    return {"score_name": score_name, "items": items}
+
+
+@router.get("/scores/agreement")
+def score_agreement(project: ProjectDep, services: ServicesDep,
+                    human: str = Query(min_length=1, max_length=200), judge: str = Query(min_length=1, max_length=200)) -> dict:
+    """How well a judge agrees with people on the spans both scored (kappa / correlations)."""
+    sql = """SELECT trace_id, span_id, source, data_type, value, string_value FROM scores FINAL
+             WHERE project_id = {p:String} AND ((name = {h:String} AND source IN ('human', 'api', 'sdk'))
+                                              OR (name = {j:String} AND source = 'evaluator'))"""
+    human_scores: dict[tuple[str, str], Any] = {}
+    judge_scores: dict[tuple[str, str], Any] = {}
+    kinds = set()
+    for trace_id, span_id, source, data_type, value, string_value in services.clickhouse.query(
+            sql, parameters={"p": project.id, "h": human, "j": judge}).result_rows:
+        kinds.add(data_type)
+        target = judge_scores if source == "evaluator" else human_scores
+        target[(trace_id, span_id)] = string_value if data_type == "categorical" else value
+    paired = len(human_scores.keys() & judge_scores.keys())
+    if paired == 0:
+        return {"human": human, "judge": judge, "n": 0, "note": "no span has both scores yet"}
+    if len(kinds) > 1:
+        raise HTTPException(400, f"human: {human!r} and judge: {judge!r} have different data types {sorted(kinds)}")
+    result = agreement(human_scores, judge_scores, data_type=kinds.pop())
+    return {"human": human, "judge": judge, **result.__dict__}
+
+
+class PromptIn(BaseModel):
+    system_prompt: str = Field("", max_length=100_000)
+    user_template: str = Field("", max_length=100_000)
+
+
+@router.post("/criteria")
+async def criteria(body: PromptIn, project: ProjectDep) -> dict:
+    """Eval criteria (evaluator + config + rubric) proposed from a prompt; ready to POST as eval rules."""
+    if not (body.system_prompt or body.user_template):
+        raise HTTPException(400, "system_prompt: give a system prompt or a user template")
+    proposed, _ = await asyncio.to_thread(propose_criteria, body.system_prompt, body.user_template, project_id=project.id)
+    return {"criteria": [c.to_dict() for c in proposed]}
+
+
+class DatasetIn(PromptIn):
+    name: str = Field(min_length=1, max_length=200)
+    n: int = Field(5, ge=1, le=100)
+    include_edge_cases: bool = True
+
+
+@router.post("/datasets", status_code=201)
+async def create_dataset(body: DatasetIn, project: ProjectDep, services: ServicesDep) -> dict:
+    """Generate test inputs for a prompt template (edge cases included) and keep them as a dataset."""
+    if not body.user_template:
+        raise HTTPException(400, "user_template: required to generate test inputs")
+    rows, _ = await asyncio.to_thread(generate_tests, body.user_template, body.system_prompt, n=body.n,
+                                      project_id=project.id, include_edge_cases=body.include_edge_cases)
+    dataset_id = uuid.uuid4().hex
+    async with services.pg.connection() as conn, conn.transaction():
+        existing = await (await conn.execute("SELECT 1 FROM datasets WHERE project_id = %s AND name = %s",
+                                             (project.id, body.name))).fetchone()
+        if existing:
+            raise HTTPException(409, f"name: a dataset called {body.name!r} already exists")
+        await conn.execute("INSERT INTO datasets (id, project_id, name, prompt) VALUES (%s, %s, %s, %s)",
+                           (dataset_id, project.id, body.name,
+                            Jsonb({"system_prompt": body.system_prompt, "user_template": body.user_template})))
+        for position, row in enumerate(rows):
+            await conn.execute("INSERT INTO dataset_items (dataset_id, position, input, expected, tags) VALUES (%s, %s, %s, %s, %s)",
+                               (dataset_id, position, Jsonb(row.input), row.expected, row.tags))
+    return {"id": dataset_id, "name": body.name, "items": [r.to_dict() for r in rows]}
+
+
+@router.get("/datasets/{dataset_id}")
+async def get_dataset(dataset_id: str, project: ProjectDep, services: ServicesDep) -> dict:
+    async with services.pg.connection() as conn:
+        head = await (await conn.execute("SELECT id, name, source, prompt, created_at FROM datasets WHERE id = %s AND project_id = %s",
+                                         (dataset_id, project.id))).fetchone()
+        if head is None:
+            raise HTTPException(404, "no such dataset in your project")
+        items = await (await conn.execute("SELECT input, expected, tags FROM dataset_items WHERE dataset_id = %s ORDER BY position",
+                                          (dataset_id,))).fetchall()
+    return {"id": head[0], "name": head[1], "source": head[2], "prompt": head[3], "created_at": head[4].isoformat(),
+            "items": [{"input": i[0], "expected": i[1], "tags": i[2]} for i in items]}

@@ -1,0 +1,38 @@
+"""``GET /api/v1/metrics``: a metric, aggregated, grouped and bucketed over time."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from core.deps import ProjectDep, ServicesDep
+from query_api.filters import BadParam, parse_filters
+from query_api.metrics_sql import AGGREGATIONS, METRICS, MetricQuery, default_aggregation, run_metric
+from query_api.routers.common import http_errors, int_param, one_of, text_param
+
+router = APIRouter(tags=["metrics"])
+METRIC_PARAMS = ("metric", "aggregation", "group_by", "interval", "limit")
+
+
+@router.get("/metrics")
+def metrics(request: Request, project: ProjectDep, services: ServicesDep) -> dict:
+    """metric: requests | latency | ttft | cost | input_tokens | output_tokens | errors | error_rate |
+    tokens_per_second | score (with score_name); aggregation: count | sum | avg | min | max | p50 |
+    p90 | p95 | p99; group_by (repeatable): model, provider, name, user_id, session_id, environment,
+    release, tag, status; interval: minute | hour | day | week | month or a duration (30s, 5m,
+    2h, 1d; buckets aligned to the Unix epoch, UTC) — omit for totals;
+    limit: groups kept (largest totals); filters as on /traces. Default range: the last 7 days."""
+    qp = request.query_params
+    with http_errors():
+        f = parse_filters(qp, allowed_extra=METRIC_PARAMS)
+        metric = one_of(qp, "metric", METRICS, None)
+        if metric is None:
+            raise BadParam("metric", "required")
+        group_by = qp.getlist("group_by")
+        mq = MetricQuery(
+            metric=metric, aggregation=one_of(qp, "aggregation", AGGREGATIONS, default_aggregation(metric)),
+            group_by=group_by, interval=text_param(qp, "interval"),
+            limit=int_param(qp, "limit", 50, 1, 1000), score_name=f.score_name,
+        )
+        if metric == "score":  # score_name names the metric here, not a trace filter
+            f.score_name = ""
+        return run_metric(services.clickhouse, project.id, mq, f)

@@ -1,0 +1,38 @@
+"""``GET /api/v1/traces`` (filtered, sorted, cursor-paged list) and ``GET /api/v1/traces/{trace_id}``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+
+from core.deps import ProjectDep, ServicesDep
+from query_api.filters import parse_filters
+from query_api.routers.common import http_errors, int_param, one_of, text_param
+from query_api.traces_sql import SORTS, get_trace, list_traces
+
+router = APIRouter(tags=["traces"])
+LIST_PARAMS = ("sort", "order", "limit", "cursor")
+
+
+@router.get("/traces")
+def traces(request: Request, project: ProjectDep, services: ServicesDep) -> dict:
+    """Traces of the key's project. Filters: from, to, model, provider, name, status, user_id,
+    session_id, tag, environment, release, kind, prompt_name, prompt_version, min/max_latency_ms,
+    min/max_cost, score_name, min/max_score, q (text in previews). Multi-valued filters repeat the
+    parameter. sort: start_time | duration_ms | cost | total_tokens; order: desc | asc."""
+    qp = request.query_params
+    with http_errors():
+        f = parse_filters(qp, allowed_extra=LIST_PARAMS)
+        return list_traces(
+            services.clickhouse, project.id, f,
+            sort=one_of(qp, "sort", tuple(SORTS), "start_time"), order=one_of(qp, "order", ("desc", "asc"), "desc"),
+            limit=int_param(qp, "limit", 50, 1, 500), cursor=text_param(qp, "cursor") or None,
+        )
+
+
+@router.get("/traces/{trace_id}")
+def trace_detail(trace_id: str, project: ProjectDep, services: ServicesDep) -> dict:
+    """All spans of one trace as a tree, with full payloads, events and scores; 404 if unknown."""
+    if len(trace_id) > 128:  # no stored trace id is this long
+        raise HTTPException(404, "trace not found")
+    with http_errors(f"trace {trace_id[:64]!r} not found"):
+        return get_trace(services.clickhouse, services.blobs, project.id, trace_id)
