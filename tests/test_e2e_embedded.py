@@ -107,3 +107,28 @@ def test_alert_rule_api_validates_and_never_echoes_the_webhook(stack):
     assert bad.status_code == 400 and "metric" in bad.json()["error"]
     _, other_key = stack.create_key()
     assert stack.client.get("/api/v1/alert-rules", headers=stack.headers(other_key)).json()["rules"] == []
+
+
+def test_alert_message_link_opens_the_metric_in_the_query_api(stack):
+    from datetime import datetime, timedelta, timezone
+
+    from stream_processors.alerts.messages import metrics_link
+    from stream_processors.alerts.rules import AlertRule
+
+    project_id, key = stack.create_key()
+    end = datetime.now(timezone.utc).replace(microsecond=0)
+    payload = {"query_start": (end - timedelta(minutes=5)).isoformat().replace("+00:00", "Z"),
+               "window_end": end.isoformat().replace("+00:00", "Z")}
+    rules = [
+        AlertRule(id="r1", project_id=project_id, name="slow", metric="latency", aggregation="p95", threshold=1000,
+                  group_by="model", filter={"environment": "prod"}),
+        AlertRule(id="r2", project_id=project_id, name="errors", metric="error_rate", threshold=0.1),
+        AlertRule(id="r3", project_id=project_id, name="quality", metric="score_avg", threshold=0.5, comparator="<",
+                  filter={"name": "helpfulness"}),
+    ]
+    for rule in rules:
+        for group in (None, "gpt-4o") if rule.group_by else (None,):
+            url = metrics_link(rule, group, payload, "http://evalforge.example")
+            path = url.removeprefix("http://evalforge.example")
+            r = stack.client.get(path, headers=stack.headers(key))
+            assert r.status_code == 200, (url, r.text)

@@ -80,15 +80,18 @@ def build_digest(rule: AlertRule, kind: str, groups: list[str], payload: dict[st
 def metrics_link(rule: AlertRule, group: str | None, payload: dict[str, Any], public_url: str) -> str:
     """A query-API URL showing the alert's metric over its window (and the baseline for anomalies),
     for one group, or broken down by the rule's group_by when ``group`` is None."""
+    # The API key picks the project; score_avg rules read the score named in their filter.
+    metric = "score" if rule.base_metric == "score_avg" else rule.base_metric
     params: dict[str, Any] = {
-        "project_id": rule.project_id,
-        "metric": rule.base_metric,
+        "metric": metric,
         "aggregation": rule.effective_aggregation,
-        "start": payload["query_start"],
-        "end": payload["window_end"],
+        "from": payload["query_start"],
+        "to": payload["window_end"],
         "interval": f"{rule.window_seconds}s",
     }
     filters = dict(rule.filter)
+    if metric == "score":
+        params["score_name"] = filters.pop("name", "")
     if rule.group_by and group is not None:
         filters[rule.group_by] = group
     elif rule.group_by:

@@ -56,7 +56,7 @@ def test_p95_fires_once_stays_quiet_in_cooldown_and_resolves(clickhouse, redis_f
     assert "5m ending" in text and "*Group*\\nall" in text and "*Samples*\\n50" in text
     link = body["blocks"][3]["elements"][0]["url"]
     assert link.startswith("https://evalforge.example/api/v1/metrics?") and "metric=latency" in link
-    assert "aggregation=p95" in link and f"project_id={project}" in link
+    assert "aggregation=p95" in link and "project_id" not in link  # the API key scopes the project
 
     # still slow a minute and five minutes later: inside the cooldown, no repeat
     spans.insert(spans.slow(t0, 300, 50))
