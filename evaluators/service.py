@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 
 from core.services import Services
+from core.workers import member_name, run_until_stopped
 from evaluators.worker import EvalWorker
 
 
 async def eval_worker_task(services: Services, stopping: asyncio.Event) -> None:
     s = services.settings
     worker = EvalWorker(services.bus, services.blobs,
-                        name=f"{socket.gethostname()}-{os.getpid()}" if s.bus_url.startswith("kafka") else "embedded",
+                        name=member_name(s.bus_url),
                         judge_api_key=s.judge_api_key or None)
     services.extras["eval_worker"] = worker
-    run = asyncio.create_task(worker.run())
-    stop_wait = asyncio.create_task(stopping.wait())
-    done, _ = await asyncio.wait({run, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-    if run in done:
-        stop_wait.cancel()
-        run.result()
-        return
-    worker.stop()
-    await run
+    await run_until_stopped(worker, stopping)

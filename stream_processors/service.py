@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import socket
 
 from core.services import Services
+from core.workers import member_name, run_until_stopped
 from stream_processors.eval_trigger import EvalTrigger
 from stream_processors.worker import SpanProcessor
-
-log = logging.getLogger(__name__)
 
 
 def make_processor(services: Services, on_spans=None) -> SpanProcessor:
     s = services.settings
     return SpanProcessor(
         services.bus, services.clickhouse, services.blobs,
-        group=s.processor_group, name=f"{socket.gethostname()}-{os.getpid()}" if s.bus_url.startswith("kafka") else "embedded",
+        group=s.processor_group, name=member_name(s.bus_url),
         batch_rows=s.sink_batch_rows, batch_ms=s.sink_batch_ms, offload_bytes=s.payload_offload_bytes,
         on_spans=on_spans,
     )
@@ -29,15 +25,7 @@ async def processor_task(services: Services, stopping: asyncio.Event) -> None:
     trigger = EvalTrigger(services.bus, services.pg) if services.pg is not None else None
     processor = make_processor(services, on_spans=trigger)
     services.extras["processor"] = processor
-    run = asyncio.create_task(processor.run())
-    stop_wait = asyncio.create_task(stopping.wait())
-    done, _ = await asyncio.wait({run, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-    if run in done:
-        stop_wait.cancel()
-        run.result()  # a crashed processor is a crashed service: re-raise
-        return
-    processor.stop()
-    await run
+    await run_until_stopped(processor, stopping)
 
 
 async def processor_with_alerts_task(services: Services, stopping: asyncio.Event) -> None:
