@@ -329,3 +329,19 @@ def _frame_name(frame: str) -> str:
     if not sep:
         return frame
     return f"{func} ({where.rsplit(':', 1)[0].rstrip(')')})"
+
+
+def http_call(conn, port: int, method: str, path: str, headers: dict, body: bytes | None = None):
+    """One request on a keep-alive connection; on a broken connection, a fresh one and status 0.
+
+    Returns (connection to use next, HTTP status or 0)."""
+    import http.client
+
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return conn, resp.status
+    except (OSError, http.client.HTTPException):
+        conn.close()
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=30), 0

@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    http_call,
     PROTOBUF, ROOT, PeakRss, build_request, cpu_seconds, free_port, loadavg, percentiles, print_table, py_spy_start,
     renew_ids, summarize_collapsed, wait_http,
 )
@@ -67,15 +68,7 @@ def _sender(port: int, key: str, batch: int, rate: float, seconds: float, start_
                 counter[0] += 1
                 probe = counter[0] % probe_every == 0
             sent = time.monotonic()
-            try:
-                conn.request("POST", "/v1/traces", body=body, headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                status = 0
+            conn, status = http_call(conn, port, "POST", "/v1/traces", headers, body)
             acked = time.monotonic()
             results.append((acked - sent, status))
             if probe and 200 <= status < 300:
@@ -100,15 +93,7 @@ def _poll_until_visible(port: int, key: str, jobs: queue.Queue, poll_s: float, t
         trace_id, acked = job
         while True:
             sent = time.monotonic()
-            try:
-                conn.request("GET", f"/api/v1/traces/{trace_id}", headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                status = 0
+            conn, status = http_call(conn, port, "GET", f"/api/v1/traces/{trace_id}", headers)
             now = time.monotonic()
             query_ms.append((now - sent) * 1000)
             statuses[status] = statuses.get(status, 0) + 1  # a 5xx here is a query-path bug, not staleness

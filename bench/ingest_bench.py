@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    http_call,
     PROTOBUF, ROOT, MetaParts, PeakRss, broker_pid, build_request, canonical_records, cpu_seconds, free_port,
     loadavg, percentiles, print_table, py_spy_start, rss_mib, start_kafka, summarize_collapsed, wait_http,
 )
@@ -76,15 +77,7 @@ def _client_proc(port: int, key: str, bodies: list[bytes], conns: int, start_at:
                 break
             body = bodies[n % len(bodies)]
             n += 1
-            try:
-                conn.request("POST", "/v1/traces", body=body, headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                status = 0
+            conn, status = http_call(conn, port, "POST", "/v1/traces", headers, body)
             done = time.monotonic()
             results[i].append((done, done - sent, status))
         conn.close()
