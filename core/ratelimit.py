@@ -44,3 +44,19 @@ class RateLimiter:
         allowed, wait_ms = await self._script(keys=[f"evalforge:rate:{project_id}"],
                                               args=[self.rate, self.burst, n, time.time()])
         return bool(allowed), max(int(wait_ms), 1) / 1000.0
+
+
+class SyncRateLimiter:
+    """The same token bucket for code running in a worker thread (a sync redis-py client)."""
+
+    def __init__(self, redis, rate_per_second: float, burst: float = 0.0, prefix: str = "evalforge:rate:"):
+        self.rate = rate_per_second
+        self.burst = burst or rate_per_second
+        self.prefix = prefix
+        self._script = redis.register_script(_TOKEN_BUCKET) if rate_per_second > 0 else None
+
+    def allow(self, key: str, n: int = 1) -> tuple[bool, float]:
+        if self._script is None or n <= 0:
+            return True, 0.0
+        allowed, wait_ms = self._script(keys=[self.prefix + key], args=[self.rate, self.burst, min(n, self.burst), time.time()])
+        return bool(allowed), max(int(wait_ms), 1) / 1000.0

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = 30.0
     bus_timeout_seconds: float = 5.0
     judge_api_key: str = Field("", description="API key the LLM judge uses when a rule names no base_url", repr=False)
+    judge_calls_per_minute: float = 60.0  # per project, shared by all eval workers; 0 = unlimited
+    judge_daily_budget_usd: float = 0.0  # per project and UTC day; 0 = no cap
 
     @field_validator("bus_url")
     @classmethod

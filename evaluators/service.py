@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
+import redis
+
 from core.services import Services
 from core.workers import member_name, run_until_stopped
+from evaluators.guard import redis_judge_guard
 from evaluators.worker import EvalWorker
 
 
 async def eval_worker_task(services: Services, stopping: asyncio.Event) -> None:
     s = services.settings
-    worker = EvalWorker(services.bus, services.blobs,
-                        name=member_name(s.bus_url),
-                        judge_api_key=s.judge_api_key or None)
+    guard = redis_judge_guard(redis.Redis.from_url(services.urls["redis"]), s.judge_calls_per_minute,
+                              s.judge_daily_budget_usd)
+    worker = EvalWorker(services.bus, services.blobs, name=member_name(s.bus_url),
+                        judge_api_key=s.judge_api_key or None, judge_guard=guard)
     services.extras["eval_worker"] = worker
     await run_until_stopped(worker, stopping)

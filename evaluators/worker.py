@@ -15,7 +15,7 @@ import orjson
 from core.blobs import BlobStore
 from core.bus import TOPIC_EVAL_JOBS, TOPIC_SCORES, TOPIC_SPANS, Bus
 from core.span import decode, encode
-from evaluators.llm import JudgeError
+from evaluators.llm import JudgeError, JudgeGuard
 from evaluators.registry import get_evaluator
 
 log = logging.getLogger(__name__)
@@ -26,13 +26,15 @@ _JSON = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
 class EvalWorker:
     def __init__(self, bus: Bus, blobs: BlobStore | None, *, group: str = "evalforge-evaluators",
-                 name: str = "worker", max_attempts: int = 4, judge_api_key: str | None = None):
+                 name: str = "worker", max_attempts: int = 4, judge_api_key: str | None = None,
+                 judge_guard: JudgeGuard | None = None):
         self.bus = bus
         self.blobs = blobs
         self.group = group
         self.name = name
         self.max_attempts = max_attempts
         self.judge_api_key = judge_api_key
+        self.judge_guard = judge_guard
         self._evaluators: dict[tuple[str, bytes], Any] = {}
         self._stop = asyncio.Event()
         self.stats = {"jobs": 0, "scores": 0, "failed": 0, "retries": 0}
@@ -70,7 +72,12 @@ class EvalWorker:
     def _evaluator(self, job: dict[str, Any]):
         key = (job["rule_id"], orjson.dumps(job.get("config") or {}, option=orjson.OPT_SORT_KEYS))
         if key not in self._evaluators:
-            deps = {"api_key": self.judge_api_key} if job["evaluator"] == "llm_judge" and self.judge_api_key else {}
+            deps: dict[str, Any] = {}
+            if job["evaluator"] == "llm_judge":
+                if self.judge_api_key:
+                    deps["api_key"] = self.judge_api_key
+                if self.judge_guard is not None:
+                    deps["guard"] = self.judge_guard
             self._evaluators[key] = get_evaluator(job["evaluator"], job.get("config") or {}, **deps)
         return self._evaluators[key]
 

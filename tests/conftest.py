@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from core.embedded import EmbeddedPostgres, EmbeddedRedis
 
@@ -213,3 +214,17 @@ def stack(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, servi
     app = build_app(settings, parts=ALL_PARTS, routers=_routers("up"), background=_background("up"), migrate=True)
     with TestClient(app) as client:
         yield Stack(client=client, app=app, clickhouse=clickhouse, postgres_url=migrated_postgres, settings=settings)
+
+
+@pytest_asyncio.fixture
+async def private_bus(tmp_path):
+    """A Redis-Streams bus on its own Redis server, so no other consumer group sees these records."""
+    from core.bus.redis_streams import RedisStreamsBus
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    bus = RedisStreamsBus(server.url)
+    await bus.start()
+    yield bus
+    await bus.close()
+    server.stop()

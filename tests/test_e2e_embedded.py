@@ -77,6 +77,12 @@ def test_eval_rule_scores_matching_spans(stack):
         "SELECT trace_id FROM scores FINAL WHERE project_id = {p:String}", parameters={"p": project_id}).result_rows) >= 2 else None,
         timeout=40)
     assert scores == {good_trace: 1.0, bad_trace: 0.0}
+    summary = stack.client.get("/api/v1/scores/summary", params={"score_name": "mentions_paris"},
+                               headers=stack.headers(key)).json()
+    [entry] = summary["data"]
+    assert (entry["name"], entry["count"], entry["mean"]) == ("mentions_paris", 2, 0.5)
+    detail = stack.client.get(f"/api/v1/traces/{good_trace}", headers=stack.headers(key)).json()
+    assert [(sc["name"], sc["value"], sc["source"]) for sc in detail["scores"]] == [("mentions_paris", 1.0, "evaluator")]
 
 
 def test_feedback_score_via_api_lands_in_clickhouse(stack):

@@ -1,13 +1,10 @@
-"""Helpers for processor tests: canonical span records and a private Redis-Streams bus."""
+"""Helpers for processor tests: canonical span records as the bus carries them."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import pytest_asyncio
-
-from core.embedded import EmbeddedRedis
 from core.span import empty_record, encode
 
 
@@ -27,17 +24,3 @@ def make_span(project_id: str, i: int = 0, **extra) -> dict:
 
 def as_message(rec: dict) -> tuple[bytes, bytes]:
     return rec["trace_id"].encode(), encode(rec)
-
-
-@pytest_asyncio.fixture
-async def private_bus(tmp_path):
-    """A Redis-Streams bus on its own Redis server, so no other processor consumes these records."""
-    from core.bus.redis_streams import RedisStreamsBus
-
-    server = EmbeddedRedis(tmp_path / "redis")
-    server.start()
-    bus = RedisStreamsBus(server.url)
-    await bus.start()
-    yield bus
-    await bus.close()
-    server.stop()
