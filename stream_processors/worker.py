@@ -10,6 +10,7 @@ import asyncio
 import base64
 import logging
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from core.blobs import BlobStore
 from core.bus import TOPIC_SCORES, TOPIC_SPANS, TOPIC_SPANS_DLQ, Bus, Record
 from core.payloads import offload_payloads
 from core.span import decode
+from stream_processors import metrics
 from stream_processors.enrich import enrich
 from stream_processors.sink import ClickHouseSink, SeenSpans, load_progress
 
@@ -88,6 +90,7 @@ class SpanProcessor:
                 continue
             if self._already_written(r):
                 self.stats["skipped_redelivered"] += 1
+                metrics.RECORDS.labels("skipped_redelivered").inc()
                 continue
             try:
                 span = decode(r.value)
@@ -98,6 +101,7 @@ class SpanProcessor:
                 continue
             if not self.seen.add((span["project_id"], span["trace_id"], span["span_id"])):
                 self.stats["duplicates"] += 1
+                metrics.RECORDS.labels("duplicate").inc()
                 continue
             self.sink.add_span(span, r.partition, r.offset)
             self._flushed_spans.append(span)
@@ -110,6 +114,7 @@ class SpanProcessor:
 
     def _to_dlq(self, r: Record, exc: Exception) -> None:
         self.stats["dlq"] += 1
+        metrics.RECORDS.labels("dead_lettered").inc()
         log.warning("record %s/%s@%s to DLQ: %s", r.topic, r.partition, r.offset, exc)
         self._dlq.append((r.key, orjson.dumps({
             "error": f"{type(exc).__name__}: {exc}"[:1000], "topic": r.topic, "partition": r.partition,
@@ -122,8 +127,10 @@ class SpanProcessor:
         Nothing is committed before both the insert and the hook (eval jobs) succeeded, and the insert is
         not repeated when only the hook failed.
         """
-        n_spans = self.sink.span_count
+        n_spans, n_scores = self.sink.span_count, len(self.sink.score_rows)
+        started = time.perf_counter()
         await self._retry("sink flush", self._write)
+        metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
         flushed, self._flushed_spans = self._flushed_spans, []
         if self.on_spans is not None and flushed:
             await self._retry("post-write hook", lambda: self.on_spans(flushed))
@@ -133,6 +140,12 @@ class SpanProcessor:
                 self._progress[r.partition] = max(self._progress.get(r.partition, -1), r.offset)
         self.stats["spans"] += n_spans
         self._pending = []
+        metrics.RECORDS.labels("span_persisted").inc(n_spans)
+        metrics.RECORDS.labels("score_persisted").inc(n_scores)
+        now = datetime.now(timezone.utc)
+        for span in flushed:
+            if span.get("ingested_at") is not None:
+                metrics.FRESHNESS_SECONDS.observe(max((now - span["ingested_at"]).total_seconds(), 0.0))
 
     async def _write(self) -> None:
         if self._dlq:
@@ -148,6 +161,7 @@ class SpanProcessor:
                 return
             except Exception as exc:  # ClickHouse / bus down: keep everything, try again
                 self.stats["insert_retries"] += 1
+                metrics.RECORDS.labels("write_retry").inc()
                 log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
                 if self._stop.is_set() and delay >= 5:
                     raise

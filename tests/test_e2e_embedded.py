@@ -138,3 +138,29 @@ def test_alert_message_link_opens_the_metric_in_the_query_api(stack):
             path = url.removeprefix("http://evalforge.example")
             r = stack.client.get(path, headers=stack.headers(key))
             assert r.status_code == 200, (url, r.text)
+
+
+def test_prometheus_metrics_and_readiness(stack):
+    _, key = stack.create_key()
+    body, trace_id = _otlp_body("metrics please")
+    assert stack.client.post("/v1/traces", content=body, headers={
+        **stack.headers(key), "Content-Type": "application/x-protobuf"}).status_code == 200
+    bad = stack.client.post("/api/v1/spans", headers=stack.headers(key), json={"spans": [{"trace_id": "zz"}]})
+    assert bad.status_code == 200 and bad.json()["accepted"] == 0
+
+    def persisted() -> float:
+        text = stack.client.get("/metrics").text
+        line = next((l for l in text.splitlines() if l.startswith('evalforge_processor_records_total{outcome="span_persisted"}')), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    before = persisted()
+    body2, _ = _otlp_body("and once more")
+    stack.client.post("/v1/traces", content=body2, headers={**stack.headers(key), "Content-Type": "application/x-protobuf"})
+    _wait(lambda: persisted() > before)
+    text = stack.client.get("/metrics").text
+    for name in ("evalforge_ingest_spans_accepted_total", 'evalforge_ingest_spans_rejected_total{reason="invalid"}',
+                 "evalforge_ingest_produce_seconds_bucket", "evalforge_processor_freshness_seconds_bucket",
+                 "evalforge_processor_insert_seconds_bucket"):
+        assert name in text, name
+    ready = stack.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"

@@ -257,7 +257,10 @@ def test_broker_down_means_503_and_every_2xx_span_is_on_the_topic(ingest_server,
     try:
         time.sleep(1.5)
         kafka_broker.stop()
-        time.sleep(8)
+        started = time.monotonic()
+        ready = httpx.get(f"{ingest_server.url}/readyz", timeout=30)
+        assert ready.status_code == 503 and ready.json()["parts"]["bus"]["status"] == "error"
+        time.sleep(max(0.0, 8 - (time.monotonic() - started)))
         kafka_broker.restart()
         restarted = len(statuses)
         deadline = time.monotonic() + 60
