@@ -9,6 +9,10 @@ of the batch is a probe: from its 2xx, pollers call ``GET /api/v1/traces/{trace_
 upper bound: it includes one query and up to one poll interval).
 
     .venv/bin/python bench/freshness_bench.py [--seconds 30] [--rate 5000] [--batch 100] [--batch-ms N]
+                                              [--layout embedded|kafka]
+
+``--layout kafka`` runs a real broker, sends the load to a separate ``evalforge ingest`` and reads
+through ``evalforge up`` on Kafka (processor + query API in the one process chDB allows).
 
 ``--batch-ms`` sets EVALFORGE_SINK_BATCH_MS for the run (default: the service default). Prints its
 figures; no pass/fail. Target: p95 <= 1 s at 5,000 spans/s.
@@ -34,9 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    http_call,
-    PROTOBUF, ROOT, PeakRss, build_request, cpu_seconds, free_port, loadavg, percentiles, print_table, py_spy_start,
-    renew_ids, summarize_collapsed, wait_http,
+    PROTOBUF, ROOT, PeakRss, build_request, cpu_seconds, free_port, http_call, loadavg, percentiles, print_table,
+    py_spy_start, renew_ids, start_kafka, summarize_collapsed, wait_http,
 )
 
 
@@ -122,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-ms", type=int, default=0, help="EVALFORGE_SINK_BATCH_MS for the run (0: default)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir")
     ap.add_argument("--profile", action="store_true", help="py-spy the evalforge up process during the run")
+    ap.add_argument("--layout", choices=("embedded", "kafka"), default="embedded",
+                    help="embedded: everything in `evalforge up`; kafka: a real broker, a separate "
+                         "`evalforge ingest` taking the load, and `evalforge up` on Kafka as processor + query API")
     args = ap.parse_args(argv)
 
     print(f"load average at start: {loadavg()}  (2 cores shared with other work)")
@@ -133,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_ms:
         env["EVALFORGE_SINK_BATCH_MS"] = str(args.batch_ms)
     log_path = data.parent / f"{data.name}.log"
-    server = None
+    server = ingest_proc = broker = None
+    if args.layout == "kafka":
+        broker = start_kafka()
+        env["EVALFORGE_BUS_URL"] = f"kafka://{broker.bootstrap}"
     try:
         started = time.monotonic()
         with open(log_path, "w") as log:
@@ -143,11 +152,24 @@ def main(argv: list[str] | None = None) -> int:
         startup = time.monotonic() - started
         key = (data / "credentials").read_text().strip().partition("=")[2]
         print(f"evalforge up pid {server.pid} on :{port}, ready in {startup:.1f} s; data dir {data}")
+        send_port = port
+        if args.layout == "kafka":
+            # A second service replica: ingest alone, on the same PostgreSQL / Redis / blobs as `up`.
+            send_port = free_port()
+            ingest_env = {**env, "EVALFORGE_POSTGRES_URL": f"postgresql://postgres:@/postgres?host={data / 'postgres'}",
+                          "EVALFORGE_REDIS_URL": f"unix://{data / 'redis' / 'redis.sock'}",
+                          "EVALFORGE_BLOB_URL": f"file://{data / 'blobs'}"}
+            with open(log_path, "a") as log:
+                ingest_proc = subprocess.Popen([str(ROOT / ".venv/bin/evalforge"), "ingest", "--port", str(send_port),
+                                           "--data-dir", str(data)], env=ingest_env, stdout=log, stderr=log,
+                                          start_new_session=True)
+            wait_http(f"http://127.0.0.1:{send_port}/healthz", timeout=120, proc=ingest_proc)
+            print(f"evalforge ingest pid {ingest_proc.pid} on :{send_port}; broker {broker.bootstrap}")
 
         ctx = mp.get_context("spawn")
         probes_q, out_q = ctx.Queue(), ctx.Queue()
         start_at = time.monotonic() + 3.0
-        sender = ctx.Process(target=_sender, args=(port, key, args.batch, args.rate, args.seconds, start_at,
+        sender = ctx.Process(target=_sender, args=(send_port, key, args.batch, args.rate, args.seconds, start_at,
                                                     args.probe_every, args.senders, probes_q, out_q))
         sender.start()
         jobs: queue.Queue = queue.Queue()
@@ -162,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             t.start()
         time.sleep(max(0.0, start_at - time.monotonic()))
         cpu0 = cpu_seconds(server.pid)
+        ingest_cpu0 = cpu_seconds(ingest_proc.pid) if ingest_proc else 0.0
         spy_out = data.parent / f"{data.name}.pyspy.txt"
         spy = py_spy_start(server.pid, args.seconds, spy_out) if args.profile else None
         with PeakRss([server.pid]) as peak:
@@ -170,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 if item[1] >= warm_until:
                     jobs.put(item)
             cpu = cpu_seconds(server.pid) - cpu0
+            ingest_cpu = cpu_seconds(ingest_proc.pid) - ingest_cpu0 if ingest_proc else 0.0
             results, sender_cpu = out_q.get(timeout=60)
             for _ in pollers:
                 jobs.put(None)
@@ -183,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         ingest = percentiles([r[0] * 1000 for r in ok])
         fresh = percentiles([f * 1000 for f in found], (50, 95, 99, 100))
         qp = percentiles(query_ms)
-        print_table(f"freshness: evalforge up (embedded), {args.rate:,.0f} spans/s offered", [
+        layout = "evalforge up (embedded)" if args.layout == "embedded" else "Kafka: evalforge ingest -> evalforge up"
+        print_table(f"freshness: {layout}, {args.rate:,.0f} spans/s offered", [
             ("spans/s acknowledged", f"{len(ok) * args.batch / args.seconds:,.0f}"),
             ("ingest latency p50 / p95 ms", f"{ingest[50]:.1f} / {ingest[95]:.1f}"),
             ("responses by status", ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))),
@@ -195,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             ("sink batch ms", env.get("EVALFORGE_SINK_BATCH_MS", "service default")),
             ("evalforge up CPU (cores)", f"{cpu / args.seconds:.2f}"),
             ("evalforge up peak RSS MiB (main process)", f"{peak.peak[server.pid]:.0f}"),
+            *([("evalforge ingest CPU (cores)", f"{ingest_cpu / args.seconds:.2f}")] if ingest_proc else []),
             ("sender CPU (cores)", f"{sender_cpu / args.seconds:.2f}"),
             ("startup s (fresh data dir)", f"{startup:.1f}"),
             ("load average", loadavg()),
@@ -203,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
             spy.wait(60)
             print_table(f"py-spy of evalforge up during the run ({spy_out})", summarize_collapsed(spy_out, 20))
     finally:
+        if ingest_proc is not None and ingest_proc.poll() is None:
+            ingest_proc.send_signal(signal.SIGTERM)
+            ingest_proc.wait(60)
         if server is not None and server.poll() is None:
             server.send_signal(signal.SIGTERM)
             try:
@@ -210,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+        if broker is not None:
+            broker.close()
         if not args.keep:
             shutil.rmtree(data, ignore_errors=True)
     print(f"(server log: {log_path})")

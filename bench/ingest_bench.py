@@ -35,9 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    http_call,
     PROTOBUF, ROOT, MetaParts, PeakRss, broker_pid, build_request, canonical_records, cpu_seconds, free_port,
-    loadavg, percentiles, print_table, py_spy_start, rss_mib, start_kafka, summarize_collapsed, wait_http,
+    http_call, loadavg, percentiles, print_table, py_spy_start, rss_mib, start_kafka, summarize_collapsed, wait_http,
 )
 
 BODIES_PER_PROC = 8
