@@ -114,4 +114,9 @@ def decode(data: bytes) -> dict[str, Any]:
         value = rec.get(key)
         if isinstance(value, str):
             rec[key] = datetime.fromisoformat(value)  # 3.11 reads the trailing "Z" itself
+    if rec.get("ingested_at") is None:
+        rec["ingested_at"] = datetime.now(timezone.utc)  # records made by our own workers
+    for key in ("start_time", "end_time"):
+        if not isinstance(rec.get(key), datetime):
+            raise ValueError(f"span record lacks {key}")
     return rec

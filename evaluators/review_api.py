@@ -7,13 +7,18 @@ import asyncio
 import uuid
 from typing import Any
 
+import redis
 from fastapi import APIRouter, HTTPException, Query
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
+from core.bus import TOPIC_SPANS
 from core.deps import ProjectDep, ServicesDep
+from core.span import encode
 from evaluators.agreement import agreement
 from evaluators.criteria import propose_criteria
+from evaluators.guard import redis_judge_guard
+from evaluators.llm import LLMClient, LLMSettings
 from evaluators.synthetic import generate_tests
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"])
@@ -77,15 +82,36 @@ def score_agreement(project: ProjectDep, services: ServicesDep,
 class PromptIn(BaseModel):
     system_prompt: str = Field("", max_length=100_000)
     user_template: str = Field("", max_length=100_000)
+    # Optional model to assist (same settings as a judge rule); without it, heuristics alone.
+    llm: LLMSettings | None = None
+
+
+def _assistant(body: PromptIn, services) -> dict[str, Any]:
+    """The LLM client and guard for model-assisted proposals (rate limit and budget of the judge)."""
+    if body.llm is None:
+        return {}
+    s = services.settings
+    guard = redis_judge_guard(redis.Redis.from_url(services.urls["redis"]), s.judge_calls_per_minute,
+                              s.judge_daily_budget_usd)
+    return {"llm": LLMClient(body.llm, api_key=s.judge_api_key or None), "guard": guard}
+
+
+def _record_calls(calls: list, project_id: str) -> list[tuple[bytes, bytes]]:
+    """The assistant's model calls become spans of the project, priced like any other."""
+    return [(rec["trace_id"].encode(), encode(rec)) for rec in (c.to_span_record(project_id, name="evalforge.assist")
+                                                                for c in calls)]
 
 
 @router.post("/criteria")
-async def criteria(body: PromptIn, project: ProjectDep) -> dict:
+async def criteria(body: PromptIn, project: ProjectDep, services: ServicesDep) -> dict:
     """Eval criteria (evaluator + config + rubric) proposed from a prompt; ready to POST as eval rules."""
     if not (body.system_prompt or body.user_template):
         raise HTTPException(400, "system_prompt: give a system prompt or a user template")
-    proposed, _ = await asyncio.to_thread(propose_criteria, body.system_prompt, body.user_template, project_id=project.id)
-    return {"criteria": [c.to_dict() for c in proposed]}
+    proposed, calls = await asyncio.to_thread(propose_criteria, body.system_prompt, body.user_template,
+                                              project_id=project.id, **_assistant(body, services))
+    if calls:
+        await services.bus.publish(TOPIC_SPANS, _record_calls(calls, project.id))
+    return {"criteria": [c.to_dict() for c in proposed], "model_calls": len(calls)}
 
 
 class DatasetIn(PromptIn):
@@ -99,8 +125,11 @@ async def create_dataset(body: DatasetIn, project: ProjectDep, services: Service
     """Generate test inputs for a prompt template (edge cases included) and keep them as a dataset."""
     if not body.user_template:
         raise HTTPException(400, "user_template: required to generate test inputs")
-    rows, _ = await asyncio.to_thread(generate_tests, body.user_template, body.system_prompt, n=body.n,
-                                      project_id=project.id, include_edge_cases=body.include_edge_cases)
+    rows, calls = await asyncio.to_thread(generate_tests, body.user_template, body.system_prompt, n=body.n,
+                                          project_id=project.id, include_edge_cases=body.include_edge_cases,
+                                          **_assistant(body, services))
+    if calls:
+        await services.bus.publish(TOPIC_SPANS, _record_calls(calls, project.id))
     dataset_id = uuid.uuid4().hex
     async with services.pg.connection() as conn, conn.transaction():
         existing = await (await conn.execute("SELECT 1 FROM datasets WHERE project_id = %s AND name = %s",

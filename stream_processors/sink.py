@@ -21,6 +21,11 @@ SCORE_COLUMNS = [
 ]
 
 
+# Raised by clickhouse-connect while encoding a value that does not fit its column: a bad record,
+# not a bad server. Retrying would fail forever.
+DATA_ERRORS = (TypeError, ValueError, AttributeError, OverflowError, KeyError, IndexError)
+
+
 class SeenSpans:
     """A bounded LRU of (project, trace, span) identities written recently."""
 
@@ -74,14 +79,53 @@ class ClickHouseSink:
     def __len__(self) -> int:
         return self.span_count + len(self.score_rows)
 
-    def flush(self) -> None:
-        """Insert everything collected; raises on failure, leaving the rows in place for a retry."""
+    def flush(self) -> list[tuple[str, int, Exception]]:
+        """Insert everything collected. Rows that cannot be encoded for their column types are written
+        around and returned as (table, index in the batch, error), so one bad record never blocks a
+        partition. Any other failure (server, connection) raises and leaves the unwritten rows for a retry.
+        """
+        rejected: list[tuple[str, int, Exception]] = []
         if self.span_count:
-            self._client.insert("spans", self.span_columns, column_names=SPAN_COLUMNS, column_oriented=True)
+            try:
+                self._client.insert("spans", self.span_columns, column_names=SPAN_COLUMNS, column_oriented=True)
+            except DATA_ERRORS:
+                rejected += self._insert_one_by_one("spans")
             self.span_columns = [[] for _ in SPAN_COLUMNS]
         if self.score_rows:
-            self._client.insert("scores", self.score_rows, column_names=SCORE_COLUMNS)
+            try:
+                self._client.insert("scores", self.score_rows, column_names=SCORE_COLUMNS)
+            except DATA_ERRORS:
+                rejected += self._insert_one_by_one("scores")
             self.score_rows = []
+        return rejected
+
+    def _insert_one_by_one(self, table: str) -> list[tuple[str, int, Exception]]:
+        """The slow path after a data error: each row alone, in order (so sink_progress stays a prefix).
+
+        Rows written here are dropped from the batch at once, so a retry after a server error does not
+        write them twice."""
+        rejected = []
+        if table == "spans":
+            rows = [list(r) for r in zip(*self.span_columns)]
+            columns, oriented = SPAN_COLUMNS, False
+        else:
+            rows, columns, oriented = list(self.score_rows), SCORE_COLUMNS, False
+        indexed = list(enumerate(rows))
+        while indexed:
+            index, row = indexed[0]
+            try:
+                self._client.insert(table, [row], column_names=columns, column_oriented=oriented)
+            except DATA_ERRORS as exc:
+                rejected.append((table, index, exc))
+            except Exception:
+                remaining = [r for _, r in indexed]
+                if table == "spans":
+                    self.span_columns = [list(c) for c in zip(*remaining)] if remaining else [[] for _ in SPAN_COLUMNS]
+                else:
+                    self.score_rows = remaining
+                raise
+            indexed.pop(0)
+        return rejected
 
 
 def load_progress(client, source: str) -> dict[int, int]:

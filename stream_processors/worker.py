@@ -48,6 +48,8 @@ class SpanProcessor:
         self._pending: list[Record] = []
         self._dlq: list[tuple[bytes | None, bytes]] = []
         self._flushed_spans: list[dict[str, Any]] = []
+        self._span_records: list[Record] = []  # aligned with the sink's span rows (for dead-lettering)
+        self._score_records: list[Record] = []  # aligned with the sink's score rows
         self._stop = asyncio.Event()
         self.stats = {"spans": 0, "scores": 0, "skipped_redelivered": 0, "duplicates": 0, "dlq": 0, "insert_retries": 0}
 
@@ -84,6 +86,7 @@ class SpanProcessor:
             if r.topic == TOPIC_SCORES:
                 try:
                     self.sink.add_score(orjson.loads(r.value))
+                    self._score_records.append(r)
                     self.stats["scores"] += 1
                 except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
                     self._to_dlq(r, exc)
@@ -105,6 +108,7 @@ class SpanProcessor:
                 continue
             self.sink.add_span(span, r.partition, r.offset)
             self._flushed_spans.append(span)
+            self._span_records.append(r)
 
     def _already_written(self, r: Record) -> bool:
         if r.partition not in self._progress_loaded:
@@ -127,11 +131,12 @@ class SpanProcessor:
         Nothing is committed before both the insert and the hook (eval jobs) succeeded, and the insert is
         not repeated when only the hook failed.
         """
-        n_spans, n_scores = self.sink.span_count, len(self.sink.score_rows)
+        n_scores = len(self.sink.score_rows)
         started = time.perf_counter()
         await self._retry("sink flush", self._write)
         metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
         flushed, self._flushed_spans = self._flushed_spans, []
+        n_spans = len(flushed)
         if self.on_spans is not None and flushed:
             await self._retry("post-write hook", lambda: self.on_spans(flushed))
         await consumer.commit(self._pending)
@@ -151,7 +156,17 @@ class SpanProcessor:
         if self._dlq:
             await self.bus.publish(TOPIC_SPANS_DLQ, self._dlq)
             self._dlq = []
-        await asyncio.to_thread(self.sink.flush)
+        rejected = await asyncio.to_thread(self.sink.flush)
+        if rejected:
+            bad_spans = set()
+            for table, index, exc in rejected:
+                self._to_dlq((self._span_records if table == "spans" else self._score_records)[index], exc)
+                if table == "spans":
+                    bad_spans.add(index)
+            self._flushed_spans = [s for i, s in enumerate(self._flushed_spans) if i not in bad_spans]
+            await self.bus.publish(TOPIC_SPANS_DLQ, self._dlq)
+            self._dlq = []
+        self._span_records, self._score_records = [], []
 
     async def _retry(self, what: str, step) -> None:
         delay = 0.2

@@ -89,3 +89,30 @@ def test_synthetic_dataset_is_generated_kept_and_scoped(stack):
     assert again.status_code == 409
     _, other_key = stack.create_key()
     assert stack.client.get(f"/api/v1/datasets/{created['id']}", headers=stack.headers(other_key)).status_code == 404
+
+
+def test_model_assisted_criteria_are_merged_and_the_call_is_recorded_as_a_span(stack):
+    import json
+
+    from tests.evaluators.fake_llm import FakeLLMServer, Reply
+
+    project_id, key = stack.create_key()
+    fake = FakeLLMServer().start()
+    try:
+        fake.script = [Reply(json.dumps({"criteria": [
+            {"name": "mentions_order_id", "evaluator": "regex", "config": {"pattern": r"ORD-\d+"},
+             "rubric": "Reply quotes the order id.", "rationale": "the prompt says to reference the order"}]}),
+            input_tokens=800, output_tokens=90)]
+        r = stack.client.post("/api/v1/criteria", headers=stack.headers(key), json={
+            "system_prompt": "Help customers with their orders; always quote the order id.",
+            "llm": {"provider": "openai", "model": "gpt-4o-mini", "base_url": fake.openai_base_url}})
+    finally:
+        fake.stop()
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_calls"] == 1
+    assert [c["name"] for c in body["criteria"] if c["source"] == "llm"] == ["mentions_order_id"]
+    row = _wait(lambda: stack.clickhouse.query(
+        "SELECT name, kind, input_tokens, output_tokens, cost_source FROM spans WHERE project_id = {p:String}",
+        parameters={"p": project_id}).result_rows)
+    assert row == [("evalforge.assist", "evaluator", 800, 90, "computed")]

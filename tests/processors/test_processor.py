@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 
@@ -168,3 +169,27 @@ async def test_client_retry_duplicates_collapse(private_bus, clickhouse):
     assert _count(clickhouse, project) == 10
     assert clickhouse.query("SELECT sum(requests) FROM metrics_1m WHERE project_id = {p:String}",
                             parameters={"p": project}).result_rows[0][0] == 10
+
+
+@pytest.mark.asyncio
+async def test_row_clickhouse_cannot_encode_is_dead_lettered_and_its_batch_persists(private_bus, clickhouse):
+    project = uuid.uuid4().hex[:12]
+    good = [make_span(project, i) for i in range(4)]
+    bad = make_span(project, 9, session_id=12345)  # an int where the column is a String
+    no_ingest_time = make_span(project, 10, ingested_at=None)  # as our own workers publish judge spans
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in (good[0], good[1], bad, no_ingest_time, good[2], good[3])])
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-encode", batch_ms=100)
+    task = await _run(proc)
+    try:
+        await _wait_for(lambda: _count(clickhouse, project) == 5)
+        await _wait_for(lambda: proc.stats["dlq"] == 1)
+    finally:
+        proc.stop()
+        await task
+    ids = {r[0] for r in clickhouse.query("SELECT span_id FROM spans WHERE project_id = {p:String}",
+                                          parameters={"p": project}).result_rows}
+    assert ids == {s["span_id"] for s in (*good, no_ingest_time)}
+    [dead] = [orjson.loads(fields[b"v"]) for _, fields in await private_bus._r.xrange(STREAM_PREFIX + TOPIC_SPANS_DLQ)]
+    assert orjson.loads(base64.b64decode(dead["value_b64"]))["span_id"] == bad["span_id"]
+    pending = await private_bus._r.xpending(STREAM_PREFIX + TOPIC_SPANS, "g-encode")
+    assert pending["pending"] == 0
