@@ -47,5 +47,5 @@ async def revoke(key_id: str, project: ProjectDep, services: ServicesDep) -> dic
         row = await cur.fetchone()
     if row is None:
         raise HTTPException(404, "no active key with this id in your project")
-    await services.redis.delete(services.auth.REDIS_PREFIX + row[0])
+    await services.auth.forget(row[0])
     return {"revoked": key_id}

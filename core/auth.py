@@ -97,8 +97,7 @@ class Authenticator:
         await self._redis.set(self.REDIS_PREFIX + digest, value, ex=max(int(self._ttl), 1))
         return project
 
-    async def forget(self, secret: str) -> None:
-        """Drop a key from the caches (after revocation)."""
-        digest = hash_key(secret)
-        self._local.pop(digest, None)
-        await self._redis.delete(self.REDIS_PREFIX + digest)
+    async def forget(self, key_hash: str) -> None:
+        """Drop a key (by its hash) from the shared and this replica's caches, after revocation."""
+        self._local.pop(key_hash, None)
+        await self._redis.delete(self.REDIS_PREFIX + key_hash)

@@ -29,7 +29,6 @@ def build_app(
     routers: Sequence[APIRouter] = (),
     background: Sequence[BackgroundTask] = (),
     migrate: bool = False,
-    on_ready: Callable[[Services], Awaitable[None]] | None = None,
     title: str = "EvalForge",
 ) -> FastAPI:
     @asynccontextmanager
@@ -40,8 +39,6 @@ def build_app(
         stopping = asyncio.Event()
         tasks: list[asyncio.Task] = []
         try:
-            if on_ready is not None:
-                await on_ready(services)
             tasks = [asyncio.create_task(job(services, stopping), name=getattr(job, "__name__", "task")) for job in background]
             yield
         finally:

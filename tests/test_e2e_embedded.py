@@ -164,3 +164,18 @@ def test_prometheus_metrics_and_readiness(stack):
         assert name in text, name
     ready = stack.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ok"
+
+
+def test_api_keys_admin_shows_secrets_once_and_revokes_at_once(stack):
+    _, key = stack.create_key()
+    made = stack.client.post("/api/v1/api-keys", headers=stack.headers(key))
+    assert made.status_code == 201
+    second = made.json()["key"]
+    assert stack.client.get("/api/v1/projects/current", headers=stack.headers(second)).status_code == 200
+    listed = stack.client.get("/api/v1/api-keys", headers=stack.headers(key))
+    assert second not in listed.text and key not in listed.text  # hashes at rest, prefixes on display
+    [entry] = [k for k in listed.json()["keys"] if second.startswith(k["prefix"].rstrip("…"))]
+    _, stranger = stack.create_key()
+    assert stack.client.delete(f"/api/v1/api-keys/{entry['id']}", headers=stack.headers(stranger)).status_code == 404
+    assert stack.client.delete(f"/api/v1/api-keys/{entry['id']}", headers=stack.headers(key)).status_code == 200
+    assert stack.client.get("/api/v1/projects/current", headers=stack.headers(second)).status_code == 401
