@@ -23,7 +23,7 @@ log = logging.getLogger("evalforge")
 _drained = threading.Event()
 
 INGEST_PARTS = frozenset({"bus", "postgres", "redis", "blobs"})
-QUERY_PARTS = frozenset({"clickhouse", "postgres", "redis", "blobs"})
+QUERY_PARTS = frozenset({"clickhouse", "postgres", "redis", "blobs", "bus"})  # bus: assist calls are recorded as spans
 PROCESS_PARTS = frozenset({"bus", "clickhouse", "blobs", "redis", "postgres"})
 EVALUATE_PARTS = frozenset({"bus", "blobs", "redis"})
 ALL_PARTS = frozenset({"bus", "clickhouse", "postgres", "redis", "blobs"})
@@ -101,10 +101,14 @@ async def _serve(kind: str, settings: Settings) -> None:
     background = _background(kind)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = await open_services(settings, parts, migrate=(kind == "up"))
-    app = build_app(settings, parts=parts, routers=_routers(kind), background=background, title=f"EvalForge {kind}")
-    app.state.services = services
-    if kind == "up":
-        await _bootstrap_default_project(services)
+    try:
+        app = build_app(settings, parts=parts, routers=_routers(kind), background=background, title=f"EvalForge {kind}")
+        app.state.services = services  # the app's lifespan closes them at shutdown
+        if kind == "up":
+            await _bootstrap_default_project(services)
+    except BaseException:
+        await services.close()  # never leave the embedded servers running behind a failed start
+        raise
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
