@@ -33,6 +33,11 @@ from typing import Any
 import orjson
 
 from core.span import empty_record, ns_to_datetime
+from ingest.conventions import (
+    _COUNT_SLOTS, _DIRECT_TEXT_SLOTS, _INDEXED, _INDEXED_KEY, _INDEXED_PREFIXES, _KIND_ALIASES,
+    _METADATA_PREFIXES, _OPERATION_ALIASES, _OPERATION_KINDS, _SLOTS, _SPECIAL_KEYS, _SPECIAL_PREFIXES,
+    _TAG_KEYS, _TEXT_SLOTS, _TOKEN_SLOTS,
+)
 
 PREVIEW_CHARS = 200
 UINT32_MAX = 2**32 - 1
@@ -149,102 +154,6 @@ def make_resource(
         res.attributes["otel.scope.version"] = scope_version
     res.truncated = counter[0]
     return res
-
-
-# attribute key -> (slot, rank); lower rank wins. Slot names are internal.
-_SLOTS: dict[str, tuple[str, int]] = {}
-
-
-def _register(slot: str, *keys: str) -> None:
-    for rank, key in enumerate(keys):
-        _SLOTS[key] = (slot, rank)
-
-
-_register("kind", "evalforge.span.kind", "openinference.span.kind", "langfuse.observation.type",
-          "traceloop.span.kind")
-_register("operation", "evalforge.operation", "gen_ai.operation.name", "llm.request.type")
-_register("provider", "evalforge.provider", "gen_ai.provider.name", "gen_ai.system", "llm.provider",
-          "llm.system")
-_register("request_model", "evalforge.request_model", "gen_ai.request.model")
-_register("response_model", "evalforge.model", "gen_ai.response.model", "langfuse.observation.model.name",
-          "llm.model_name", "llm.response.model")
-_register("input_tokens", "evalforge.usage.input_tokens", "gen_ai.usage.input_tokens",
-          "gen_ai.usage.prompt_tokens", "llm.token_count.prompt", "llm.usage.prompt_tokens")
-_register("output_tokens", "evalforge.usage.output_tokens", "gen_ai.usage.output_tokens",
-          "gen_ai.usage.completion_tokens", "llm.token_count.completion", "llm.usage.completion_tokens")
-_register("total_tokens", "evalforge.usage.total_tokens", "gen_ai.usage.total_tokens",
-          "llm.token_count.total", "llm.usage.total_tokens")
-_register("cache_read", "evalforge.usage.cache_read_tokens", "gen_ai.usage.cache_read.input_tokens",
-          "gen_ai.usage.cache_read_input_tokens", "llm.token_count.prompt_details.cache_read",
-          "llm.usage.cache_read_input_tokens")
-_register("cache_creation", "evalforge.usage.cache_creation_tokens",
-          "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens",
-          "llm.token_count.prompt_details.cache_write", "llm.usage.cache_creation_input_tokens")
-_register("reasoning", "evalforge.usage.reasoning_tokens", "gen_ai.usage.reasoning.output_tokens",
-          "gen_ai.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning",
-          "llm.usage.reasoning_tokens")
-_register("ttft_ms", "evalforge.ttft_ms")
-_register("ttft_s", "gen_ai.response.time_to_first_chunk")
-_register("completion_start", "langfuse.observation.completion_start_time")
-# input/output ranks leave gaps for the indexed message lists assembled below
-_register("input", "evalforge.input", "gen_ai.input.messages", "langfuse.observation.input")
-_register("output", "evalforge.output", "gen_ai.output.messages", "langfuse.observation.output")
-_SLOTS.update({"gen_ai.tool.call.arguments": ("input", 5), "gen_ai.retrieval.query.text": ("input", 5),
-               "input.value": ("input", 6), "gen_ai.prompt": ("input", 7)})
-_SLOTS.update({"gen_ai.tool.call.result": ("output", 5), "gen_ai.retrieval.documents": ("output", 5),
-               "output.value": ("output", 6), "gen_ai.completion": ("output", 7)})
-_register("session_id", "evalforge.session_id", "gen_ai.conversation.id", "langfuse.session.id", "session.id",
-          "traceloop.association.properties.session_id")
-_register("user_id", "evalforge.user_id", "langfuse.user.id", "user.id",
-          "traceloop.association.properties.user_id")
-_register("environment", "evalforge.environment", "langfuse.environment", "deployment.environment.name",
-          "deployment.environment")
-_register("release", "evalforge.release", "langfuse.release", "service.version")
-_register("prompt_name", "evalforge.prompt.name", "langfuse.observation.prompt.name", "langfuse.prompt.name",
-          "gen_ai.prompt.name")
-_register("prompt_version", "evalforge.prompt.version", "langfuse.observation.prompt.version",
-          "langfuse.prompt.version", "llm.prompt_template.version")
-_register("cost", "evalforge.cost")
-_register("cost_details", "langfuse.observation.cost_details")
-_register("usage_details", "langfuse.observation.usage_details")
-_register("error_type", "error.type")
-_register("level", "langfuse.observation.level")
-_register("level_message", "langfuse.observation.status_message")
-_register("service_name", "service.name")
-
-_TAG_KEYS = frozenset(("evalforge.tags", "tag.tags", "langfuse.trace.tags", "langfuse.tags"))
-_METADATA_PREFIXES = ("evalforge.metadata.", "traceloop.association.properties.", "langfuse.trace.metadata.",
-                      "langfuse.observation.metadata.", "langfuse.metadata.")
-# indexed message lists: prefix -> (slot, rank, part of the key to drop after the index)
-_INDEXED = {
-    "llm.input_messages": ("input", 3, "message."),
-    "gen_ai.prompt": ("input", 4, ""),
-    "llm.output_messages": ("output", 3, "message."),
-    "gen_ai.completion": ("output", 4, ""),
-}
-_INDEXED_PREFIXES = tuple(prefix + "." for prefix in _INDEXED)
-_SPECIAL_PREFIXES = _INDEXED_PREFIXES + _METADATA_PREFIXES
-_SPECIAL_KEYS = _TAG_KEYS | {"metadata"}
-_TEXT_SLOTS = frozenset(("kind", "operation", "provider", "request_model", "response_model", "session_id",
-                         "user_id", "environment", "release", "prompt_name", "prompt_version", "error_type",
-                         "level", "level_message", "service_name"))
-_DIRECT_TEXT_SLOTS = frozenset(("error_type", "session_id", "user_id", "prompt_name", "prompt_version"))
-_COUNT_SLOTS = ("input_tokens", "output_tokens", "total_tokens", "cache_read", "cache_creation", "reasoning")
-_TOKEN_SLOTS = frozenset(("input_tokens", "output_tokens", "total_tokens", "cache_read", "cache_creation",
-                          "reasoning", "usage_details"))
-_INDEXED_KEY = re.compile(r"(llm\.input_messages|llm\.output_messages|gen_ai\.prompt|gen_ai\.completion)"
-                          r"\.(\d+)\.(.+)")
-
-_KIND_ALIASES = {
-    "llm": "llm", "generation": "llm", "chat": "llm", "completion": "llm", "embedding": "embedding",
-    "chain": "chain", "workflow": "chain", "task": "chain", "tool": "tool", "retriever": "retriever",
-    "reranker": "retriever", "agent": "agent", "evaluator": "evaluator", "span": "span",
-}
-_OPERATION_ALIASES = {"completion": "text_completion", "embedding": "embeddings"}
-_OPERATION_KINDS = {
-    "chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "embedding",
-    "execute_tool": "tool", "invoke_agent": "agent", "create_agent": "agent", "retrieval": "retriever",
-}
 
 
 def to_record(
