@@ -4,6 +4,10 @@ Idempotence: every span row carries its bus (partition, offset); the ``sink_prog
 highest offset written per partition, and a worker that (re)starts on a partition skips every record
 at or below it. Client retries of a span that reach the bus twice are caught by a bounded per-worker
 memory of recent span identities, and ReplacingMergeTree collapses whatever slips past both.
+
+Views and base table are not written atomically: if a crash commits the spans part but not the
+views' parts, ``sink_progress`` has not moved, so the batch is inserted again and the views get it
+once (the base rows collapse). Block dedup is off on ``spans`` for exactly that reason (0003).
 """
 
 from __future__ import annotations

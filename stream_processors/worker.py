@@ -21,6 +21,7 @@ from core.payloads import offload_payloads
 from core.span import decode
 from stream_processors import metrics
 from stream_processors.enrich import enrich
+from stream_processors.reconcile import rebuild_minutes
 from stream_processors.sink import ClickHouseSink, SeenSpans, load_progress
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ class SpanProcessor:
         self.seen = SeenSpans()
         self._progress: dict[int, int] = {}
         self._progress_loaded: set[int] = set()
+        # After (re)start, records up to the sink's progress plus one batch per partition may belong to
+        # an insert a crash left half-written (base table vs views): their minutes get rebuilt.
+        self._doubt_left: dict[int, int] = {}
+        self._doubt_minutes: set[tuple[str, datetime]] = set()
         self._pending: list[Record] = []
         self._dlq: list[tuple[bytes | None, bytes]] = []
         self._flushed_spans: list[dict[str, Any]] = []
@@ -91,12 +96,18 @@ class SpanProcessor:
                 except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
                     self._to_dlq(r, exc)
                 continue
-            if self._already_written(r):
-                self.stats["skipped_redelivered"] += 1
-                metrics.RECORDS.labels("skipped_redelivered").inc()
-                continue
+            written = self._already_written(r)
+            doubtful = written or self._doubt_left.get(r.partition, 0) > 0
             try:
                 span = decode(r.value)
+                if doubtful:
+                    self._doubt_minutes.add((span["project_id"], span["start_time"].replace(second=0, microsecond=0)))
+                    if not written:
+                        self._doubt_left[r.partition] -= 1
+                if written:
+                    self.stats["skipped_redelivered"] += 1
+                    metrics.RECORDS.labels("skipped_redelivered").inc()
+                    continue
                 enrich(span)
                 offload_payloads(span, self.blobs, self.offload_bytes)
             except Exception as exc:  # any failure on one record must not stop the partition
@@ -114,6 +125,7 @@ class SpanProcessor:
         if r.partition not in self._progress_loaded:
             self._progress.update(load_progress(self.clickhouse, self.sink.source))
             self._progress_loaded.add(r.partition)
+            self._doubt_left[r.partition] = self.batch_rows
         return r.offset <= self._progress.get(r.partition, -1)
 
     def _to_dlq(self, r: Record, exc: Exception) -> None:
@@ -139,6 +151,10 @@ class SpanProcessor:
         n_spans = len(flushed)
         if self.on_spans is not None and flushed:
             await self._retry("post-write hook", lambda: self.on_spans(flushed))
+        if self._doubt_minutes:
+            keys = set(self._doubt_minutes)
+            await self._retry("pre-aggregate rebuild", lambda: asyncio.to_thread(rebuild_minutes, self.clickhouse, keys))
+            self._doubt_minutes -= keys
         await consumer.commit(self._pending)
         for r in self._pending:
             if r.topic == TOPIC_SPANS:

@@ -28,8 +28,9 @@ VERIFY = """
 import json, sys, clickhouse_connect
 c = clickhouse_connect.get_client(dsn=sys.argv[1])
 p = {"p": sys.argv[2]}
+# FINAL: what the query API reads (copies re-inserted after a crash collapse there and at merge time)
 base = c.query("SELECT count(), uniqExact(span_id), sum(cost), sum(input_tokens), sum(output_tokens) "
-               "FROM spans WHERE project_id = {p:String}", parameters=p).result_rows[0]
+               "FROM spans FINAL WHERE project_id = {p:String}", parameters=p).result_rows[0]
 agg = c.query("SELECT sum(requests), sum(cost), sum(input_tokens) FROM metrics_1m WHERE project_id = {p:String}",
               parameters=p).result_rows[0]
 print(json.dumps({"rows": base[0], "distinct": base[1], "cost": base[2], "input": base[3], "output": base[4],

@@ -193,3 +193,47 @@ async def test_row_clickhouse_cannot_encode_is_dead_lettered_and_its_batch_persi
     assert orjson.loads(base64.b64decode(dead["value_b64"]))["span_id"] == bad["span_id"]
     pending = await private_bus._r.xpending(STREAM_PREFIX + TOPIC_SPANS, "g-encode")
     assert pending["pending"] == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("lost_views", [("metrics_1m_mv",), ("metrics_1m_mv", "sink_progress_spans_mv", "trace_index_mv")],
+                         ids=["metrics-lost-progress-kept", "all-views-lost"])
+async def test_crash_after_spans_committed_but_not_views_still_counts_once(private_bus, clickhouse, monkeypatch,
+                                                                        lost_views):
+    """The states a kill -9 mid-insert can leave: the spans part committed, some views' parts not."""
+    project = uuid.uuid4().hex[:12]
+    spans = [make_span(project, i) for i in range(40)]
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
+
+    class Killed(BaseException):  # like SIGKILL: no retry loop catches it
+        pass
+
+    def killed_after_insert(*args) -> None:
+        raise Killed
+
+    views = lost_views
+    for view in views:  # the insert skips these views, as when their parts were lost
+        await asyncio.to_thread(clickhouse.command, f"DETACH TABLE {view}")
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr("stream_processors.worker.rebuild_minutes", killed_after_insert)
+            with pytest.raises(Killed):
+                await SpanProcessor(private_bus, clickhouse, None, group=f"g-views-{len(views)}", batch_ms=100).run()
+    finally:
+        for view in views:
+            await asyncio.to_thread(clickhouse.command, f"ATTACH TABLE {view}")
+    assert _count(clickhouse, project) == 40
+
+    second = SpanProcessor(private_bus, clickhouse, None, group=f"g-views-{len(views)}", batch_ms=100)
+    task = await _run(second)
+    try:
+        await _wait_for(lambda: second.stats["spans"] + second.stats["skipped_redelivered"] >= 40)
+    finally:
+        second.stop()
+        await task
+    requests = clickhouse.query("SELECT sum(requests) FROM metrics_1m WHERE project_id = {p:String}",
+                                parameters={"p": project}).result_rows[0][0]
+    assert requests == 40
+    distinct = clickhouse.query("SELECT uniqExact(span_id), count() FROM spans FINAL WHERE project_id = {p:String}",
+                                parameters={"p": project}).result_rows[0]
+    assert distinct == (40, 40)  # the re-inserted copies collapse
