@@ -318,3 +318,19 @@ def compute_cost(provider: str | None, model: str | None, usage: Usage, user_cos
     if entry is None:
         return CostResult(None, "unknown_model", None, {})
     return price_usage(entry, usage)
+
+
+def compute_call_cost(provider: str | None, model: str | None, request_model: str | None, usage: Usage,
+                      user_cost: float | None = None, overrides: list[dict[str, Any]] | None = None) -> CostResult:
+    """Cost of a model call known by its response model and its request model.
+
+    Priced by the response model; when the table lacks it (an alias, a deployment name) and the
+    requested model is known, priced as requested. ``model`` defaults to ``request_model``.
+    """
+    model = model or request_model
+    result = compute_cost(provider, model, usage, user_cost=user_cost, overrides=overrides)
+    if result.source == "unknown_model" and request_model and request_model != model:
+        fallback = compute_cost(provider, request_model, usage, overrides=overrides)
+        if fallback.source == "computed":
+            return fallback
+    return result

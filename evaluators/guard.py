@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from core.pricing import Usage, compute_cost
+from core.pricing import Usage, compute_call_cost
 from core.ratelimit import SyncRateLimiter
 from evaluators.llm import JudgeGuard, LLMCall
 
@@ -34,10 +34,7 @@ def judge_call_cost(call: LLMCall) -> float | None:
     """A judge call priced like any other span (same table, same token convention)."""
     usage = Usage(input_tokens=call.input_tokens, output_tokens=call.output_tokens, cache_read_tokens=call.cache_read_tokens,
                   cache_creation_tokens=call.cache_creation_tokens, reasoning_tokens=call.reasoning_tokens)
-    result = compute_cost(call.provider, call.model or call.request_model, usage)
-    if result.cost is None and call.request_model != call.model:
-        result = compute_cost(call.provider, call.request_model, usage)
-    return result.cost
+    return compute_call_cost(call.provider, call.model, call.request_model, usage).cost
 
 
 def redis_judge_guard(redis, calls_per_minute: float, daily_budget_usd: float | None) -> JudgeGuard:

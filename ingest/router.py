@@ -41,7 +41,7 @@ def _limiter(services: Services) -> RateLimiter:
     return limiter
 
 
-async def _accept(services: Services, project_id: str, records: list[dict[str, Any]], endpoint: str) -> None:
+async def _accept(services: Services, project_id: str, records: list[dict[str, Any]]) -> None:
     """Rate-limit, offload big payloads, publish keyed by trace id; raises HTTPException (429 / 503)."""
     s = services.settings
     if len(records) > s.max_spans_per_request:
@@ -91,7 +91,7 @@ async def otlp_traces(request: Request, project: ProjectDep, services: ServicesD
         metrics.SPANS_REJECTED.labels("invalid").inc(len(result.rejected))
     if result.records:
         try:
-            await _accept(services, project.id, result.records, "otlp")
+            await _accept(services, project.id, result.records)
         except HTTPException as exc:
             metrics.REQUESTS.labels("otlp", str(exc.status_code)).inc()
             return Response(encode_error(str(exc.detail), kind, code=14 if exc.status_code == 503 else 8),
@@ -114,7 +114,7 @@ async def json_spans(request: Request, project: ProjectDep, services: ServicesDe
     if rejected:
         metrics.SPANS_REJECTED.labels("invalid").inc(len(rejected))
     if records:
-        await _accept(services, project.id, records, "json")
+        await _accept(services, project.id, records)
     metrics.REQUESTS.labels("json", "200").inc()
     return JSONResponse({"accepted": len(records), "rejected": [r.as_dict() for r in rejected]})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors_class import classify_error
-from core.pricing import Usage, compute_cost
+from core.pricing import Usage, compute_call_cost
 from core.tokens import count_tokens
 
 LLM_KINDS = ("llm", "embedding")
@@ -64,13 +64,8 @@ def _price(span: dict[str, Any], overrides: list[dict] | None) -> None:
         cache_creation_1h_tokens=int(span.get("attributes", {}).get("gen_ai.usage.cache_creation.1h_input_tokens", 0) or 0),
         reasoning_tokens=span["reasoning_tokens"],
     )
-    provider = span.get("provider") or None
-    result = compute_cost(provider, model, usage, user_cost=user_cost, overrides=overrides)
-    if result.source == "unknown_model" and span.get("request_model") and span["request_model"] != model:
-        # Providers may answer with a name the table lacks (an alias, a deployment): price as requested.
-        fallback = compute_cost(provider, span["request_model"], usage, overrides=overrides)
-        if fallback.source == "computed":
-            result = fallback
+    result = compute_call_cost(span.get("provider") or None, model, span.get("request_model") or None, usage,
+                               user_cost=user_cost, overrides=overrides)
     span["cost"] = result.cost
     span["cost_source"] = result.source
 

@@ -111,14 +111,14 @@ class ClickHouseSink:
         rejected = []
         if table == "spans":
             rows = [list(r) for r in zip(*self.span_columns)]
-            columns, oriented = SPAN_COLUMNS, False
+            columns = SPAN_COLUMNS
         else:
-            rows, columns, oriented = list(self.score_rows), SCORE_COLUMNS, False
+            rows, columns = list(self.score_rows), SCORE_COLUMNS
         indexed = list(enumerate(rows))
         while indexed:
             index, row = indexed[0]
             try:
-                self._client.insert(table, [row], column_names=columns, column_oriented=oriented)
+                self._client.insert(table, [row], column_names=columns)
             except DATA_ERRORS as exc:
                 rejected.append((table, index, exc))
             except Exception:
