@@ -10,8 +10,6 @@ Each query is timed through the HTTP app (TestClient) so routing, validation and
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -80,16 +78,6 @@ def generate_spans(client, project_id: str, n_spans: int, end: datetime, days: i
         })
 
 
-def apply_schema(client, schema_dir: str) -> None:
-    """Apply infra/clickhouse/*.sql the way ``evalforge migrate`` does (statement by statement)."""
-    for path in sorted(glob.glob(os.path.join(schema_dir, "*.sql"))):
-        with open(path) as fh:
-            text = "\n".join(l for l in fh.read().splitlines() if not l.strip().startswith("--"))
-        for stmt in text.split(";\n"):
-            if stmt.strip():
-                client.command(stmt)
-
-
 def build_app(client, project_id: str):
     """The query router on a bare FastAPI app, with the key lookup replaced by a fixed project
     (auth has its own cache and is not what this bench measures); routing, parameter validation,
@@ -130,14 +118,15 @@ def main() -> None:
     import clickhouse_connect
     from starlette.testclient import TestClient
 
-    here = os.path.dirname(os.path.abspath(__file__))
+    from core.migrate import migrate_clickhouse
+
     client = clickhouse_connect.get_client(dsn=f"chdb://{args.data_dir}")
-    apply_schema(client, os.path.join(here, "..", "infra", "clickhouse"))
+    migrate_clickhouse(client)  # versioned, as `evalforge migrate`: a reused data dir is not re-migrated
     project = "bench-project"
     have = client.query("SELECT count() FROM spans WHERE project_id = {p:String}", parameters={"p": project}).result_rows[0][0]
     now = datetime.now(timezone.utc)
     if not (args.reuse and have >= args.spans):
-        for table in ("spans", "trace_index", "metrics_1m", "sink_progress"):
+        for table in ("spans", "trace_index", "metrics_1m", "metrics_user_1m", "sink_progress"):
             client.command(f"TRUNCATE TABLE IF EXISTS {table}")
         t0 = time.perf_counter()
         generate_spans(client, project, args.spans, now)
@@ -145,7 +134,7 @@ def main() -> None:
         print(f"generated {args.spans:,} spans in {time.perf_counter() - t0:.1f} s")
         if not args.no_optimize:
             t0 = time.perf_counter()
-            for table in ("spans", "trace_index", "metrics_1m"):
+            for table in ("spans", "trace_index", "metrics_1m", "metrics_user_1m"):
                 client.command(f"OPTIMIZE TABLE {table} FINAL")
             print(f"merged parts (OPTIMIZE FINAL) in {time.perf_counter() - t0:.1f} s")
     else:

@@ -4,6 +4,8 @@ Source choice (reported as ``source`` in every answer):
 - ``metrics_1m`` (the per-minute AggregatingMergeTree) for counts, sums and means — requests, errors,
   error_rate, cost sum, token sums/means, latency mean — when every filter and group is one of its
   columns and the time range is minute-aligned. Exact, and ~100x fewer rows than spans.
+- ``metrics_user_1m`` (the same measures per minute and user) for those metrics grouped or filtered
+  by user_id alone: cost by user per day over a month reads ~4x fewer rows than spans, and no FINAL.
 - ``spans`` (FINAL) for everything else, and always for percentiles: they use quantileExactInclusive,
   which is numpy's default (linear) percentile exactly; the table's t-digest states are approximate.
 - ``scores`` for metric=score.
@@ -35,7 +37,8 @@ SPAN_VALUES = {  # metric -> value expression on spans (NULLs are skipped by eve
     "output_tokens": "output_tokens", "tokens_per_second": "tokens_per_second",
 }
 MV_COLUMNS = frozenset({"model", "provider", "name", "status", "environment", "release"})
-MV_SERVABLE = {  # (metric, aggregation) -> expression over metrics_1m
+USER_MV_COLUMNS = frozenset({"user_id"})
+MV_SERVABLE = {  # (metric, aggregation) -> expression over metrics_1m and metrics_user_1m
     ("requests", "count"): "sum(requests)", ("requests", "sum"): "sum(requests)",
     ("errors", "count"): "sum(errors)", ("errors", "sum"): "sum(errors)",
     ("error_rate", "avg"): "sum(errors) / sum(requests)",
@@ -111,12 +114,15 @@ def _minute_aligned(dt: datetime | None) -> bool:
 def choose_source(mq: MetricQuery, f: Filters) -> str:
     if mq.metric == "score":
         return "scores"
-    filters_ok = (set(f.span_filter_keys()) <= MV_COLUMNS and not f.score_name
-                  and all(getattr(f, k) is None for k in ("min_latency_ms", "max_latency_ms", "min_cost", "max_cost")))
-    whole_minutes = mq.interval is None or interval_seconds(mq.interval) % 60 == 0
-    if ((mq.metric, mq.aggregation) in MV_SERVABLE and filters_ok and set(mq.group_by) <= MV_COLUMNS and whole_minutes
-            and _minute_aligned(f.start) and _minute_aligned(f.end)):
+    dims = set(f.span_filter_keys()) | set(mq.group_by)
+    rollup_ok = ((mq.metric, mq.aggregation) in MV_SERVABLE and not f.score_name
+                 and all(getattr(f, k) is None for k in ("min_latency_ms", "max_latency_ms", "min_cost", "max_cost"))
+                 and (mq.interval is None or interval_seconds(mq.interval) % 60 == 0)
+                 and _minute_aligned(f.start) and _minute_aligned(f.end))
+    if rollup_ok and dims <= MV_COLUMNS:
         return "metrics_1m"
+    if rollup_ok and dims <= USER_MV_COLUMNS:
+        return "metrics_user_1m"
     return "spans"
 
 
@@ -147,8 +153,8 @@ def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str
     f.start, f.end = start, end
     source = choose_source(mq, f)
     b = Binder()
-    if source == "metrics_1m":
-        time_col, table, final = "minute", "metrics_1m", ""
+    if source in ("metrics_1m", "metrics_user_1m"):
+        time_col, table, final = "minute", source, ""
         where = [f"project_id = {b.bind(project_id, 'String')}",
                  f"minute >= toDateTime({b.bind(start, TIME_TYPE)}, 'UTC')",
                  f"minute < toDateTime({b.bind(end, TIME_TYPE)}, 'UTC')"]

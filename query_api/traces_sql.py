@@ -203,15 +203,16 @@ def get_trace(client, blobs, project_id: str, trace_id: str) -> dict[str, Any]:
     parsed events and attributes, and the trace's scores. NotFound if the project has no such trace."""
     b = Binder()
     pid, tid = b.bind(project_id, "String"), b.bind(trace_id, "String")
-    # The trace's time range comes from the trace_index lookup table as scalar subqueries, which
+    # The trace's time range comes from the trace_index lookup table as a scalar subquery, which
     # ClickHouse evaluates before choosing partitions and granules: one round trip, a narrow read.
-    lookup = f"FROM trace_index WHERE project_id = {pid} AND trace_id = {tid}"
-    sql = (f"SELECT toUnixTimestamp64Micro(start_time), toUnixTimestamp64Micro(end_time), "
-           f"{', '.join(SPAN_DETAIL_COLUMNS)} FROM spans FINAL "
-           f"WHERE project_id = {pid} AND trace_id = {tid} "
-           f"AND start_time >= (SELECT min(start_min) {lookup}) AND start_time <= (SELECT max(start_max) {lookup}) "
+    # No FINAL: collapsing a trace's few rows here is exact and cheaper; one thread: a point read.
+    sql = (f"WITH (SELECT (min(start_min), max(start_max)) FROM trace_index "
+           f"WHERE project_id = {pid} AND trace_id = {tid}) AS bounds "
+           f"SELECT toUnixTimestamp64Micro(start_time), toUnixTimestamp64Micro(end_time), "
+           f"{', '.join(SPAN_DETAIL_COLUMNS)}, toUnixTimestamp64Milli(ingested_at) FROM spans "
+           f"WHERE project_id = {pid} AND trace_id = {tid} AND start_time >= bounds.1 AND start_time <= bounds.2 "
            f"ORDER BY start_time, span_id")
-    rows = client.query(sql, parameters=b.params, settings=READ_SETTINGS).result_rows
+    rows = latest_versions(client.query(sql, parameters=b.params, settings={"max_threads": 1}).result_rows)
     if not rows:
         raise NotFound(trace_id)
     spans = [_span_detail(r, blobs) for r in rows]
@@ -220,6 +221,17 @@ def get_trace(client, blobs, project_id: str, trace_id: str) -> dict[str, Any]:
                          for score in trace_scores(client, project_id, [trace_id])]
     summary["spans"] = build_tree(spans)
     return summary
+
+
+def latest_versions(rows: list[tuple]) -> list[tuple]:
+    """What FINAL keeps of a ReplacingMergeTree(ingested_at): per span_id (column 2) the row with the
+    greatest version (last column), the later one on a tie; rows keep their order, version dropped."""
+    best: dict[str, tuple[int, int]] = {}  # span_id -> (version, row index)
+    for i, row in enumerate(rows):
+        if row[2] not in best or row[-1] >= best[row[2]][0]:
+            best[row[2]] = (row[-1], i)
+    keep = sorted(i for _, i in best.values())
+    return [rows[i][:-1] for i in keep]
 
 
 def _summary(trace_id: str, rows: list[tuple], spans: list[dict[str, Any]]) -> dict[str, Any]:

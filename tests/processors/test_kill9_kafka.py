@@ -33,8 +33,11 @@ base = c.query("SELECT count(), uniqExact(span_id), sum(cost), sum(input_tokens)
                "FROM spans FINAL WHERE project_id = {p:String}", parameters=p).result_rows[0]
 agg = c.query("SELECT sum(requests), sum(cost), sum(input_tokens) FROM metrics_1m WHERE project_id = {p:String}",
               parameters=p).result_rows[0]
+user = c.query("SELECT sum(requests), sum(cost) FROM metrics_user_1m WHERE project_id = {p:String}",
+               parameters=p).result_rows[0]
 print(json.dumps({"rows": base[0], "distinct": base[1], "cost": base[2], "input": base[3], "output": base[4],
-                  "agg_requests": agg[0], "agg_cost": agg[1], "agg_input": agg[2]}))
+                  "agg_requests": agg[0], "agg_cost": agg[1], "agg_input": agg[2],
+                  "user_requests": user[0], "user_cost": user[1]}))
 """
 
 
@@ -129,3 +132,5 @@ def test_kill9_mid_run_then_restart_counts_every_span_once(kafka_broker, migrate
     assert got["agg_requests"] == N
     assert got["agg_input"] == got["input"]
     assert abs(got["agg_cost"] - expected_cost) < 1e-6
+    assert got["user_requests"] == N
+    assert abs(got["user_cost"] - expected_cost) < 1e-6

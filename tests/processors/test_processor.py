@@ -196,7 +196,8 @@ async def test_row_clickhouse_cannot_encode_is_dead_lettered_and_its_batch_persi
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("lost_views", [("metrics_1m_mv",), ("metrics_1m_mv", "sink_progress_spans_mv", "trace_index_mv")],
+@pytest.mark.parametrize("lost_views", [("metrics_1m_mv", "metrics_user_1m_mv"),
+                                        ("metrics_1m_mv", "metrics_user_1m_mv", "sink_progress_spans_mv", "trace_index_mv")],
                          ids=["metrics-lost-progress-kept", "all-views-lost"])
 async def test_crash_after_spans_committed_but_not_views_still_counts_once(private_bus, clickhouse, monkeypatch,
                                                                         lost_views):
@@ -231,9 +232,10 @@ async def test_crash_after_spans_committed_but_not_views_still_counts_once(priva
     finally:
         second.stop()
         await task
-    requests = clickhouse.query("SELECT sum(requests) FROM metrics_1m WHERE project_id = {p:String}",
-                                parameters={"p": project}).result_rows[0][0]
-    assert requests == 40
+    for rollup in ("metrics_1m", "metrics_user_1m"):
+        requests = clickhouse.query(f"SELECT sum(requests) FROM {rollup} WHERE project_id = {{p:String}}",
+                                    parameters={"p": project}).result_rows[0][0]
+        assert requests == 40, rollup
     distinct = clickhouse.query("SELECT uniqExact(span_id), count() FROM spans FINAL WHERE project_id = {p:String}",
                                 parameters={"p": project}).result_rows[0]
     assert distinct == (40, 40)  # the re-inserted copies collapse

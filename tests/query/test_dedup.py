@@ -29,3 +29,18 @@ def test_duplicate_span_counted_once(api, stack):
     assert p50["source"] == "spans" and p50["data"][0]["n"] == 2
     export = api(key).get("/export", params={"format": "jsonl"}).content.splitlines()
     assert len(export) == 2
+
+
+def test_trace_detail_shows_latest_version_of_a_span(api, stack):
+    """The detail read collapses versions itself (no FINAL): the greatest ingested_at wins, as in merges."""
+    project_id, key = stack.create_key()
+    tid, root = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    first = _span(project_id, tid, root, "", BASE + timedelta(hours=3), 100.0, name="r", kind="agent", output="v1")
+    later = dict(first, output="v2", ingested_at=first["ingested_at"] + timedelta(seconds=5))
+    stack.insert_spans([dict(later)])
+    stack.insert_spans([dict(first)])  # the older version arrives last
+    [span] = api(key).get(f"/traces/{tid}").json()["spans"]
+    assert span["output"] == "v2"
+    final = stack.clickhouse.query("SELECT output FROM spans FINAL WHERE project_id = {p:String}",
+                                   parameters={"p": project_id}).result_rows
+    assert final == [("v2",)]  # the same answer as FINAL

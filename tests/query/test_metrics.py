@@ -63,17 +63,41 @@ def test_counts_and_sums_exact_from_preaggregates(api, project_a):
         assert by_group(tokens, "model")[model]["value"] == sum(s["input_tokens"] for s in rows)
 
 
-def test_cost_by_user_from_spans_exact(api, project_a):
-    body = metric(api, project_a.key, metric="cost", aggregation="sum", group_by="user_id", limit=100)
-    assert body["source"] == "spans"  # user_id is not a column of metrics_1m
-    got = {row["group"]["user_id"]: row["value"] for row in body["data"]}
+def test_cost_by_user_exact_from_user_rollup_and_from_spans(api, project_a):
     expected: dict[str, float] = {}
     for s in project_a.spans:
         if s.get("cost") is not None:
             expected[s["user_id"]] = expected.get(s["user_id"], 0.0) + s["cost"]
-    assert got.keys() == expected.keys()
-    for user, total in expected.items():
-        assert got[user] == pytest.approx(total, rel=1e-9)
+    rollup = metric(api, project_a.key, metric="cost", aggregation="sum", group_by="user_id", limit=100)
+    assert rollup["source"] == "metrics_user_1m"
+    # a range that is not minute-aligned (same spans: all lie a day before its end) reads spans
+    spans = metric(api, project_a.key, metric="cost", aggregation="sum", group_by="user_id", limit=100,
+                   to=(BASE + timedelta(days=4, seconds=-1)).isoformat())
+    assert spans["source"] == "spans"
+    for body in (rollup, spans):
+        got = {row["group"]["user_id"]: row["value"] for row in body["data"]}
+        assert got.keys() == expected.keys()
+        for user, total in expected.items():
+            assert got[user] == pytest.approx(total, rel=1e-9)
+
+
+def test_user_rollup_per_day_and_filtered_by_user(api, project_a):
+    user = "user_7"
+    mine = [s for s in project_a.spans if s["user_id"] == user]
+    body = metric(api, project_a.key, metric="requests", user_id=user, interval="day")
+    assert body["source"] == "metrics_user_1m"
+    per_day: dict[str, int] = {}
+    for s in mine:
+        day = s["start_time"].strftime("%Y-%m-%dT00:00:00Z")
+        per_day[day] = per_day.get(day, 0) + 1
+    assert {row["bucket"]: row["value"] for row in body["data"]} == per_day
+    tokens = metric(api, project_a.key, metric="input_tokens", aggregation="avg", group_by="user_id", user_id=user)
+    assert tokens["source"] == "metrics_user_1m"
+    assert tokens["data"][0]["value"] == pytest.approx(np.mean([s["input_tokens"] for s in mine]), rel=1e-12)
+    # user and model together are in neither rollup: served from spans, same numbers
+    mixed = metric(api, project_a.key, metric="requests", user_id=user, group_by="model")
+    assert mixed["source"] == "spans"
+    assert sum(row["value"] for row in mixed["data"]) == len(mine)
 
 
 def test_group_limit_keeps_largest_totals(api, project_a):
