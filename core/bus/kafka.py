@@ -1,26 +1,27 @@
-"""Kafka backend (aiokafka): idempotent producer with acks=all, manual commits."""
+"""Kafka backend: confluent-kafka (librdkafka) idempotent producer with acks=all; aiokafka consumer
+groups with manual commits and its admin client."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.errors import (
-    InvalidProducerEpoch,
-    KafkaError,
-    OutOfOrderSequenceNumber,
-    ProducerFenced,
-    UnknownProducerId,
-)
+from aiokafka.errors import KafkaError
+import confluent_kafka
+from confluent_kafka import KafkaException
 
 from core.bus.base import Bus, BusUnavailable, Consumer, Record
 
-# After a broker outage aiokafka's idempotent producer can be left in one of these states for good
-# (every later send fails). A new producer, with a new producer id, is the way out.
-_FATAL_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
+_LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+
+
+def _log_client_error(err: confluent_kafka.KafkaError) -> None:
+    """Client-wide errors (e.g. every broker down): requests already answer BusUnavailable for them."""
+    _LIBRDKAFKA_LOG.debug("kafka client error: %s", err.str())
 
 
 class KafkaConsumer(Consumer):
@@ -62,6 +63,84 @@ class KafkaConsumer(Consumer):
         await self._consumer.stop()
 
 
+class _Delivery:
+    """Delivery reports of one publish call, resolved on the event loop when the last one arrives.
+
+    librdkafka calls ``report`` on the producer's poll thread; the count is guarded by a lock
+    because ``seal`` (on the loop's thread) may run while reports are arriving."""
+
+    __slots__ = ("_loop", "future", "_pending", "_error", "_lock")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self.future: asyncio.Future = loop.create_future()
+        self._pending = 1  # the seal: no resolution before every record has been handed over
+        self._error: confluent_kafka.KafkaError | None = None
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self._pending += 1
+
+    def report(self, err: confluent_kafka.KafkaError | None, _msg) -> None:
+        with self._lock:
+            if err is not None and self._error is None:
+                self._error = err
+            self._pending -= 1
+            done = self._pending == 0
+        if done:
+            self._loop.call_soon_threadsafe(self._resolve)
+
+    def seal(self) -> None:
+        self.report(None, None)
+
+    def _resolve(self) -> None:
+        if not self.future.done():
+            self.future.set_result(self._error)
+
+
+class _Producer:
+    """librdkafka's idempotent producer (confluent-kafka) and the thread that serves its callbacks.
+
+    Producing is a C call that queues the record; batching, lz4, retries and the network run on
+    librdkafka's threads, off the GIL. Idempotence (with acks=all) keeps retried batches from being
+    written twice, across broker restarts too."""
+
+    def __init__(self, bootstrap: str, timeout_s: float):
+        self.producer = confluent_kafka.Producer({
+            "bootstrap.servers": bootstrap,
+            "client.id": "evalforge",
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+            "linger.ms": 5,
+            "batch.size": 1024 * 1024,
+            "message.max.bytes": 16 * 1024 * 1024,
+            "queue.buffering.max.kbytes": 256 * 1024,  # bounded: past it, publish answers BusUnavailable
+            "queue.buffering.max.messages": 1_000_000,
+            # a record not acknowledged in time fails its request (503); it is never reported as stored
+            "message.timeout.ms": int(timeout_s * 1000),
+            "socket.timeout.ms": int(timeout_s * 1000),
+            # the Java client's partitioner for keyed records (murmur2), so keys land where any client puts them
+            "partitioner": "murmur2_random",
+            "logger": _LIBRDKAFKA_LOG,  # served by the poll thread, into Python logging
+            "error_cb": _log_client_error,
+        })
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kafka-producer", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            self.producer.poll(0.05)
+
+    def close(self, timeout_s: float) -> None:
+        """Deliver what is queued (up to ``timeout_s``), then stop serving callbacks. Blocking."""
+        self.producer.flush(timeout_s)
+        self._stopping.set()
+        self._thread.join(timeout_s)
+
+
 class KafkaBus(Bus):
     kind = "kafka"
 
@@ -69,85 +148,63 @@ class KafkaBus(Bus):
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.timeout_s = timeout_s
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: _Producer | None = None
         self._retiring: set[asyncio.Task] = set()
-        self._partitioner = DefaultPartitioner()
 
     async def start(self) -> None:
-        self._producer = self._new_producer()
+        producer = _Producer(self.bootstrap, self.timeout_s)
         try:
-            await asyncio.wait_for(self._producer.start(), self.timeout_s * 2)
-        except (KafkaError, asyncio.TimeoutError, OSError) as exc:
-            await self._producer.stop()
-            self._producer = None
-            raise BusUnavailable(f"Kafka at {self.bootstrap} is unreachable: {exc or type(exc).__name__}") from exc
+            await asyncio.to_thread(producer.producer.list_topics, None, self.timeout_s * 2)
+        except KafkaException as exc:
+            await asyncio.to_thread(producer.close, 0)
+            raise BusUnavailable(f"Kafka at {self.bootstrap} is unreachable: {exc.args[0].str()}") from exc
+        self._producer = producer
 
-    def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            compression_type="lz4",
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
-            max_request_size=16 * 1024 * 1024,
-            request_timeout_ms=int(self.timeout_s * 1000),
-        )
-
-    async def _replace_producer(self) -> None:
-        """Swap in a fresh producer; the old one is stopped in the background (it may hang a while)."""
-        old, self._producer = self._producer, None
-        fresh = self._new_producer()
-        try:
-            await asyncio.wait_for(fresh.start(), self.timeout_s)
-        except (KafkaError, asyncio.TimeoutError, OSError):
-            self._producer = old  # broker still away: keep trying with the old one next time
-            await fresh.stop()
+    def _replace_producer(self, old: _Producer) -> None:
+        """After a fatal producer error (librdkafka gives up on the producer id): a fresh producer;
+        the old one is closed in the background."""
+        if self._producer is not old:
             return
-        self._producer = fresh
-        if old is not None:
-            task = asyncio.get_running_loop().create_task(old.stop())
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+        self._producer = _Producer(self.bootstrap, self.timeout_s)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(old.close, 0))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await asyncio.to_thread(producer.close, self.timeout_s)
 
     async def publish(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
-        producer = self._producer
-        if producer is None:
-            raise BusUnavailable("Kafka producer is (re)starting")
+        """Returns once the broker acknowledged every record (acks=all); else BusUnavailable."""
+        holder = self._producer
+        if holder is None:
+            raise BusUnavailable("Kafka producer is not started")
+        delivery = _Delivery(asyncio.get_running_loop())
+        produce, report = holder.producer.produce, delivery.report
         try:
-            futures = await self._send_batches(producer, topic, records)
-            await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
-        except _FATAL_PRODUCER_ERRORS as exc:
-            if self._producer is producer:
-                await self._replace_producer()
-            raise BusUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
-        except (KafkaError, asyncio.TimeoutError) as exc:
-            raise BusUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
-
-    async def _send_batches(self, producer: AIOKafkaProducer, topic: str,
-                            records: Sequence[tuple[bytes | None, bytes]]) -> list[asyncio.Future]:
-        """``send`` each record with its partition chosen here, once per key (a trace's spans share it).
-
-        Same murmur2 partitioner as aiokafka's default, so keyed records land where any Kafka client
-        would put them. Not ``send_batch``: aiokafka queues one batch per partition there and its wait
-        bookkeeping times out under concurrent requests (seen: KafkaTimeoutError at 32 in flight).
-        """
-        partitions = sorted(await asyncio.wait_for(producer.partitions_for(topic), self.timeout_s))
-        chosen: dict[bytes, int] = {}
-        futures = []
-        for key, value in records:
-            part = None
-            if key is not None:
-                part = chosen.get(key)
-                if part is None:
-                    part = chosen[key] = self._partitioner(key, partitions, partitions)
-            futures.append(await producer.send(topic, value, key=key, partition=part))
-        return futures
+            for key, value in records:
+                delivery.add()
+                try:
+                    produce(topic, value, key, on_delivery=report)
+                except BaseException:
+                    delivery.report(None, None)  # not handed over: no report will come for it
+                    raise
+        except BufferError as exc:  # librdkafka's queue is full: the broker is slow or away
+            raise BusUnavailable("Kafka producer queue is full") from exc
+        except KafkaException as exc:
+            raise BusUnavailable(f"Kafka refused the record: {exc.args[0].str()}") from exc
+        finally:
+            delivery.seal()
+        try:
+            # librdkafka fails each record at message.timeout.ms; this margin only guards the guard
+            error = await asyncio.wait_for(delivery.future, self.timeout_s + 5)
+        except asyncio.TimeoutError as exc:
+            raise BusUnavailable("Kafka did not acknowledge in time") from exc
+        if error is not None:
+            if error.fatal():
+                self._replace_producer(holder)
+            raise BusUnavailable(f"Kafka did not acknowledge: {error.name()}")
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout_s * 1000))
@@ -166,9 +223,10 @@ class KafkaBus(Bus):
         return KafkaConsumer(self.bootstrap, topics, group, name)
 
     async def ping(self) -> None:
-        if self._producer is None:
+        holder = self._producer
+        if holder is None:
             raise BusUnavailable("bus not started")
         try:
-            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), self.timeout_s)
-        except (KafkaError, asyncio.TimeoutError, OSError) as exc:
-            raise BusUnavailable(f"Kafka metadata request failed: {type(exc).__name__}") from exc
+            await asyncio.to_thread(holder.producer.list_topics, None, self.timeout_s)
+        except KafkaException as exc:
+            raise BusUnavailable(f"Kafka metadata request failed: {exc.args[0].str()}") from exc
