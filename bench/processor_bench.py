@@ -73,35 +73,17 @@ def _prefill_proc(bootstrap: str, n: int) -> None:
 
 
 async def prefill(bootstrap: str, values: list[tuple[bytes, bytes]]) -> None:
-    """Produce ``values`` to spans.raw, partitioned by key like the producer's default partitioner."""
-    from aiokafka.partitioner import DefaultPartitioner
-
+    """Produce ``values`` to spans.raw through KafkaBus.publish (keyed by trace id, as ingest does)."""
     from core.bus import TOPIC_SPANS
     from core.bus.kafka import KafkaBus
 
-    producer = KafkaBus(bootstrap)._new_producer()
-    await producer.start()
+    bus = KafkaBus(bootstrap, timeout_s=30)
+    await bus.start()
     try:
-        partitions = sorted(await producer.partitions_for(TOPIC_SPANS))
-        partitioner = DefaultPartitioner()
-        batches: dict[int, object] = {}
-        pending = []
-        for key, value in values:
-            p = partitioner(key, partitions, partitions)
-            batch = batches.get(p)
-            if batch is None:
-                batch = batches[p] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                batch.close()
-                pending.append(await producer.send_batch(batch, TOPIC_SPANS, partition=p))
-                batch = batches[p] = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        for p, batch in batches.items():
-            batch.close()
-            pending.append(await producer.send_batch(batch, TOPIC_SPANS, partition=p))
-        await asyncio.gather(*pending)
+        chunk = 20_000
+        await asyncio.gather(*(bus.publish(TOPIC_SPANS, values[i:i + chunk]) for i in range(0, len(values), chunk)))
     finally:
-        await producer.stop()
+        await bus.close()
 
 
 async def run_worker(bootstrap: str, client, blobs, n: int, *, group: str, source_suffix: str = "",
