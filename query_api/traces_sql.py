@@ -169,7 +169,7 @@ def hydrate_traces(client, project_id: str, trace_ids: list[str]) -> dict[str, d
 
 
 # Reads of a few rows: one thread, and no JIT compilation of expressions (it costs more than it saves).
-POINT_READ_SETTINGS = {"max_threads": 1, "compile_expressions": 0}
+POINT_READ_SETTINGS = {"compile_expressions": 0}
 
 
 def trace_scores(client, project_id: str, trace_ids: list[str]) -> list[dict[str, Any]]:

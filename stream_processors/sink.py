@@ -132,6 +132,15 @@ class ClickHouseSink:
         return rejected
 
 
+def wrote_partition(client, source: str, partition: int) -> bool:
+    """Whether ``spans`` holds any row from this partition of ``source``: its progress row can be
+    missing while its spans are there (the progress view's part lost in a crash)."""
+    return bool(client.query(
+        "SELECT 1 FROM spans WHERE bus_source = {s:String} AND bus_partition = {p:UInt16} LIMIT 1",
+        parameters={"s": source, "p": partition},
+    ).result_rows)
+
+
 def load_progress(client, source: str) -> dict[int, int]:
     """Highest offset already written per partition of ``source`` (bus identity + topic)."""
     rows = client.query(

@@ -22,7 +22,7 @@ from core.span import decode
 from stream_processors import metrics
 from stream_processors.enrich import enrich
 from stream_processors.reconcile import rebuild_minutes
-from stream_processors.sink import ClickHouseSink, SeenSpans, load_progress
+from stream_processors.sink import ClickHouseSink, SeenSpans, load_progress, wrote_partition
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ class SpanProcessor:
         self._span_records: list[Record] = []  # aligned with the sink's span rows (for dead-lettering)
         self._score_records: list[Record] = []  # aligned with the sink's score rows
         self._stop = asyncio.Event()
-        self.stats = {"spans": 0, "scores": 0, "skipped_redelivered": 0, "duplicates": 0, "dlq": 0, "insert_retries": 0}
+        self.stats = {"spans": 0, "scores": 0, "skipped_redelivered": 0, "duplicates": 0, "dlq": 0, "insert_retries": 0,
+                      "minutes_rebuilt": 0}
 
     def stop(self) -> None:
         self._stop.set()
@@ -72,6 +73,7 @@ class SpanProcessor:
                 if records and not self._pending:
                     batch_started = time.monotonic()
                 if records:
+                    await self._load_progress(records)
                     await asyncio.to_thread(self._absorb, records)
                 due = self._pending and (
                     len(self.sink) >= self.batch_rows or (time.monotonic() - batch_started) * 1000 >= self.batch_ms
@@ -122,11 +124,25 @@ class SpanProcessor:
             self._span_records.append(r)
 
     def _already_written(self, r: Record) -> bool:
-        if r.partition not in self._progress_loaded:
-            self._progress.update(load_progress(self.clickhouse, self.sink.source))
-            self._progress_loaded.add(r.partition)
-            self._doubt_left[r.partition] = self.batch_rows
         return r.offset <= self._progress.get(r.partition, -1)
+
+    async def _load_progress(self, records: list[Record]) -> None:
+        """Before a partition's first record is absorbed: the sink's progress on it (retried while
+        ClickHouse is away), and how many of its next records are in doubt."""
+        new = {r.partition for r in records if r.topic == TOPIC_SPANS} - self._progress_loaded
+        if new:
+            await self._retry("load sink progress", lambda: asyncio.to_thread(self._load_partitions, new))
+
+    def _load_partitions(self, partitions: set[int]) -> None:
+        progress = load_progress(self.clickhouse, self.sink.source)
+        # The last insert before a crash may have reached the views and not the progress: the next
+        # batch_rows records' minutes are rebuilt. Unless nothing of the partition was ever written
+        # (a first start): then no view can hold any of it.
+        doubt = {p: 0 if p not in progress and not wrote_partition(self.clickhouse, self.sink.source, p)
+                 else self.batch_rows for p in partitions}
+        self._progress.update(progress)
+        self._doubt_left.update(doubt)
+        self._progress_loaded |= partitions
 
     def _to_dlq(self, r: Record, exc: Exception) -> None:
         self.stats["dlq"] += 1
@@ -155,6 +171,7 @@ class SpanProcessor:
             keys = set(self._doubt_minutes)
             await self._retry("pre-aggregate rebuild", lambda: asyncio.to_thread(rebuild_minutes, self.clickhouse, keys))
             self._doubt_minutes -= keys
+            self.stats["minutes_rebuilt"] += len(keys)
         await consumer.commit(self._pending)
         for r in self._pending:
             if r.topic == TOPIC_SPANS:

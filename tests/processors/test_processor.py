@@ -154,6 +154,24 @@ async def test_restart_after_insert_before_commit_counts_each_span_once(private_
 
 
 @pytest.mark.asyncio
+async def test_first_start_rebuilds_no_minutes(private_bus, clickhouse):
+    """Nothing of a new bus source was ever written, so no rollup can hold any of it: no rebuild
+    (it would cost a DELETE + INSERT SELECT per flush for the first batch of every partition)."""
+    project = uuid.uuid4().hex[:12]
+    await private_bus.publish(TOPIC_SPANS, [as_message(make_span(project, i)) for i in range(30)])
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-first", batch_ms=100)
+    task = await _run(proc)
+    try:
+        await _wait_for(lambda: proc.stats["spans"] >= 30)
+    finally:
+        proc.stop()
+        await task
+    assert proc.stats["minutes_rebuilt"] == 0
+    assert clickhouse.query("SELECT sum(requests) FROM metrics_user_1m WHERE project_id = {p:String}",
+                            parameters={"p": project}).result_rows[0][0] == 30
+
+
+@pytest.mark.asyncio
 async def test_client_retry_duplicates_collapse(private_bus, clickhouse):
     project = uuid.uuid4().hex[:12]
     spans = [make_span(project, i) for i in range(10)]
@@ -202,6 +220,8 @@ async def test_row_clickhouse_cannot_encode_is_dead_lettered_and_its_batch_persi
 async def test_crash_after_spans_committed_but_not_views_still_counts_once(private_bus, clickhouse, monkeypatch,
                                                                         lost_views):
     """The states a kill -9 mid-insert can leave: the spans part committed, some views' parts not."""
+    from core.bus.redis_streams import RedisStreamsConsumer
+
     project = uuid.uuid4().hex[:12]
     spans = [make_span(project, i) for i in range(40)]
     await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
@@ -209,7 +229,7 @@ async def test_crash_after_spans_committed_but_not_views_still_counts_once(priva
     class Killed(BaseException):  # like SIGKILL: no retry loop catches it
         pass
 
-    def killed_after_insert(*args) -> None:
+    async def killed_after_insert(self, records) -> None:  # the process dies before committing
         raise Killed
 
     views = lost_views
@@ -217,7 +237,7 @@ async def test_crash_after_spans_committed_but_not_views_still_counts_once(priva
         await asyncio.to_thread(clickhouse.command, f"DETACH TABLE {view}")
     try:
         with monkeypatch.context() as patch:
-            patch.setattr("stream_processors.worker.rebuild_minutes", killed_after_insert)
+            patch.setattr(RedisStreamsConsumer, "commit", killed_after_insert)
             with pytest.raises(Killed):
                 await SpanProcessor(private_bus, clickhouse, None, group=f"g-views-{len(views)}", batch_ms=100).run()
     finally:
@@ -232,6 +252,7 @@ async def test_crash_after_spans_committed_but_not_views_still_counts_once(priva
     finally:
         second.stop()
         await task
+    assert second.stats["minutes_rebuilt"] >= 1
     for rollup in ("metrics_1m", "metrics_user_1m"):
         requests = clickhouse.query(f"SELECT sum(requests) FROM {rollup} WHERE project_id = {{p:String}}",
                                     parameters={"p": project}).result_rows[0][0]
