@@ -73,7 +73,7 @@ class SpanProcessor:
                 if records and not self._pending:
                     batch_started = time.monotonic()
                 if records:
-                    await self._load_progress(records)
+                    await self._load_progress(consumer, records)
                     await asyncio.to_thread(self._absorb, records)
                 due = self._pending and (
                     len(self.sink) >= self.batch_rows or (time.monotonic() - batch_started) * 1000 >= self.batch_ms
@@ -126,9 +126,11 @@ class SpanProcessor:
     def _already_written(self, r: Record) -> bool:
         return r.offset <= self._progress.get(r.partition, -1)
 
-    async def _load_progress(self, records: list[Record]) -> None:
+    async def _load_progress(self, consumer, records: list[Record]) -> None:
         """Before a partition's first record is absorbed: the sink's progress on it (retried while
         ClickHouse is away), and how many of its next records are in doubt."""
+        # a partition given to this member again may have been written by another one meanwhile
+        self._progress_loaded -= {p for topic, p in consumer.take_assigned() if topic == TOPIC_SPANS}
         new = {r.partition for r in records if r.topic == TOPIC_SPANS} - self._progress_loaded
         if new:
             await self._retry("load sink progress", lambda: asyncio.to_thread(self._load_partitions, new))

@@ -46,6 +46,12 @@ class Consumer(ABC):
     @abstractmethod
     async def stop(self) -> None: ...
 
+    @abstractmethod
+    def take_assigned(self) -> set[tuple[str, int]]:
+        """(topic, partition) pairs this member was given since the last call: all it reads at
+        start, then whatever a rebalance (or a take-over of a dead member's records) adds. Another
+        member may have processed records of these meanwhile."""
+
     async def __aenter__(self) -> "Consumer":
         await self.start()
         return self

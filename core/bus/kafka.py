@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 import confluent_kafka
@@ -24,10 +24,23 @@ def _log_client_error(err: confluent_kafka.KafkaError) -> None:
     _LIBRDKAFKA_LOG.debug("kafka client error: %s", err.str())
 
 
+class _Assignments(ConsumerRebalanceListener):
+    """Collects the partitions each rebalance gives this member."""
+
+    def __init__(self) -> None:
+        self.assigned: set[tuple[str, int]] = set()
+
+    def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned) -> None:
+        self.assigned |= {(tp.topic, tp.partition) for tp in assigned}
+
+
 class KafkaConsumer(Consumer):
     def __init__(self, bootstrap: str, topics: Sequence[str], group: str, name: str):
+        self._assignments = _Assignments()
         self._consumer = AIOKafkaConsumer(
-            *topics,
             bootstrap_servers=bootstrap,
             group_id=group,
             client_id=name,
@@ -36,6 +49,7 @@ class KafkaConsumer(Consumer):
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
         )
+        self._consumer.subscribe(list(topics), listener=self._assignments)
 
     async def start(self) -> None:
         try:
@@ -61,6 +75,10 @@ class KafkaConsumer(Consumer):
 
     async def stop(self) -> None:
         await self._consumer.stop()
+
+    def take_assigned(self) -> set[tuple[str, int]]:
+        taken, self._assignments.assigned = self._assignments.assigned, set()
+        return taken
 
 
 class _Delivery:

@@ -30,6 +30,9 @@ def offset_to_id(offset: int) -> str:
     return f"{offset >> _SEQ_BITS}-{offset & ((1 << _SEQ_BITS) - 1)}"
 
 
+CLAIM_IDLE_MS = 60_000  # a member's pending entries idle this long are taken over by a starting member
+
+
 class RedisStreamsConsumer(Consumer):
     def __init__(self, client: aioredis.Redis, topics: Sequence[str], group: str, name: str):
         self._r = client
@@ -39,6 +42,7 @@ class RedisStreamsConsumer(Consumer):
         # Own pending entries (delivered before a restart, never acked) are read first, from "0".
         self._backlog_cursor: dict[str, str] = {}
         self._commits = 0
+        self._assigned: set[tuple[str, int]] = set()
 
     async def start(self) -> None:
         try:
@@ -48,9 +52,13 @@ class RedisStreamsConsumer(Consumer):
                 except ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
                         raise
-                # Entries another (dead) member left pending for a minute are taken over.
-                await self._r.xautoclaim(STREAM_PREFIX + topic, self._group, self._name, 60_000, "0-0", count=10_000)
+                # Entries another (dead) member left pending for CLAIM_IDLE_MS are taken over.
+                await self._r.xautoclaim(STREAM_PREFIX + topic, self._group, self._name, CLAIM_IDLE_MS, "0-0",
+                                         count=10_000)
                 self._backlog_cursor[topic] = "0"
+            # One stream per topic, read by every member; dead members' records are taken over
+            # only here, at start.
+            self._assigned = {(topic, 0) for topic in self._topics}
         except RedisError as exc:
             raise BusUnavailable(f"Redis consumer cannot start: {exc}") from exc
 
@@ -96,6 +104,10 @@ class RedisStreamsConsumer(Consumer):
 
     async def stop(self) -> None:
         """Nothing to release: the client belongs to the bus."""
+
+    def take_assigned(self) -> set[tuple[str, int]]:
+        taken, self._assigned = self._assigned, set()
+        return taken
 
 
 async def trim_acknowledged(client: aioredis.Redis, stream: str) -> None:

@@ -154,6 +154,51 @@ async def test_restart_after_insert_before_commit_counts_each_span_once(private_
 
 
 @pytest.mark.asyncio
+async def test_member_taking_over_a_dead_members_records_counts_them_once(private_bus, clickhouse, monkeypatch):
+    """A long-running member's progress is stale once another member has written: when it takes
+    over the records a dead member wrote but never acknowledged, it reloads progress and skips them."""
+    from core.bus import redis_streams
+
+    project = uuid.uuid4().hex[:12]
+    await private_bus.publish(TOPIC_SPANS, [as_message(make_span(project, i)) for i in range(10)])
+    b = SpanProcessor(private_bus, clickhouse, None, group="g-members", name="member-b", batch_ms=100)
+    task = await _run(b)
+    try:
+        await _wait_for(lambda: b.stats["spans"] >= 10)  # b has loaded the sink's progress
+    finally:
+        b.stop()
+        await task
+
+    class Killed(BaseException):
+        pass
+
+    async def killed_before_commit(self, records) -> None:
+        raise Killed
+
+    await private_bus.publish(TOPIC_SPANS, [as_message(make_span(project, i)) for i in range(10, 50)])
+    with monkeypatch.context() as patch:
+        patch.setattr(redis_streams.RedisStreamsConsumer, "commit", killed_before_commit)
+        with pytest.raises(Killed):
+            await SpanProcessor(private_bus, clickhouse, None, group="g-members", name="member-a", batch_ms=100).run()
+    assert _count(clickhouse, project) == 50
+
+    monkeypatch.setattr(redis_streams, "CLAIM_IDLE_MS", 0)  # a's records are taken over at once
+    b._stop.clear()
+    task = await _run(b)
+    try:
+        await _wait_for(lambda: b.stats["skipped_redelivered"] >= 40)
+    finally:
+        b.stop()
+        await task
+    for rollup in ("metrics_1m", "metrics_user_1m"):
+        assert clickhouse.query(f"SELECT sum(requests) FROM {rollup} WHERE project_id = {{p:String}}",
+                                parameters={"p": project}).result_rows[0][0] == 50, rollup
+    assert b.stats["spans"] == 10
+    pending = await private_bus._r.xpending(STREAM_PREFIX + TOPIC_SPANS, "g-members")
+    assert pending["pending"] == 0
+
+
+@pytest.mark.asyncio
 async def test_first_start_rebuilds_no_minutes(private_bus, clickhouse):
     """Nothing of a new bus source was ever written, so no rollup can hold any of it: no rebuild
     (it would cost a DELETE + INSERT SELECT per flush for the first batch of every partition)."""
