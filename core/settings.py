@@ -83,8 +83,15 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = 30.0
     bus_timeout_seconds: float = 5.0
     judge_api_key: str = Field("", description="API key the LLM judge uses when a rule names no base_url", repr=False)
+    judge_allowed_hosts: str = Field(
+        "", description="comma-separated host or host:port a rule's base_url may point at (e.g. a vLLM server); "
+                        "empty: the providers' own endpoints only")
     judge_calls_per_minute: float = 60.0  # per project, shared by all eval workers; 0 = unlimited
     judge_daily_budget_usd: float = 0.0  # per project and UTC day; 0 = no cap
+
+    @property
+    def judge_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.judge_allowed_hosts.split(",") if h.strip())
 
     @field_validator("bus_url")
     @classmethod

@@ -14,10 +14,11 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,6 +62,25 @@ class JudgeError(Exception):
                 return self.transient
             return self.status_code in (408, 409, 429) or self.status_code >= 500
         return False
+
+
+ALLOWED_HOSTS_SETTING = "EVALFORGE_JUDGE_ALLOWED_HOSTS"
+
+
+def check_base_url(base_url: str | None, allowed_hosts: Collection[str]) -> None:
+    """Model calls made by the server for a project (judge rules, assisted criteria and datasets) go to
+    the provider's own endpoint, or to a host the operator allowed: otherwise any project user could
+    make the server send requests anywhere on its network (SSRF). ValueError names ``base_url``."""
+    if not base_url:
+        return
+    url = urlsplit(base_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError("base_url: must be an http(s) URL")
+    host = url.hostname.lower()
+    port = url.port  # ValueError for a port out of range
+    if host in allowed_hosts or (port is not None and f"{host}:{port}" in allowed_hosts):
+        return
+    raise ValueError(f"base_url: host {host!r} is not allowed; an operator can allow it with {ALLOWED_HOSTS_SETTING}")
 
 
 class LLMSettings(BaseModel):

@@ -18,7 +18,7 @@ from core.span import encode
 from evaluators.agreement import agreement
 from evaluators.criteria import propose_criteria
 from evaluators.guard import redis_judge_guard
-from evaluators.llm import LLMClient, LLMSettings
+from evaluators.llm import LLMClient, LLMSettings, check_base_url
 from evaluators.synthetic import generate_tests
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"])
@@ -91,6 +91,10 @@ def _assistant(body: PromptIn, services) -> dict[str, Any]:
     if body.llm is None:
         return {}
     s = services.settings
+    try:
+        check_base_url(body.llm.base_url, s.judge_hosts)
+    except ValueError as exc:
+        raise HTTPException(400, f"llm.{exc}") from None
     guard = redis_judge_guard(redis.Redis.from_url(services.urls["redis"]), s.judge_calls_per_minute,
                               s.judge_daily_budget_usd)
     return {"llm": LLMClient(body.llm, api_key=s.judge_api_key or None), "guard": guard}

@@ -10,6 +10,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field, field_validator
 
 from core.deps import ProjectDep, ServicesDep
+from evaluators.llm import check_base_url
 from evaluators.registry import validate_config
 from evaluators.rules import FILTER_FIELDS
 
@@ -48,6 +49,10 @@ async def create_rule(rule: EvalRuleIn, project: ProjectDep, services: ServicesD
         validate_config(rule.evaluator, rule.config)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
+    try:
+        check_base_url(rule.config.get("base_url"), services.settings.judge_hosts)
+    except ValueError as exc:
+        raise HTTPException(400, f"config.{exc}") from None
     async with services.pg.connection() as conn:
         cur = await conn.execute(
             f"INSERT INTO eval_rules (id, project_id, name, evaluator, config, filter, sampling_rate, enabled) "

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import uuid
+from collections.abc import Collection
 
 from psycopg.types.json import Jsonb
 
 from core.auth import ensure_project
+from evaluators.llm import check_base_url
 from evaluators.rules import FILTER_FIELDS
 from evaluators.registry import validate_config
 
@@ -31,7 +33,7 @@ def add_parser(sub) -> None:
         p.add_argument("--data-dir")
 
 
-def run(args: argparse.Namespace, with_postgres) -> int:
+def run(args: argparse.Namespace, with_postgres, judge_hosts: Collection[str] = ()) -> int:
     """Execute the sub-command; ``with_postgres(fn)`` runs ``fn(conn)`` on the configured PostgreSQL."""
     if args.rules_command == "add":
         try:
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace, with_postgres) -> int:
             raise SystemExit("evalforge: error: --sampling-rate: must be between 0 and 1")
         try:
             validate_config(args.evaluator, config)
+            check_base_url(config.get("base_url"), judge_hosts)
         except ValueError as exc:
             raise SystemExit(f"evalforge: error: {exc}") from None
 

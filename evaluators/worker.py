@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ import orjson
 from core.blobs import BlobStore
 from core.bus import TOPIC_EVAL_JOBS, TOPIC_SCORES, TOPIC_SPANS, Bus
 from core.span import decode, encode
-from evaluators.llm import JudgeError, JudgeGuard
+from evaluators.llm import JudgeError, JudgeGuard, check_base_url
 from evaluators.registry import get_evaluator
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ _JSON = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 class EvalWorker:
     def __init__(self, bus: Bus, blobs: BlobStore | None, *, group: str = "evalforge-evaluators",
                  name: str = "worker", max_attempts: int = 4, judge_api_key: str | None = None,
-                 judge_guard: JudgeGuard | None = None):
+                 judge_guard: JudgeGuard | None = None, judge_allowed_hosts: Collection[str] = ()):
         self.bus = bus
         self.blobs = blobs
         self.group = group
@@ -35,6 +36,7 @@ class EvalWorker:
         self.max_attempts = max_attempts
         self.judge_api_key = judge_api_key
         self.judge_guard = judge_guard
+        self.judge_allowed_hosts = frozenset(judge_allowed_hosts)
         self._evaluators: dict[tuple[str, bytes], Any] = {}
         self._stop = asyncio.Event()
         self.stats = {"jobs": 0, "scores": 0, "failed": 0, "retries": 0}
@@ -72,13 +74,15 @@ class EvalWorker:
     def _evaluator(self, job: dict[str, Any]):
         key = (job["rule_id"], orjson.dumps(job.get("config") or {}, option=orjson.OPT_SORT_KEYS))
         if key not in self._evaluators:
+            config = job.get("config") or {}
+            check_base_url(config.get("base_url") if isinstance(config, dict) else None, self.judge_allowed_hosts)
             deps: dict[str, Any] = {}
             if job["evaluator"] == "llm_judge":
                 if self.judge_api_key:
                     deps["api_key"] = self.judge_api_key
                 if self.judge_guard is not None:
                     deps["guard"] = self.judge_guard
-            self._evaluators[key] = get_evaluator(job["evaluator"], job.get("config") or {}, **deps)
+            self._evaluators[key] = get_evaluator(job["evaluator"], config, **deps)
         return self._evaluators[key]
 
     async def _handle(self, value: bytes) -> tuple[list, list, list]:

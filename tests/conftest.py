@@ -210,6 +210,7 @@ def stack(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, servi
     settings = Settings(
         data_dir=service_root / "stack", clickhouse_url=chdb_url, postgres_url=migrated_postgres,
         redis_url=redis_url, blob_url=s3_blob_url, sink_batch_ms=100, payload_offload_bytes=4096,
+        judge_allowed_hosts="127.0.0.1",  # the fake LLM servers of the tests
     )
     app = build_app(settings, parts=ALL_PARTS, routers=_routers("up"), background=_background("up"), migrate=True)
     with TestClient(app) as client:

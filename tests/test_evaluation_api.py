@@ -116,3 +116,19 @@ def test_model_assisted_criteria_are_merged_and_the_call_is_recorded_as_a_span(s
         "SELECT name, kind, input_tokens, output_tokens, cost_source FROM spans WHERE project_id = {p:String}",
         parameters={"p": project_id}).result_rows)
     assert row == [("evalforge.assist", "evaluator", 800, 90, "computed")]
+
+
+def test_model_urls_outside_the_allowed_hosts_are_refused_naming_the_field(stack):
+    """Rules and assisted prompts are project users' input: a base_url to any other host (cloud
+    metadata, internal services) is a 400 before the server sends anything there."""
+    _, key = stack.create_key()
+    judge = {"provider": "openai", "model": "gpt-4o-mini", "base_url": "http://169.254.169.254/latest"}
+    r = stack.client.post("/api/v1/eval-rules", headers=stack.headers(key), json={
+        "name": "judge", "evaluator": "llm_judge", "config": judge})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("config.base_url: host '169.254.169.254' is not allowed")
+    assert "EVALFORGE_JUDGE_ALLOWED_HOSTS" in r.json()["error"]
+    r = stack.client.post("/api/v1/criteria", headers=stack.headers(key), json={
+        "system_prompt": "Answer politely.", "llm": judge})
+    assert r.status_code == 400 and r.json()["error"].startswith("llm.base_url: host '169.254.169.254'")
+    assert stack.client.get("/api/v1/eval-rules", headers=stack.headers(key)).json()["rules"] == []

@@ -39,7 +39,8 @@ async def test_judge_jobs_are_scored_costed_and_stopped_by_the_budget(private_bu
     sync_redis = redis.Redis.from_url(redis_url)
     # A budget smaller than one call: the first call runs (the cap is checked before a call), the rest cannot.
     guard = redis_judge_guard(sync_redis, calls_per_minute=0, daily_budget_usd=1e-6)
-    worker = EvalWorker(private_bus, None, judge_api_key="test-key", judge_guard=guard, max_attempts=1)
+    worker = EvalWorker(private_bus, None, judge_api_key="test-key", judge_guard=guard, max_attempts=1,
+                        judge_allowed_hosts={"127.0.0.1"})
     for job in jobs:  # one at a time, so the spend of the first is booked before the next is judged
         await private_bus.publish(TOPIC_EVAL_JOBS, [(b"k", job)])
     task = asyncio.create_task(worker.run())
@@ -61,6 +62,28 @@ async def test_judge_jobs_are_scored_costed_and_stopped_by_the_budget(private_bu
     assert guard.ledger.spent(project) == pytest.approx(one_call)  # booked in Redis, shared by replicas
     pending = await private_bus._r.xpending(STREAM_PREFIX + TOPIC_EVAL_JOBS, worker.group)
     assert pending["pending"] == 0  # every job committed: scored or recorded as failed
+
+
+@pytest.mark.asyncio
+async def test_judge_base_url_outside_the_allowed_hosts_is_never_called(private_bus, fake_llm):
+    """A rule is project users' text: its base_url may not send the server's requests anywhere."""
+    project = f"p-{uuid.uuid4().hex[:8]}"
+    config = {"provider": "openai", "model": "gpt-4o-mini", "base_url": fake_llm.openai_base_url, "max_retries": 0}
+    job = orjson.dumps({"rule_id": "r2", "rule_name": "judge", "evaluator": "llm_judge", "config": config,
+                        "project_id": project, "span": orjson.loads(encode(make_span(project, 0)))})
+    worker = EvalWorker(private_bus, None, judge_api_key="test-key", max_attempts=1)  # no host allowed
+    await private_bus.publish(TOPIC_EVAL_JOBS, [(b"k", job)])
+    task = asyncio.create_task(worker.run())
+    for _ in range(100):
+        if worker.stats["jobs"] >= 1:
+            break
+        await asyncio.sleep(0.1)
+    worker.stop()
+    await task
+    [failure] = [orjson.loads(v) for v in await _stream(private_bus, TOPIC_EVAL_DLQ)]
+    assert "base_url" in failure["error"] and "EVALFORGE_JUDGE_ALLOWED_HOSTS" in failure["error"]
+    assert fake_llm.requests == []
+    assert await _stream(private_bus, TOPIC_SCORES) == []
 
 
 def test_judge_rate_limit_is_shared_through_redis(redis_url):
