@@ -33,6 +33,8 @@ from .rules import AlertRule
 from .slack import NOTIFICATIONS, SlackNotifier
 from .state import AlertStateStore, Outgoing
 
+NO_DATA_RESOLVE_WINDOWS = 3  # a firing group silent (or too thin to decide) this many windows resolves
+
 log = logging.getLogger(__name__)
 
 RuleSource = Callable[[], Iterable[AlertRule]]
@@ -106,7 +108,8 @@ class AlertEngine:
         buckets = rule.baseline_windows + 1 if rule.is_anomaly else 1
         decisions = decide(rule, query_windows(self._clickhouse, rule, end, buckets), buckets)
         report.evaluated.append(rule.id)
-        firing = self.store.firing_groups(rule.id) if any(not d.breach for d in decisions) else set()
+        firing = self.store.firing_groups(rule.id)
+        decisions += self._silent_resolutions(rule, firing - {d.group for d in decisions}, end_ms)
         # Non-breaching groups that are not firing have nothing to change: skip the round trip.
         relevant = [d for d in decisions if d.breach or d.group in firing]
         window = timedelta(seconds=rule.window_seconds)
@@ -115,6 +118,16 @@ class AlertEngine:
         for decision, kind in zip(relevant, kinds, strict=True):
             if kind not in ("none", "stale"):
                 report.transitions.append((rule.id, decision.group, kind))
+
+    def _silent_resolutions(self, rule: AlertRule, silent: set[str], end_ms: int) -> list[Decision]:
+        """Firing groups without a decision for NO_DATA_RESOLVE_WINDOWS windows (a model no longer
+        called, a user gone) resolve, marked no_data: otherwise they would stay firing for ever."""
+        if not silent:
+            return []
+        quiet_ms = NO_DATA_RESOLVE_WINDOWS * rule.window_seconds * 1000
+        last = self.store.evaluated_at(rule.id, silent)
+        return [Decision(group, False, None, 0, {"no_data_seconds": (end_ms - last[group]) // 1000})
+                for group in sorted(silent) if group in last and end_ms - last[group] >= quiet_ms]
 
     def _deliver(self, rules: dict[str, AlertRule], report: TickReport) -> None:
         sent: Counter[tuple[str, str]] = Counter()

@@ -1,7 +1,8 @@
 """Turning a rule's window values into a decision per group: breaching, not breaching, or undecided.
 
 Undecided (too few samples, or an anomaly rule without enough baseline) leaves the alert's state as it
-is: a firing alert neither resolves nor re-fires on thin data.
+is: a firing alert neither resolves nor re-fires on thin data — until the engine resolves a group that
+stayed undecided for NO_DATA_RESOLVE_WINDOWS windows (engine._silent_resolutions).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Decision:
 
     group: str
     breach: bool
-    value: float
+    value: float | None  # None: no data (a silent group resolving)
     samples: int
     details: dict[str, float] = field(default_factory=dict)
 

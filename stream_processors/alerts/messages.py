@@ -26,14 +26,17 @@ def build_message(rule: AlertRule, kind: str, group: str, payload: dict[str, Any
     """
     what = rule.describe()
     value = _fmt(payload["value"], rule.base_metric)
-    if rule.is_anomaly:
+    silent = payload.get("no_data_seconds")
+    if silent is not None:  # a resolution because the group stopped sending
+        condition = f"No data for {_duration(silent)}: *{what}* is no longer measured in this group"
+    elif rule.is_anomaly:
         condition = (f"*{what}* is *{value}* vs a baseline of {_fmt(payload['baseline_mean'], rule.base_metric)}"
                      f" ± {_fmt(payload['baseline_stddev'], rule.base_metric)}: z = *{payload['z']:.2f}*"
                      f" (alert when |z| {rule.comparator} {rule.threshold:g})")
     else:
         condition = (f"*{what}* is *{value}* (alert when {rule.comparator}"
                      f" {_fmt(rule.threshold, rule.base_metric)})")
-    if kind == "resolved":
+    if kind == "resolved" and silent is None:
         condition = f"Back to normal: {condition}"
     title = f"{_TITLES[kind]}: {rule.name}"
     group_text = f"{rule.group_by} = {group or '(empty)'}" if rule.group_by else "all"
@@ -101,7 +104,9 @@ def metrics_link(rule: AlertRule, group: str | None, payload: dict[str, Any], pu
     return f"{public_url.rstrip('/')}/api/v1/metrics?{urlencode(params, doseq=True)}"
 
 
-def _fmt(value: float, metric: str) -> str:
+def _fmt(value: float | None, metric: str) -> str:
+    if value is None:
+        return "no data"
     if metric == "error_rate":
         return f"{value:.1%}"
     if metric == "cost":

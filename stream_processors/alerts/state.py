@@ -116,6 +116,14 @@ class AlertStateStore:
         """Groups of the rule currently firing."""
         return {_text(m) for m in self._redis.smembers(f"{self._tag}:firing:{rule_id}")}
 
+    def evaluated_at(self, rule_id: str, groups: set[str]) -> dict[str, int]:
+        """When a decision was last applied (ms) to each of these groups of the rule."""
+        pipe = self._redis.pipeline(transaction=False)
+        ordered = sorted(groups)
+        for group in ordered:
+            pipe.hget(f"{self._tag}:state:{rule_id}:{group}", "evaluated_at")
+        return {g: int(v) for g, v in zip(ordered, pipe.execute(), strict=True) if v is not None}
+
     def apply(self, rule: Any, decisions: list[tuple[str, bool, dict[str, Any]]], now_ms: int) -> list[str]:
         """Apply (group, breach, payload) decisions atomically; returns per decision the message kind
         queued (firing | reminder | resolved), ``none``, or ``stale``."""

@@ -170,6 +170,23 @@ def test_group_by_fires_and_resolves_per_group(clickhouse, redis_factory, slack,
 
 
 @pytest.mark.timeout(60)
+def test_a_firing_group_that_stops_sending_resolves_after_three_windows(clickhouse, redis_factory, slack, spans,
+                                                                        project, t0, alert_settings):
+    rule = latency_rule(project, slack.url, window_seconds=60, min_samples=5, group_by="model")
+    engine = make_engine(clickhouse, redis_factory(), [rule], alert_settings)
+    m = timedelta(seconds=60)
+    spans.insert(spans.slow(t0 - m, 60, 10, model="retired-model"))  # its last calls, all slow
+    assert engine.tick(t0).transitions == [(rule.id, "retired-model", "firing")]
+    assert engine.tick(t0 + m).transitions == []  # no data: the state stays as it is for a while
+    assert engine.tick(t0 + 2 * m).transitions == []
+    assert engine.tick(t0 + 3 * m).transitions == [(rule.id, "retired-model", "resolved")]
+    assert engine.tick(t0 + 4 * m).transitions == []
+    assert titles(slack) == ["🔴 Firing: Chat latency p95", "✅ Resolved: Chat latency p95"]
+    resolved = str(slack.bodies[1])
+    assert "No data for 3m" in resolved and "no data" in slack.bodies[1]["text"]
+
+
+@pytest.mark.timeout(60)
 def test_filter_limits_the_rule_to_matching_spans(clickhouse, redis_factory, slack, spans, project, t0, alert_settings):
     rule = latency_rule(project, slack.url, window_seconds=60, min_samples=5, filter={"environment": "prod"})
     engine = make_engine(clickhouse, redis_factory(), [rule], alert_settings)
