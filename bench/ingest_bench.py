@@ -93,7 +93,7 @@ def _client_proc(port: int, key: str, bodies: list[bytes], conns: int, start_at:
 
 
 def run_load(port: int, key: str, bodies: list[list[bytes]], conns: int, seconds: float, rate: float,
-             use_gzip: bool, watch: dict[str, int]) -> dict:
+             use_gzip: bool, watch: dict[str, list[int]]) -> dict:
     """One phase: start the client processes, wait, gather. ``rate`` = total requests/s (0 = max)."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -105,10 +105,10 @@ def run_load(port: int, key: str, bodies: list[list[bytes]], conns: int, seconds
     for p in procs:
         p.start()
     time.sleep(max(0.0, start_at - time.monotonic()))
-    cpu0 = {name: cpu_seconds(pid) for name, pid in watch.items()}
-    with PeakRss(list(watch.values())) as rss:
+    cpu0 = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in watch.items()}
+    with PeakRss([pid for pids in watch.values() for pid in pids]) as rss:
         time.sleep(seconds)
-        cpu1 = {name: cpu_seconds(pid) for name, pid in watch.items()}
+        cpu1 = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in watch.items()}
         gathered = [out.get(timeout=seconds + 60) for _ in procs]
     for p in procs:
         p.join()
@@ -124,7 +124,7 @@ def run_load(port: int, key: str, bodies: list[list[bytes]], conns: int, seconds
         "client_cpu_s": sum(g[1] for g in gathered),
         "late": sum(g[2] for g in gathered),
         "cpu": {name: (cpu1[name] - cpu0[name]) for name in watch},
-        "peak_rss": {name: rss.peak[pid] for name, pid in watch.items()},
+        "peak_rss": {name: max(rss.peak[pid] for pid in pids) for name, pids in watch.items()},  # per process
         "seconds": seconds,
     }
 
@@ -238,6 +238,25 @@ def raw_ceiling(bootstrap: str, batches, inflight: int, seconds: float, bpid: in
     return spans_s
 
 
+def _serving_children(parent: int, count: int, timeout: float = 60.0) -> list[int]:
+    """The ``count`` ingest copies of ``evalforge ingest --workers`` (not multiprocessing's tracker)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and b"resource_tracker" not in cmdline:
+                found.append(int(stat.parent.name))
+        if len(found) >= count or time.monotonic() > deadline:
+            time.sleep(2)  # every copy listening
+            return sorted(found)
+        time.sleep(0.2)
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--procs", type=int, default=2, help="load-generator processes")
     ap.add_argument("--conns", type=int, default=4, help="connections per load-generator process")
     ap.add_argument("--gzip", action="store_true", help="also run the max-load phase with gzip bodies")
-    ap.add_argument("--no-raw", action="store_true", help="skip the raw aiokafka ceiling")
+    ap.add_argument("--no-raw", action="store_true", help="skip the raw producer ceilings")
+    ap.add_argument("--workers", type=int, default=1, help="evalforge ingest --workers (processes on the port)")
     ap.add_argument("--profile", action="store_true", help="py-spy the ingest process in an extra max-load phase")
     args = ap.parse_args(argv)
 
@@ -270,13 +290,16 @@ def main(argv: list[str] | None = None) -> int:
                "EVALFORGE_BLOB_URL": f"file://{meta.root / 'blobs'}", "EVALFORGE_LOG_LEVEL": "WARNING"}
         with open(log_path, "w") as log:
             server = subprocess.Popen([str(ROOT / ".venv/bin/evalforge"), "ingest", "--port", str(port),
-                                       "--data-dir", str(meta.root / "data")], env=env, stdout=log, stderr=log)
+                                       "--workers", str(args.workers), "--data-dir", str(meta.root / "data")],
+                                      env=env, stdout=log, stderr=log)
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=server)
-        watch = {"ingest": server.pid}
+        ingest_pids = [server.pid] if args.workers == 1 else _serving_children(server.pid, args.workers)
+        watch = {"ingest": ingest_pids}
         bpid = broker_pid(broker)
         if bpid:
-            watch["broker"] = bpid
-        print(f"ingest pid {server.pid} on :{port}, idle RSS {rss_mib(server.pid):.0f} MiB; broker {broker.bootstrap}")
+            watch["broker"] = [bpid]
+        print(f"ingest pid(s) {ingest_pids} on :{port}, idle RSS {rss_mib(ingest_pids[0]):.0f} MiB each; "
+              f"broker {broker.bootstrap}")
 
         run_load(port, meta.api_key, bodies, args.conns, 3.0, 0, False, watch)  # warm-up, not reported
         conns_total = args.procs * args.conns

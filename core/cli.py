@@ -91,7 +91,7 @@ async def _bootstrap_default_project(services) -> None:
     print(f"Created project 'default'. API key (shown once, also in {cred}):\n  {secret}", flush=True)
 
 
-async def _serve(kind: str, settings: Settings) -> None:
+async def _serve(kind: str, settings: Settings, *, reuse_port: bool = False) -> None:
     import uvicorn
 
     from core.http import build_app
@@ -112,11 +112,38 @@ async def _serve(kind: str, settings: Settings) -> None:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
-    print(f"EvalForge {kind} listening on http://{settings.host}:{settings.port} (data: {settings.data_dir})", flush=True)
-    await server.serve()
+    if reuse_port:  # one of several copies on this port (core.multiproc)
+        from core.multiproc import reuse_port_socket
+
+        await server.serve(sockets=[reuse_port_socket(settings.host, settings.port)])
+    else:
+        print(f"EvalForge {kind} listening on http://{settings.host}:{settings.port} (data: {settings.data_dir})",
+              flush=True)
+        await server.serve()
     # uvicorn re-raises Ctrl-C after its graceful shutdown (drain, flush, commit); that is a clean exit.
     _drained.set()
     print(f"EvalForge {kind} stopped", flush=True)
+
+
+def _serve_copy(kind: str, settings_json: str) -> None:
+    """One of ``--workers`` copies of a service (runs in a spawned process)."""
+    _configure_logging()
+    try:
+        uvloop.run(_serve(kind, Settings.model_validate_json(settings_json), reuse_port=True))
+    except KeyboardInterrupt:
+        pass
+
+
+def _serve_copies(kind: str, settings: Settings, workers: int) -> int:
+    if settings.embedded_parts:
+        raise ConfigError("--workers: several ingest processes need PostgreSQL and Redis as servers "
+                          "(set EVALFORGE_POSTGRES_URL and EVALFORGE_REDIS_URL)")
+    from core.multiproc import run_processes
+
+    print(f"EvalForge {kind} listening on http://{settings.host}:{settings.port} with {workers} processes", flush=True)
+    code = run_processes(_serve_copy, (kind, settings.model_dump_json()), workers, f"evalforge-{kind}")
+    print(f"EvalForge {kind} stopped", flush=True)
+    return code
 
 
 async def _worker(kind: str, settings: Settings) -> None:
@@ -197,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", type=Path, help="embedded data dir (EVALFORGE_DATA_DIR)")
 
     server_args(sub.add_parser("up", help="everything, embedded, on one port"))
-    server_args(sub.add_parser("ingest", help="the ingest service alone"))
+    p = sub.add_parser("ingest", help="the ingest service alone")
+    server_args(p)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes serving the port (SO_REUSEPORT); needs PostgreSQL, Redis and the bus as servers")
     server_args(sub.add_parser("query", help="the query API alone"))
     p = sub.add_parser("process", help="the span processor alone")
     p.add_argument("--data-dir", type=Path)
@@ -223,8 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _configure_logging() -> None:
     logging.basicConfig(level=os.environ.get("EVALFORGE_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The embedded PostgreSQL wheel logs every pg_ctl command at INFO; only its problems matter here.
@@ -234,9 +263,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("librdkafka").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging()
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
     try:
         settings = _settings(args)
+        if args.command == "ingest" and args.workers != 1:
+            if args.workers < 1:
+                raise ConfigError("--workers: must be at least 1")
+            return _serve_copies(args.command, settings, args.workers)
         if args.command in ("up", "ingest", "query"):
             uvloop.run(_serve(args.command, settings))
         elif args.command in ("process", "evaluate"):

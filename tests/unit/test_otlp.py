@@ -7,6 +7,7 @@ import gzip
 import json
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import orjson
@@ -92,7 +93,9 @@ def test_protobuf_from_the_real_sdk(sdk_spans):
     assert llm["trace_id"] == format(sdk["chat gpt-4o"].context.trace_id, "032x")
     assert llm["span_id"] == format(sdk["chat gpt-4o"].context.span_id, "016x")
     assert llm["parent_span_id"] == root["span_id"] and root["parent_span_id"] == ""
-    assert llm["start_time"].timestamp() == pytest.approx(sdk["chat gpt-4o"].start_time / 1e9, abs=1e-6)
+    # stored to the microsecond, truncated, exactly (no float on the way)
+    start_ns = sdk["chat gpt-4o"].start_time
+    assert llm["start_time"] == datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=start_ns // 1000)
     assert (llm["kind"], llm["model"], llm["input_tokens"], llm["total_tokens"]) == ("llm", "gpt-4o", 100, 120)
     assert llm["attributes"]["gen_ai.request.stop_sequences"] == '["\\n"]'
     assert llm["attributes"]["otel.span_kind"] == "client"
