@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="the ingest service alone")
     server_args(p)
     p.add_argument("--workers", type=int, default=1,
-                   help="processes serving the port (SO_REUSEPORT); needs PostgreSQL, Redis and the bus as servers")
+                   help="processes serving the port (SO_REUSEPORT); needs PostgreSQL and Redis as servers")
     server_args(sub.add_parser("query", help="the query API alone"))
     p = sub.add_parser("process", help="the span processor alone")
     p.add_argument("--data-dir", type=Path)
