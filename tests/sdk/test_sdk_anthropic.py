@@ -47,6 +47,18 @@ def test_messages_create(client, sdk):
     assert_usage(a)
 
 
+def test_beta_messages_create_and_stream(client, sdk):
+    msg = client.beta.messages.create(model="claude-x", max_tokens=64, messages=MESSAGES, betas=["files-api-2025-04-14"])
+    assert msg.content[0].text == "Bonjour!"
+    with client.beta.messages.stream(model="claude-x", max_tokens=64, messages=MESSAGES, tools=TOOLS) as stream:
+        assert "".join(stream.text_stream) == "Bonjour!"
+    assert evalforge.flush(5)
+    assert [s["name"] for s in sdk.spans] == ["chat claude-x", "chat claude-x"]
+    for span in sdk.spans:
+        assert span["attributes"]["gen_ai.provider.name"] == "anthropic"
+        assert_usage(span["attributes"])
+
+
 def test_messages_create_stream(client, sdk):
     stream = client.messages.create(model="claude-x", max_tokens=64, messages=MESSAGES, stream=True)
     assert type(stream) is anthropic.Stream
@@ -153,9 +165,10 @@ def test_instrument_covers_unwrapped_clients(sdk, llm):
     plain.messages.create(model="claude-x", max_tokens=8, messages=MESSAGES)
     with plain.messages.stream(model="claude-x", max_tokens=8, messages=MESSAGES) as s:
         s.until_done()
+    plain.beta.messages.create(model="claude-x", max_tokens=8, messages=MESSAGES)
     evalforge.wrap(plain)  # no double tracing on top of instrument()
     plain.messages.create(model="claude-x", max_tokens=8, messages=MESSAGES)
     assert evalforge.flush(5)
-    assert len(sdk.spans) == 3
+    assert len(sdk.spans) == 4
     for span in sdk.spans:
         assert_usage(span["attributes"])

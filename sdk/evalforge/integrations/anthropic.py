@@ -1,4 +1,5 @@
-"""Anthropic: messages.create (incl. stream=True) and the messages.stream() context managers.
+"""Anthropic: messages.create (incl. stream=True) and the messages.stream() context managers, on
+``client.messages`` and ``client.beta.messages``.
 
 Token convention: Anthropic's ``input_tokens`` EXCLUDES cached tokens, so the span's
 ``gen_ai.usage.input_tokens`` is input + cache_read + cache_creation (what EvalForge and the GenAI
@@ -181,10 +182,12 @@ class StreamAccumulator(Accumulator):
 
 MESSAGES = Endpoint("chat", request, response, StreamAccumulator)
 
-TARGETS = ((("messages",), "create", MESSAGES),)
-STREAM_MANAGER_TARGETS = ((("messages",), "stream", MESSAGES),)
-CLASS_TARGETS = (("anthropic.resources.messages", "Messages", "AsyncMessages", "create", MESSAGES),)
-CLASS_STREAM_MANAGER_TARGETS = (("anthropic.resources.messages", "Messages", "AsyncMessages", "stream", MESSAGES),)
+# client.messages and client.beta.messages (tool / computer-use / files betas): same shapes
+TARGETS = ((("messages",), "create", MESSAGES), (("beta", "messages"), "create", MESSAGES))
+STREAM_MANAGER_TARGETS = ((("messages",), "stream", MESSAGES), (("beta", "messages"), "stream", MESSAGES))
+_MODULES = ("anthropic.resources.messages", "anthropic.resources.beta.messages.messages")
+CLASS_TARGETS = tuple((m, "Messages", "AsyncMessages", "create", MESSAGES) for m in _MODULES)
+CLASS_STREAM_MANAGER_TARGETS = tuple((m, "Messages", "AsyncMessages", "stream", MESSAGES) for m in _MODULES)
 
 
 def provider_name(client: Any) -> str:
