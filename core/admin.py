@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
 
 from core.auth import Project, create_key
 from core.deps import ProjectDep, ServicesDep
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
+
+
+class KeyIn(BaseModel):
+    scope: Literal["full", "ingest"] = "full"
 
 
 @router.get("/projects/current")
@@ -21,21 +27,24 @@ async def current(project: ProjectDep) -> dict:
 async def list_keys(project: ProjectDep, services: ServicesDep) -> dict:
     async with services.pg.connection() as conn:
         cur = await conn.execute(
-            "SELECT id, prefix, created_at, revoked_at FROM api_keys WHERE project_id = %s ORDER BY created_at",
+            "SELECT id, prefix, scope, created_at, revoked_at FROM api_keys WHERE project_id = %s ORDER BY created_at",
             (project.id,))
         rows = await cur.fetchall()
-    return {"keys": [{"id": r[0], "prefix": r[1] + "…", "created_at": r[2].isoformat(),
-                      "revoked_at": r[3].isoformat() if r[3] else None} for r in rows]}
+    return {"keys": [{"id": r[0], "prefix": r[1] + "…", "scope": r[2], "created_at": r[3].isoformat(),
+                      "revoked_at": r[4].isoformat() if r[4] else None} for r in rows]}
 
 
 @router.post("/api-keys", status_code=201)
-async def new_key(project: ProjectDep, services: ServicesDep) -> dict:
+async def new_key(project: ProjectDep, services: ServicesDep, body: KeyIn | None = None) -> dict:
+    """A new key; ``{"scope": "ingest"}`` for one that may only send spans and scores (for apps)."""
+    scope = body.scope if body else "full"
+
     def make() -> str:
         with services.pg_sync() as conn:
-            return create_key(conn, Project(project.id, project.name))
+            return create_key(conn, Project(project.id, project.name), scope)
 
     secret = await asyncio.to_thread(make)
-    return {"key": secret, "note": "shown once; store it now"}
+    return {"key": secret, "scope": scope, "note": "shown once; store it now"}
 
 
 @router.delete("/api-keys/{key_id}")

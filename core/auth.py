@@ -11,10 +11,16 @@ from dataclasses import dataclass
 KEY_PREFIX = "ef_"
 
 
+SCOPES = ("full", "ingest")  # full: read, admin and send; ingest: send spans and scores only
+
+
 @dataclass(frozen=True, slots=True)
 class Project:
+    """The project a request's key belongs to, and what that key may do."""
+
     id: str
     name: str
+    scope: str = "full"
 
 
 def hash_key(secret: str) -> str:
@@ -32,12 +38,14 @@ def ensure_project(conn, name: str) -> Project:
     return Project(row[0], row[1])
 
 
-def create_key(conn, project: Project) -> str:
+def create_key(conn, project: Project, scope: str = "full") -> str:
     """Create a key for ``project``; returns the secret (never stored in clear)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope: must be one of {', '.join(SCOPES)}")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     conn.execute(
-        "INSERT INTO api_keys (id, project_id, key_hash, prefix) VALUES (%s, %s, %s, %s)",
-        (uuid.uuid4().hex, project.id, hash_key(secret), secret[:10]),
+        "INSERT INTO api_keys (id, project_id, key_hash, prefix, scope) VALUES (%s, %s, %s, %s, %s)",
+        (uuid.uuid4().hex, project.id, hash_key(secret), secret[:10], scope),
     )
     return secret
 
@@ -56,7 +64,7 @@ class Authenticator:
     working within a minute on every replica, even one that missed the revocation.
     """
 
-    REDIS_PREFIX = "evalforge:auth:"
+    REDIS_PREFIX = "evalforge:auth:v2:"  # v2: the cached value carries the key's scope
 
     def __init__(self, pg_pool, redis, ttl: float = 30.0):
         self._pg = pg_pool
@@ -83,17 +91,17 @@ class Authenticator:
         if cached is not None:
             if cached == b"-":
                 return None
-            pid, _, name = cached.decode().partition("\x00")
-            return Project(pid, name)
+            pid, name, scope = cached.decode().split("\x00")
+            return Project(pid, name, scope)
         async with self._pg.connection() as conn:
             cur = await conn.execute(
-                "SELECT p.id, p.name FROM api_keys k JOIN projects p ON p.id = k.project_id "
+                "SELECT p.id, p.name, k.scope FROM api_keys k JOIN projects p ON p.id = k.project_id "
                 "WHERE k.key_hash = %s AND k.revoked_at IS NULL",
                 (digest,),
             )
             row = await cur.fetchone()
-        project = Project(row[0], row[1]) if row else None
-        value = f"{project.id}\x00{project.name}" if project else "-"
+        project = Project(row[0], row[1], row[2]) if row else None
+        value = f"{project.id}\x00{project.name}\x00{project.scope}" if project else "-"
         await self._redis.set(self.REDIS_PREFIX + digest, value, ex=max(int(self._ttl), 1))
         return project
 

@@ -206,7 +206,7 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     from core.auth import create_key, ensure_project, revoke_key
 
     if args.keys_command == "create":
-        secret = _with_postgres(settings, lambda conn: create_key(conn, ensure_project(conn, args.project)))
+        secret = _with_postgres(settings, lambda conn: create_key(conn, ensure_project(conn, args.project), args.scope))
         print(secret)
         return 0
     revoked = _with_postgres(settings, lambda conn: revoke_key(conn, args.key))
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     kc = keys_sub.add_parser("create", help="create a key for a project (creating the project if needed)")
     kc.add_argument("--project", required=True)
+    kc.add_argument("--scope", choices=("full", "ingest"), default="full",
+                    help="ingest: the key may only send spans and scores (to embed in applications)")
     kc.add_argument("--data-dir", type=Path)
     kr = keys_sub.add_parser("revoke", help="revoke a key")
     kr.add_argument("key")

@@ -29,4 +29,13 @@ async def current_project(request: Request, services: ServicesDep) -> Project:
     return project
 
 
-ProjectDep = Annotated[Project, Depends(current_project)]
+async def full_access_project(project: Annotated[Project, Depends(current_project)]) -> Project:
+    """The project of a key that may read and administer it (scope ``full``); 403 for ingest keys."""
+    if project.scope != "full":
+        raise HTTPException(403, f"this API key has scope {project.scope!r}: it may send spans and scores only")
+    return project
+
+
+# Every route reads and administers unless it says otherwise: only the ingest routes take IngestProjectDep.
+ProjectDep = Annotated[Project, Depends(full_access_project)]
+IngestProjectDep = Annotated[Project, Depends(current_project)]

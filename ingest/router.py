@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from core.bus import TOPIC_SCORES, TOPIC_SPANS, BusUnavailable
-from core.deps import ProjectDep, ServicesDep
+from core.deps import IngestProjectDep, ServicesDep
 from core.payloads import offload_payloads
 from core.ratelimit import RateLimiter
 from core.services import Services
@@ -68,7 +68,7 @@ async def _accept(services: Services, project_id: str, records: list[dict[str, A
 
 
 @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)")
-async def otlp_traces(request: Request, project: ProjectDep, services: ServicesDep) -> Response:
+async def otlp_traces(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     content_type = request.headers.get("content-type")
     try:
         kind = media_type(content_type)
@@ -101,7 +101,7 @@ async def otlp_traces(request: Request, project: ProjectDep, services: ServicesD
 
 
 @router.post("/api/v1/spans", summary="JSON span batch for non-OTel clients")
-async def json_spans(request: Request, project: ProjectDep, services: ServicesDep) -> JSONResponse:
+async def json_spans(request: Request, project: IngestProjectDep, services: ServicesDep) -> JSONResponse:
     body = await read_body(request, services.settings.max_body_bytes)
     try:
         payload = orjson.loads(body)
@@ -120,7 +120,7 @@ async def json_spans(request: Request, project: ProjectDep, services: ServicesDe
 
 
 @router.post("/api/v1/scores", summary="Feedback / human / SDK scores for a trace or span")
-async def post_scores(request: Request, project: ProjectDep, services: ServicesDep) -> JSONResponse:
+async def post_scores(request: Request, project: IngestProjectDep, services: ServicesDep) -> JSONResponse:
     body = await read_body(request, services.settings.max_body_bytes)
     try:
         payload = orjson.loads(body)

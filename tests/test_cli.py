@@ -88,6 +88,10 @@ def test_up_serves_health_keeps_data_across_restart_and_keys_work_against_it(dat
         second_key = made.stdout.strip().splitlines()[-1]
         assert second_key.startswith("ef_")
         assert httpx.get(f"{up.url}/api/v1/projects/current", headers={"Authorization": f"Bearer {second_key}"}).json()["name"] == "second"
+        app_key = subprocess.run([*CLI, "keys", "create", "--project", "second", "--scope", "ingest", "--data-dir",
+                                  str(data_dir)], cwd=REPO, env=_env(), capture_output=True, text=True,
+                                 timeout=120).stdout.strip().splitlines()[-1]
+        assert httpx.get(f"{up.url}/api/v1/traces", headers={"Authorization": f"Bearer {app_key}"}).status_code == 403
 
         trace_id = uuid.uuid4().hex
         now = time.time_ns()

@@ -179,3 +179,30 @@ def test_api_keys_admin_shows_secrets_once_and_revokes_at_once(stack):
     assert stack.client.delete(f"/api/v1/api-keys/{entry['id']}", headers=stack.headers(stranger)).status_code == 404
     assert stack.client.delete(f"/api/v1/api-keys/{entry['id']}", headers=stack.headers(key)).status_code == 200
     assert stack.client.get("/api/v1/projects/current", headers=stack.headers(second)).status_code == 401
+
+
+def test_ingest_scoped_key_sends_but_cannot_read_or_administer(stack):
+    """The key an application embeds: if it leaks, nobody can read the project or mint keys with it."""
+    project_id, key = stack.create_key()
+    made = stack.client.post("/api/v1/api-keys", headers=stack.headers(key), json={"scope": "ingest"})
+    assert made.status_code == 201 and made.json()["scope"] == "ingest"
+    ingest_key = made.json()["key"]
+    now = time.time_ns()
+    span = {"trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16], "name": "from-app",
+            "start_time": now - 10**9, "end_time": now}
+    assert stack.client.post("/api/v1/spans", headers=stack.headers(ingest_key), json={"spans": [span]}).status_code == 200
+    assert stack.client.post("/api/v1/scores", headers=stack.headers(ingest_key), json={
+        "name": "thumbs", "value": True, "trace_id": span["trace_id"]}).status_code == 202
+    for method, path in (("GET", "/api/v1/traces"), ("GET", f"/api/v1/traces/{span['trace_id']}"),
+                         ("GET", "/api/v1/metrics?metric=requests"), ("GET", "/api/v1/export?format=jsonl"),
+                         ("GET", "/api/v1/api-keys"), ("POST", "/api/v1/api-keys"), ("GET", "/api/v1/eval-rules"),
+                         ("GET", "/api/v1/alert-rules"), ("GET", "/api/v1/projects/current")):
+        r = stack.client.request(method, path, headers=stack.headers(ingest_key))
+        assert r.status_code == 403, (method, path, r.status_code)
+        assert "scope 'ingest'" in r.json()["error"]
+    # the full key sees what the ingest key sent, and the keys with their scopes
+    _wait(lambda: stack.client.get(f"/api/v1/traces/{span['trace_id']}", headers=stack.headers(key)).status_code == 200)
+    scopes = sorted(k["scope"] for k in stack.client.get("/api/v1/api-keys", headers=stack.headers(key)).json()["keys"])
+    assert scopes == ["full", "ingest"]
+    bad = stack.client.post("/api/v1/api-keys", headers=stack.headers(key), json={"scope": "root"})
+    assert bad.status_code == 400 and "scope" in bad.json()["error"]
