@@ -41,7 +41,7 @@ def store(spans):
 store([make_span("p1", i, user_id=f"u{i % 3}", cost=0.5, cost_source="user") for i in range(90)])
 store([make_span("p1", i, user_id="u0", cost=0.5, cost_source="user") for i in range(90, 100)])
 migrate.INFRA = real_infra
-assert migrate.migrate_clickhouse(c) == ["0004_metrics_user_1m"]
+assert migrate.migrate_clickhouse(c)[0] == "0004_metrics_user_1m"  # and any later ones
 store([make_span("p1", i, user_id="u1", cost=0.25, cost_source="user") for i in range(100, 120)])
 rows = c.query("SELECT user_id, sum(requests), sum(cost) FROM metrics_user_1m WHERE project_id = 'p1' "
                "GROUP BY user_id ORDER BY user_id").result_rows
