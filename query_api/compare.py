@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from query_api.abtest import CONTINUOUS_TESTS, RATE_TESTS, compare_continuous, compare_rates
-from query_api.filters import (TIME_TYPE, BadParam, Binder, Filters, parse_filters, parse_float, parse_int,
-                               span_conditions, trace_filter_subquery, READ_SETTINGS)
+from query_api.filters import (BadParam, Binder, Filters, parse_filters, parse_float, parse_int,
+                               span_conditions, trace_filter_subquery, window_conditions, READ_SETTINGS)
 from query_api.metrics_sql import SPAN_VALUES
 
 COMPARE_METRICS = (*SPAN_VALUES, "score", "error_rate")
@@ -76,15 +76,9 @@ def parse_body(body: Any) -> dict[str, Any]:
 def _arm_condition(metric: str, f: Filters, b: Binder, project_id: str, score_name: str) -> str:
     """One arm's filters as a single SQL condition on the metric's table (spans or scores)."""
     if metric == "score":
-        where = [f"project_id = {b.bind(project_id, 'String')}", f"name = {b.bind(score_name, 'String')}",
-                 "value IS NOT NULL"]
-        if f.start:
-            where.append(f"timestamp >= {b.bind(f.start, TIME_TYPE)}")
-        if f.end:
-            where.append(f"timestamp < {b.bind(f.end, TIME_TYPE)}")
-        span_only = Filters(lists=f.lists, tags=f.tags, text=f.text, min_latency_ms=f.min_latency_ms,
-                            max_latency_ms=f.max_latency_ms, min_cost=f.min_cost, max_cost=f.max_cost)
-        if sub := trace_filter_subquery(span_only, b, project_id, slack_days=30):
+        where = window_conditions(f, b, project_id, time_column="timestamp")
+        where += [f"name = {b.bind(score_name, 'String')}", "value IS NOT NULL"]
+        if sub := trace_filter_subquery(f.span_only(), b, project_id, slack_days=30):
             where.append(f"trace_id IN ({sub})")
     else:
         where = span_conditions(f, b, project_id=project_id)

@@ -59,6 +59,12 @@ class Filters:
         keys += ["q"] if self.text else []
         return keys
 
+    def span_only(self) -> Filters:
+        """The filters on spans alone: no time range, no score filter (for picking the traces of
+        scores, whose own time range applies)."""
+        return Filters(lists=self.lists, tags=self.tags, text=self.text, min_latency_ms=self.min_latency_ms,
+                       max_latency_ms=self.max_latency_ms, min_cost=self.min_cost, max_cost=self.max_cost)
+
 
 def parse_time(param: str, value: str) -> datetime:
     """ISO-8601 (``Z`` or offset; naive means UTC) or Unix seconds -> aware UTC datetime."""
@@ -195,11 +201,7 @@ def ch_time(dt: datetime) -> str:
 def span_conditions(f: Filters, b: Binder, *, project_id: str, per_span_ranges: bool = True,
                     time_column: str = "start_time") -> list[str]:
     """Conditions on ``spans`` rows (project first, then every set filter). All values bound."""
-    conds = [f"project_id = {b.bind(project_id, 'String')}"]
-    if f.start:
-        conds.append(f"{time_column} >= {b.bind(f.start, TIME_TYPE)}")
-    if f.end:
-        conds.append(f"{time_column} < {b.bind(f.end, TIME_TYPE)}")
+    conds = window_conditions(f, b, project_id, time_column=time_column)
     conds += span_match_conditions(f, b)
     if per_span_ranges:
         conds += _range_conditions(f, b, "duration_ms", "cost")
@@ -208,11 +210,24 @@ def span_conditions(f: Filters, b: Binder, *, project_id: str, per_span_ranges: 
     return conds
 
 
-def span_match_conditions(f: Filters, b: Binder) -> list[str]:
-    """One condition per set list / tag / text filter, each on a single span."""
+def window_conditions(f: Filters, b: Binder, project_id: str, *, time_column: str = "start_time",
+                      slack_days: int = 0) -> list[str]:
+    """The project and [from, to) on ``time_column``; ``slack_days`` widens ``to`` (children of a root
+    that started just before it still count)."""
+    conds = [f"project_id = {b.bind(project_id, 'String')}"]
+    if f.start:
+        conds.append(f"{time_column} >= {b.bind(f.start, TIME_TYPE)}")
+    if f.end:
+        slack = f" + INTERVAL {int(slack_days)} DAY" if slack_days else ""
+        conds.append(f"{time_column} < {b.bind(f.end, TIME_TYPE)}{slack}")
+    return conds
+
+
+def span_match_conditions(f: Filters, b: Binder, *, skip: tuple[str, ...] = ()) -> list[str]:
+    """One condition per set list / tag / text filter, each on a single span (lists in ``skip`` aside)."""
     conds = []
     for key, values in f.lists.items():
-        if values:
+        if values and key not in skip:
             conds.append(f"has({b.bind(values, 'Array(String)')}, {LIST_FILTERS[key]})")
     if f.tags:
         conds.append(f"hasAny(tags, {b.bind(f.tags, 'Array(String)')})")
@@ -263,36 +278,19 @@ def trace_filter_subquery(f: Filters, b: Binder, project_id: str, *, slack_days:
     if len(matches) == 1 and not status_agg and not f.score_name and all(r is None for r in ranges):
         # One "some span matches" filter: a plain set of trace_ids, no aggregation (duplicates of a
         # span cannot change whether it exists, so no FINAL either).
-        return f"SELECT trace_id FROM spans WHERE {' AND '.join(_trace_scan_where(f, b, project_id, slack_days) + matches)}"
-    having = []
-    for key, values in f.lists.items():
-        if key == "status" and values:
-            having.append(f"{TRACE_STATUS} IN {b.bind(values, 'Array(String)')}")
-        elif values:
-            having.append(f"countIf(has({b.bind(values, 'Array(String)')}, {LIST_FILTERS[key]})) > 0")
-    if f.tags:
-        having.append(f"countIf(hasAny(tags, {b.bind(f.tags, 'Array(String)')})) > 0")
-    if f.text:
-        q = b.bind(f.text, "String")
-        having.append(f"countIf(positionCaseInsensitiveUTF8(input_preview, {q}) > 0 "
-                      f"OR positionCaseInsensitiveUTF8(output_preview, {q}) > 0) > 0")
+        where = window_conditions(f, b, project_id, slack_days=slack_days) + matches
+        return f"SELECT trace_id FROM spans WHERE {' AND '.join(where)}"
+    # a trace matches when some span matches each filter; status is the trace's own (error if any span)
+    having = [f"{TRACE_STATUS} IN {b.bind(f.lists['status'], 'Array(String)')}"] if f.lists.get("status") else []
+    having += [f"countIf({cond}) > 0" for cond in span_match_conditions(f, b, skip=("status",))]
     having += _range_conditions(f, b, TRACE_DURATION, "sum(ifNull(cost, 0))")
     if not having and not f.score_name:
         return None
-    where = _trace_scan_where(f, b, project_id, slack_days)
+    where = window_conditions(f, b, project_id, slack_days=slack_days)
     if f.score_name:
         where.append(f"trace_id IN ({score_trace_subquery(f, b, project_id)})")
     sql = f"SELECT trace_id FROM spans FINAL WHERE {' AND '.join(where)} GROUP BY trace_id"
     return sql + (f" HAVING {' AND '.join(having)}" if having else "")
-
-
-def _trace_scan_where(f: Filters, b: Binder, project_id: str, slack_days: int) -> list[str]:
-    where = [f"project_id = {b.bind(project_id, 'String')}"]
-    if f.start:
-        where.append(f"start_time >= {b.bind(f.start, TIME_TYPE)}")
-    if f.end:
-        where.append(f"start_time < {b.bind(f.end, TIME_TYPE)} + INTERVAL {int(slack_days)} DAY")
-    return where
 
 
 # Applied to every read of spans: duplicates of a span share start_time, hence their daily partition,

@@ -165,9 +165,7 @@ def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str
         where = [f"project_id = {b.bind(project_id, 'String')}", f"name = {b.bind(mq.score_name, 'String')}",
                  f"timestamp >= {b.bind(start, TIME_TYPE)}", f"timestamp < {b.bind(end, TIME_TYPE)}",
                  "value IS NOT NULL"]
-        score_filters = Filters(lists=f.lists, tags=f.tags, text=f.text, min_latency_ms=f.min_latency_ms,
-                                max_latency_ms=f.max_latency_ms, min_cost=f.min_cost, max_cost=f.max_cost)
-        sub = trace_filter_subquery(score_filters, b, project_id, slack_days=30)
+        sub = trace_filter_subquery(f.span_only(), b, project_id, slack_days=30)
         if sub:
             where.append(f"trace_id IN ({sub})")
         if f.min_score is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from query_api.filters import TIME_TYPE, BadParam, Binder, Filters, trace_filter_subquery
+from query_api.filters import BadParam, Binder, Filters, trace_filter_subquery, window_conditions
 from query_api.timefmt import num
 
 SCORE_GROUPS = ("source", "evaluator", "evaluator_version", "data_type")
@@ -18,16 +18,11 @@ def score_summary(client, project_id: str, f: Filters, *, group_by: str | None =
     if group_by is not None and group_by not in SCORE_GROUPS:
         raise BadParam("group_by", f"must be one of {', '.join(SCORE_GROUPS)}")
     b = Binder()
-    where = [f"project_id = {b.bind(project_id, 'String')}"]
-    if f.start:
-        where.append(f"timestamp >= {b.bind(f.start, TIME_TYPE)}")
-    if f.end:
-        where.append(f"timestamp < {b.bind(f.end, TIME_TYPE)}")
+    where = window_conditions(f, b, project_id, time_column="timestamp")
     if score_names:
         where.append(f"has({b.bind(score_names, 'Array(String)')}, name)")
     # Span filters pick the traces; the time range applies to the scores themselves.
-    span_only = Filters(lists=f.lists, tags=f.tags, text=f.text, min_latency_ms=f.min_latency_ms,
-                        max_latency_ms=f.max_latency_ms, min_cost=f.min_cost, max_cost=f.max_cost)
+    span_only = f.span_only()
     sub = trace_filter_subquery(span_only, b, project_id)
     if sub:
         where.append(f"trace_id IN ({sub})")

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from query_api.filters import (READ_SETTINGS, TIME_TYPE, TRACE_DURATION, TRACE_STATUS, BadParam, Binder,
-                               Filters, trace_filter_subquery)
+from query_api.filters import (READ_SETTINGS, TRACE_DURATION, TRACE_STATUS, BadParam, Binder, Filters,
+                               trace_filter_subquery, window_conditions)
 from query_api.timefmt import iso_from_micros, num
 
 SORTS = {  # sort key -> trace-level aggregate (the start_time sort reads root spans instead)
@@ -57,11 +57,7 @@ def list_traces(client, project_id: str, f: Filters, *, sort: str = "start_time"
     else:
         b = Binder()
         cmp, direction = ("<", "DESC") if desc else (">", "ASC")
-        where = [f"project_id = {b.bind(project_id, 'String')}"]
-        if f.start:
-            where.append(f"start_time >= {b.bind(f.start, TIME_TYPE)}")
-        if f.end:
-            where.append(f"start_time < {b.bind(f.end, TIME_TYPE)}")
+        where = window_conditions(f, b, project_id)
         if sub := trace_filter_subquery(f, b, project_id, slack_days=MAX_SLACK_DAYS):
             where.append(f"trace_id IN ({sub})")
         having = ["countIf(parent_span_id = '') > 0"]
@@ -97,11 +93,7 @@ def _newest_roots(client, project_id: str, f: Filters, desc: bool, limit: int,
         b = Binder()
         cmp, direction = ("<", "DESC") if desc else (">", "ASC")
         # The sort key prefix (project, hour) lets ClickHouse read in order and stop early.
-        where = [f"project_id = {b.bind(project_id, 'String')}", "parent_span_id = ''"]
-        if window.start:
-            where.append(f"start_time >= {b.bind(window.start, TIME_TYPE)}")
-        if window.end:
-            where.append(f"start_time < {b.bind(window.end, TIME_TYPE)}")
+        where = window_conditions(window, b, project_id) + ["parent_span_id = ''"]
         if sub := trace_filter_subquery(window, b, project_id, slack_days=MAX_SLACK_DAYS):
             where.append(f"trace_id IN ({sub})")
         if key is not None:
