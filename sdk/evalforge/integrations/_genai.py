@@ -133,14 +133,17 @@ class LLMCall:
             self._ended = True
             return True
 
+    def _set(self, attrs: dict[str, Any] | None) -> None:
+        if attrs:
+            attrs = clean(attrs)
+            self._content(attrs)
+            self.span.set_attributes(attrs)
+
     def finish(self, attrs: dict[str, Any] | None) -> None:
         if not self._claim():
             return
         with capture_internal_exceptions():
-            if attrs:
-                attrs = clean(attrs)
-                self._content(attrs)
-                self.span.set_attributes(attrs)
+            self._set(attrs)
             if self.first_chunk_ns:
                 self.span.set_attribute(
                     "gen_ai.response.time_to_first_chunk", (self.first_chunk_ns - self.start_ns) / 1e9
@@ -152,10 +155,7 @@ class LLMCall:
         if not self._claim():
             return
         with capture_internal_exceptions():
-            if attrs:
-                attrs = clean(attrs)
-                self._content(attrs)
-                self.span.set_attributes(attrs)
+            self._set(attrs)
             record_error(self.span, exc)
         with capture_internal_exceptions():
             self.span.end()
