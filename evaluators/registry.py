@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from evaluators.base import Evaluator
+from evaluators.llm import check_base_url
 
 _REGISTRY: dict[str, type[Evaluator]] = {}
 
@@ -55,6 +56,16 @@ def validate_config(name: str, config: Mapping[str, Any] | str | bytes | None) -
             f"config.{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
         )
         raise ValueError(f"{name}: {problems}") from None
+
+
+def validate_rule_config(name: str, config: Mapping[str, Any], judge_hosts: Collection[str]) -> None:
+    """An eval rule's config as stored: valid for its evaluator, and any ``base_url`` on an allowed
+    host (``check_base_url``). ValueError names the field (``config.<field>``)."""
+    validate_config(name, config)
+    try:
+        check_base_url(config.get("base_url"), judge_hosts)
+    except ValueError as exc:
+        raise ValueError(f"config.{exc}") from None
 
 
 def get_evaluator(name: str, config: Mapping[str, Any] | str | bytes | None = None, **deps: Any) -> Evaluator:

@@ -10,8 +10,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field, field_validator
 
 from core.deps import ProjectDep, ServicesDep
-from evaluators.llm import check_base_url
-from evaluators.registry import validate_config
+from evaluators.registry import validate_rule_config
 from evaluators.rules import FILTER_FIELDS
 
 router = APIRouter(prefix="/api/v1/eval-rules", tags=["evaluations"])
@@ -46,13 +45,9 @@ _COLUMNS = "id, name, evaluator, config, filter, sampling_rate, enabled, created
 @router.post("", status_code=201)
 async def create_rule(rule: EvalRuleIn, project: ProjectDep, services: ServicesDep) -> dict:
     try:
-        validate_config(rule.evaluator, rule.config)
+        validate_rule_config(rule.evaluator, rule.config, services.settings.judge_hosts)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    try:
-        check_base_url(rule.config.get("base_url"), services.settings.judge_hosts)
-    except ValueError as exc:
-        raise HTTPException(400, f"config.{exc}") from None
     async with services.pg.connection() as conn:
         cur = await conn.execute(
             f"INSERT INTO eval_rules (id, project_id, name, evaluator, config, filter, sampling_rate, enabled) "

@@ -10,9 +10,8 @@ from collections.abc import Collection
 from psycopg.types.json import Jsonb
 
 from core.auth import ensure_project
-from evaluators.llm import check_base_url
 from evaluators.rules import FILTER_FIELDS
-from evaluators.registry import validate_config
+from evaluators.registry import validate_rule_config
 
 
 def add_parser(sub) -> None:
@@ -46,8 +45,7 @@ def run(args: argparse.Namespace, with_postgres, judge_hosts: Collection[str] = 
         if not 0.0 <= args.sampling_rate <= 1.0:
             raise SystemExit("evalforge: error: --sampling-rate: must be between 0 and 1")
         try:
-            validate_config(args.evaluator, config)
-            check_base_url(config.get("base_url"), judge_hosts)
+            validate_rule_config(args.evaluator, config, judge_hosts)
         except ValueError as exc:
             raise SystemExit(f"evalforge: error: {exc}") from None
 
