@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -20,11 +21,14 @@ from core.payloads import offload_payloads
 from core.ratelimit import RateLimiter
 from core.services import Services
 from core.span import encode
-from ingest import metrics
+from ingest import metrics, native
 from ingest.body import read_body
 from ingest.json_batch import BatchError, decode_span_batch, validate_score
 from ingest.normalize import Limits
-from ingest.otlp import JSON, OTLPDecodeError, UnsupportedContentType, decode_otlp, encode_error, encode_response, media_type
+from ingest.otlp import (
+    JSON, PROTOBUF, DecodeResult, OTLPDecodeError, UnsupportedContentType, decode_otlp, encode_error, encode_response,
+    media_type,
+)
 
 router = APIRouter(tags=["ingest"])
 
@@ -41,30 +45,46 @@ def _limiter(services: Services) -> RateLimiter:
     return limiter
 
 
-async def _accept(services: Services, project_id: str, records: list[dict[str, Any]]) -> None:
-    """Rate-limit, offload big payloads, publish keyed by trace id; raises HTTPException (429 / 503)."""
+async def _admit(services: Services, project_id: str, count: int) -> None:
+    """Spans-per-request limit and the project's rate limit; raises HTTPException (413 / 429)."""
     s = services.settings
-    if len(records) > s.max_spans_per_request:
-        metrics.SPANS_REJECTED.labels("too_many_spans").inc(len(records))
-        raise HTTPException(413, f"{len(records)} spans in one request; the limit is {s.max_spans_per_request}")
-    allowed, retry_after = await _limiter(services).allow(project_id, len(records))
+    if count > s.max_spans_per_request:
+        metrics.SPANS_REJECTED.labels("too_many_spans").inc(count)
+        raise HTTPException(413, f"{count} spans in one request; the limit is {s.max_spans_per_request}")
+    allowed, retry_after = await _limiter(services).allow(project_id, count)
     if not allowed:
-        metrics.SPANS_REJECTED.labels("rate_limited").inc(len(records))
+        metrics.SPANS_REJECTED.labels("rate_limited").inc(count)
         raise HTTPException(429, "rate limit exceeded for this project",
                             headers={"Retry-After": str(max(1, round(retry_after + 0.5)))})
-    threshold = s.payload_offload_bytes
-    if any(len(r.get("input") or "") > threshold or len(r.get("output") or "") > threshold for r in records):
-        moved = await asyncio.to_thread(lambda: sum(offload_payloads(r, services.blobs, threshold) for r in records))
-        metrics.OFFLOADED_BYTES.inc(moved)
+
+
+async def _publish(services: Services, messages: list[tuple[bytes, bytes]]) -> None:
+    """Produce ``(trace id, record)`` messages to ``spans.raw``; returns once all are acknowledged."""
     started = time.perf_counter()
     try:
-        await services.bus.publish(TOPIC_SPANS, [(r["trace_id"].encode(), encode(r)) for r in records])
+        await services.bus.publish(TOPIC_SPANS, messages)
     except BusUnavailable as exc:
-        metrics.SPANS_REJECTED.labels("bus_unavailable").inc(len(records))
+        metrics.SPANS_REJECTED.labels("bus_unavailable").inc(len(messages))
         raise HTTPException(503, "the span bus is unavailable; retry later",
                             headers={"Retry-After": str(max(1, round(exc.retry_after)))}) from None
     metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
-    metrics.SPANS_ACCEPTED.inc(len(records))
+    metrics.SPANS_ACCEPTED.inc(len(messages))
+
+
+async def _accept(services: Services, project_id: str, records: list[dict[str, Any]]) -> None:
+    """Admit, offload big payloads, publish keyed by trace id; raises HTTPException (413 / 429 / 503)."""
+    await _admit(services, project_id, len(records))
+    threshold = services.settings.payload_offload_bytes
+    if any(len(r.get("input") or "") > threshold or len(r.get("output") or "") > threshold for r in records):
+        moved = await asyncio.to_thread(lambda: sum(offload_payloads(r, services.blobs, threshold) for r in records))
+        metrics.OFFLOADED_BYTES.inc(moved)
+    await _publish(services, [(r["trace_id"].encode(), encode(r)) for r in records])
+
+
+async def _accept_native(services: Services, project_id: str, messages: list[tuple[bytes, bytes]]) -> None:
+    """:func:`_accept` for messages the native path already encoded (nothing to offload)."""
+    await _admit(services, project_id, len(messages))
+    await _publish(services, messages)
 
 
 @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)")
@@ -82,16 +102,26 @@ async def otlp_traces(request: Request, project: IngestProjectDep, services: Ser
         return Response(encode_error(str(exc.detail), kind), status_code=exc.status_code, media_type=kind)
     if not body.strip():
         return Response(encode_response(0, "", kind), media_type=kind)
-    try:
-        result = decode_otlp(body, kind, project.id, limits=_limits(services))
-    except OTLPDecodeError as exc:
-        metrics.REQUESTS.labels("otlp", "400").inc()
-        return Response(encode_error(str(exc), kind), status_code=400, media_type=kind)
+    limits = _limits(services)
+    messages = None
+    if kind == PROTOBUF:  # the compiled path, when it can do this request exactly
+        messages = native.encode_otlp(body, project.id, limits, services.settings.payload_offload_bytes,
+                                      datetime.now(timezone.utc))
+    if messages is not None:
+        result = DecodeResult()
+        accept = _accept_native(services, project.id, messages) if messages else None
+    else:
+        try:
+            result = decode_otlp(body, kind, project.id, limits=limits)
+        except OTLPDecodeError as exc:
+            metrics.REQUESTS.labels("otlp", "400").inc()
+            return Response(encode_error(str(exc), kind), status_code=400, media_type=kind)
+        accept = _accept(services, project.id, result.records) if result.records else None
     if result.rejected:
         metrics.SPANS_REJECTED.labels("invalid").inc(len(result.rejected))
-    if result.records:
+    if accept is not None:
         try:
-            await _accept(services, project.id, result.records)
+            await accept
         except HTTPException as exc:
             metrics.REQUESTS.labels("otlp", str(exc.status_code)).inc()
             return Response(encode_error(str(exc.detail), kind, code=14 if exc.status_code == 503 else 8),

@@ -1,0 +1,63 @@
+"""The compiled fast path of OTLP protobuf ingest (``native/``, a Rust extension), when installed.
+
+:func:`encode_otlp` turns a protobuf body straight into bus messages — ``(trace id, record JSON)``,
+byte for byte what :func:`ingest.otlp.decode_otlp` followed by :func:`core.span.encode` makes — or
+answers ``None`` when the request needs something only the Python path does (a rejected span,
+events, links, indexed message keys, tags, metadata, Langfuse usage / cost details, a value to
+truncate or a payload to offload, ...). The Python path stays the reference; the differential tests
+in ``tests/ingest/test_native.py`` hold the two together.
+
+The extension reads its convention tables from ``ingest.conventions`` here, so adding a row there
+needs no Rust change; a new *kind* of column does, and ``configure`` refuses to start without it.
+``EVALFORGE_NATIVE=0`` turns the fast path off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+
+import orjson
+
+from core.span import COLUMNS
+from ingest import conventions as c
+from ingest.normalize import _OTEL_KINDS, _RESOURCE_KEYS, _TEMPLATE, PREVIEW_CHARS, Limits
+
+log = logging.getLogger(__name__)
+
+try:
+    import evalforge_native as _native
+except ImportError:  # built by scripts/bootstrap; without a Rust toolchain ingest runs on Python
+    _native = None
+
+
+def _configure() -> bool:
+    if _native is None or os.environ.get("EVALFORGE_NATIVE", "1") == "0":
+        return False
+    try:
+        _native.configure(
+            list(_TEMPLATE), c._SLOTS, list(c._SPECIAL_PREFIXES), sorted(c._SPECIAL_KEYS), _RESOURCE_KEYS,
+            c._KIND_ALIASES, c._OPERATION_ALIASES, c._OPERATION_KINDS, list(_OTEL_KINDS), PREVIEW_CHARS,
+        )
+    except ValueError:
+        log.exception("native OTLP path disabled: it does not match this version's record layout")
+        return False
+    return True
+
+
+assert list(_TEMPLATE) == list(COLUMNS)
+AVAILABLE = _configure()
+
+
+def encode_otlp(body: bytes, project_id: str, limits: Limits, offload_chars: int,
+                ingested_at: datetime) -> list[tuple[bytes, bytes]] | None:
+    """Protobuf OTLP body -> bus messages for ``spans.raw``, or ``None`` for the Python path.
+
+    ``offload_chars``: a payload longer than this goes to the blob store, which Python does.
+    """
+    if not AVAILABLE:
+        return None
+    stamp = orjson.dumps(ingested_at, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
+    return _native.encode_otlp_protobuf(body, project_id, stamp, limits.max_attribute_bytes,
+                                        limits.max_payload_bytes, offload_chars)
