@@ -37,7 +37,8 @@ def _configure() -> bool:
         return False
     try:
         _native.configure(
-            list(_TEMPLATE), c._SLOTS, list(c._SPECIAL_PREFIXES), sorted(c._SPECIAL_KEYS), _RESOURCE_KEYS,
+            list(_TEMPLATE), c._SLOTS, sorted(c._TAG_KEYS), list(c._INDEXED_PREFIXES), list(c._METADATA_PREFIXES),
+            _RESOURCE_KEYS,
             c._KIND_ALIASES, c._OPERATION_ALIASES, c._OPERATION_KINDS, list(_OTEL_KINDS), PREVIEW_CHARS,
         )
     except ValueError:

@@ -14,6 +14,7 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
@@ -106,12 +107,12 @@ const COLUMNS: [&str; 45] = [
 
 const UINT32_MAX: u64 = 4_294_967_295;
 const MAX_NS: u64 = (1 << 63) - 1;
-const RESERVED_KEYS: [&str; 3] = ["otel.span_kind", "otel.links", "evalforge.truncated"];
 
 struct Config {
     slots: HashMap<String, (Slot, i64)>,
-    special_prefixes: Vec<String>,
-    special_keys: Vec<String>,
+    tag_keys: Vec<String>,
+    indexed_prefixes: Vec<String>,
+    metadata_prefixes: Vec<String>,
     resource_keys: HashMap<String, (usize, i64)>, // 0 service_name, 1 environment, 2 release
     kind_aliases: HashMap<String, String>,
     operation_aliases: HashMap<String, String>,
@@ -127,8 +128,9 @@ static CONFIG: RwLock<Option<Arc<Config>>> = RwLock::new(None);
 fn configure(
     columns: Vec<String>,
     slots: HashMap<String, (String, i64)>,
-    special_prefixes: Vec<String>,
-    special_keys: Vec<String>,
+    tag_keys: Vec<String>,
+    indexed_prefixes: Vec<String>,
+    metadata_prefixes: Vec<String>,
     resource_keys: HashMap<String, (String, i64)>,
     kind_aliases: HashMap<String, String>,
     operation_aliases: HashMap<String, String>,
@@ -159,8 +161,9 @@ fn configure(
     }
     let config = Config {
         slots: slot_map,
-        special_prefixes,
-        special_keys,
+        tag_keys,
+        indexed_prefixes,
+        metadata_prefixes,
         resource_keys: res_map,
         kind_aliases,
         operation_aliases,
@@ -644,6 +647,39 @@ fn ascii_lower(text: &str) -> Option<String> {
     text.is_ascii().then(|| text.to_ascii_lowercase())
 }
 
+/// The record's attributes in insertion order. A key already there would be overwritten in place
+/// by Python's dict: that is left to Python (`push` answers None).
+struct Attrs<'a>(Vec<(Cow<'a, str>, String)>);
+
+impl<'a> Attrs<'a> {
+    fn push(&mut self, key: Cow<'a, str>, value: String) -> Option<()> {
+        if self.0.iter().any(|(k, _)| *k == key) {
+            return None;
+        }
+        self.0.push((key, value));
+        Some(())
+    }
+}
+
+/// `_add_tags`: a tag string or a list of them (other scalars as JSON), each kept once, in order.
+fn add_tags(tags: &mut Vec<String>, value: &Val) -> Option<()> {
+    let items: &[Val] = match value {
+        Val::Array(items) => items,
+        Val::Str(text) if text.starts_with('[') => return None, // a JSON list to parse
+        single => std::slice::from_ref(single),
+    };
+    for item in items {
+        let tag = match item {
+            Val::Str(text) => text.to_string(),
+            other => scalar_json(other)?,
+        };
+        if !tag.is_empty() && !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    Some(())
+}
+
 struct Found<'a> {
     rank: i64,
     key: &'a str,
@@ -673,34 +709,33 @@ fn write_record(
         return None;
     }
 
-    let mut attrs: Vec<(&str, String)> = res.attributes.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let mut attrs = Attrs(res.attributes.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), v.clone())).collect());
+    let mut tags: Vec<String> = Vec::new();
     let mut found: [Option<Found>; N_SLOTS] = std::array::from_fn(|_| None);
     for (i, (key, value)) in span.attributes.iter().enumerate() {
         let key: &str = key;
-        if RESERVED_KEYS.contains(&key)
-            || res.attributes.iter().any(|(k, _)| k == key)
-            || span.attributes[..i].iter().any(|(k, _)| *k == key)
-        {
-            return None; // Python's dict would overwrite in place
+        if span.attributes[..i].iter().any(|(k, _)| *k == key) {
+            return None; // protobuf -> dict keeps one value per key
         }
         match cfg.slots.get(key) {
-            None => {
-                if cfg.special_keys.iter().any(|k| k == key)
-                    || cfg.special_prefixes.iter().any(|p| key.starts_with(p.as_str()))
-                {
-                    return None; // tags, metadata, indexed messages
-                }
-                attrs.push((key, attr_str(value, lim)?));
+            None if cfg.tag_keys.iter().any(|k| k == key) => add_tags(&mut tags, value)?,
+            None if key == "metadata" || cfg.indexed_prefixes.iter().any(|p| key.starts_with(p.as_str())) => {
+                return None; // a JSON object to expand, indexed message lists
             }
+            None => match cfg.metadata_prefixes.iter().find(|p| key.starts_with(p.as_str())) {
+                Some(prefix) => attrs.push(Cow::Owned(format!("metadata.{}", &key[prefix.len()..])), attr_str(value, lim)?)?,
+                None => attrs.push(Cow::Borrowed(key), attr_str(value, lim)?)?,
+            },
             Some(&(slot, rank)) => {
                 let entry = &mut found[slot as usize];
                 match entry {
                     None => *entry = Some(Found { rank, key, value }),
                     Some(current) if rank < current.rank => {
-                        attrs.push((current.key, attr_str(current.value, lim)?));
+                        let loser = (current.key, attr_str(current.value, lim)?);
                         *entry = Some(Found { rank, key, value });
+                        attrs.push(Cow::Borrowed(loser.0), loser.1)?;
                     }
-                    Some(_) => attrs.push((key, attr_str(value, lim)?)),
+                    Some(_) => attrs.push(Cow::Borrowed(key), attr_str(value, lim)?)?,
                 }
             }
         }
@@ -817,7 +852,7 @@ fn write_record(
     }
 
     if span.kind > 1 && (span.kind as usize) < cfg.otel_kinds.len() {
-        attrs.push(("otel.span_kind", cfg.otel_kinds[span.kind as usize].clone()));
+        attrs.push(Cow::Borrowed("otel.span_kind"), cfg.otel_kinds[span.kind as usize].clone())?;
     }
 
     // the record, in core.span.COLUMNS order
@@ -887,7 +922,14 @@ fn write_record(
     str_field(out, "user_id", &user_id);
     str_field(out, "environment", &environment);
     str_field(out, "release", &release);
-    out.extend_from_slice(b"\"tags\":[],");
+    out.extend_from_slice(b"\"tags\":[");
+    for (i, tag) in tags.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(out, tag);
+    }
+    out.extend_from_slice(b"],");
     str_field(out, "prompt_name", &prompt_name);
     str_field(out, "prompt_version", &prompt_version);
     str_field(out, "input", payloads[0].0);
@@ -897,7 +939,7 @@ fn write_record(
     str_field(out, "input_ref", "");
     str_field(out, "output_ref", "");
     out.extend_from_slice(b"\"attributes\":{");
-    for (i, (key, value)) in attrs.iter().enumerate() {
+    for (i, (key, value)) in attrs.0.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }

@@ -86,6 +86,8 @@ def genai_request(n: int = 8) -> bytes:
             kv("evalforge.user_id", "u\u00e9"), kv("evalforge.ttft_ms", 123), kv("evalforge.cost", 0.0012),
             kv("evalforge.environment", "staging"), kv("llm.model_name", "loser-model"),
             kv("error.type", "RateLimitError" if i == 3 else ""), kv("server.port", 443),
+            kv("evalforge.tags", ["beta", "", "beta", 7]), kv("langfuse.trace.tags", "vip"),
+            kv("evalforge.metadata.tenant", "acme"), kv("langfuse.observation.metadata.n", 3),
         ])
         if i == 5:
             span.status.code, span.status.message = 2, "boom\tcontrol\x01"
@@ -107,14 +109,18 @@ def test_genai_request_goes_native_and_matches_python_byte_for_byte() -> None:
     rec = orjson.loads(got[3][1])
     assert (rec["provider"], rec["model"], rec["status"], rec["cost"]) == ("openai", "gpt-4o-2024-08-06", "error", 0.0012)
     assert rec["attributes"]["llm.model_name"] == "loser-model"
+    assert rec["tags"] == ["beta", "7", "vip"]
+    assert (rec["attributes"]["metadata.tenant"], rec["attributes"]["metadata.n"]) == ("acme", "3")
 
 
 @pytest.mark.parametrize("change, why", [
     (lambda s: s.events.add(name="exception"), "events"),
     (lambda s: s.links.add(trace_id=b"\1" * 16, span_id=b"\2" * 8), "links"),
     (lambda s: s.attributes.append(kv("gen_ai.prompt.0.content", "hi")), "indexed message key"),
-    (lambda s: s.attributes.append(kv("evalforge.tags", ["a"])), "tags"),
-    (lambda s: s.attributes.append(kv("evalforge.metadata.x", "1")), "metadata"),
+    (lambda s: s.attributes.append(kv("evalforge.tags", '["a"]')), "tags as a JSON string"),
+    (lambda s: s.attributes.append(kv("metadata", '{"a": 1}')), "metadata JSON object"),
+    (lambda s: s.attributes.extend([kv("evalforge.metadata.x", "1"), kv("langfuse.metadata.x", "2")]),
+     "two metadata keys for one attribute"),
     (lambda s: s.attributes.append(kv("big", "é" * 40_000)), "attribute over the limit"),
     (lambda s: s.attributes.append(kv("gen_ai.input.messages", "a" * (OFFLOAD + 1))), "payload to offload"),
     (lambda s: s.attributes.append(kv("nested", {"a": 1})), "kvlist value"),
@@ -173,7 +179,8 @@ _NUMBERS = {k for k, (slot, _) in conventions._SLOTS.items() if slot in ("cost",
 _PAYLOADS = {k for k, (slot, _) in conventions._SLOTS.items() if slot in ("input", "output")}
 _PYTHON_ONLY = ("cost_details", "usage_details", "level", "level_message", "completion_start")
 _PLAIN_KEYS = [k for k, (slot, _) in sorted(conventions._SLOTS.items()) if slot not in _PYTHON_ONLY] + \
-    ["server.port", "http.url", "x", "k\u00e9y", ""]
+    sorted(conventions._TAG_KEYS) + [p + "x" for p in conventions._METADATA_PREFIXES] + \
+    ["metadata.x", "server.port", "http.url", "x", "k\u00e9y", ""]
 
 
 def _plain_value(key: str) -> st.SearchStrategy[object]:
