@@ -15,25 +15,22 @@ needs no Rust change; a new *kind* of column does, and ``configure`` refuses to 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime
 
 import orjson
 
+from core import native as _loader
 from core.span import COLUMNS
 from ingest import conventions as c
 from ingest.normalize import _OTEL_KINDS, _RESOURCE_KEYS, _TEMPLATE, PREVIEW_CHARS, Limits
 
 log = logging.getLogger(__name__)
 
-try:
-    import evalforge_native as _native
-except ImportError:  # built by scripts/bootstrap; without a Rust toolchain ingest runs on Python
-    _native = None
+_native = _loader.load()
 
 
 def _configure() -> bool:
-    if _native is None or os.environ.get("EVALFORGE_NATIVE", "1") == "0":
+    if _native is None:
         return False
     try:
         _native.configure(

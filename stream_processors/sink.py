@@ -16,6 +16,9 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import DataError
+
+from core import native
 from core.span import COLUMNS
 
 SPAN_COLUMNS = [*COLUMNS, "bus_source", "bus_partition", "bus_offset"]
@@ -25,9 +28,14 @@ SCORE_COLUMNS = [
 ]
 
 
-# Raised by clickhouse-connect while encoding a value that does not fit its column: a bad record,
-# not a bad server. Retrying would fail forever.
-DATA_ERRORS = (TypeError, ValueError, AttributeError, OverflowError, KeyError, IndexError)
+# (name, ClickHouse type) of the span columns the native block encoder writes before the bus ones
+_ROW_TYPES = list(COLUMNS.items())
+_native = native.load()
+
+# Raised by clickhouse-connect while encoding a value that does not fit its column (its DataError, e.g.
+# a negative UInt32 or None in a non-Nullable column): a bad record, not a bad server. Retrying would
+# fail forever.
+DATA_ERRORS = (DataError, TypeError, ValueError, AttributeError, OverflowError, KeyError, IndexError)
 
 
 class SeenSpans:
@@ -51,28 +59,26 @@ class SeenSpans:
 class ClickHouseSink:
     """Collects rows and writes them in one insert per table on ``flush``.
 
-    Spans are kept column by column: clickhouse-connect encodes a column-oriented insert with about
-    40% less CPU than the same rows (measured: 30 vs 51 us per span row).
+    Span rows are encoded into a Native block by the native extension (~4 us per row, where
+    clickhouse-connect's encoding of the same block takes ~20 us of Python); a batch it refuses (a value that does not
+    fit its column) and every batch without the extension go through clickhouse-connect, which also
+    finds the bad rows.
     """
 
     def __init__(self, client, source: str):
         self._client = client
         self.source = source  # bus identity + topic, e.g. "kafka:spans.raw"
-        self.span_columns: list[list[Any]] = [[] for _ in SPAN_COLUMNS]
+        self.span_rows: list[dict[str, Any]] = []
+        self.span_bus: list[tuple[int, int]] = []  # (partition, offset) of each span row
         self.score_rows: list[list[Any]] = []
 
     @property
     def span_count(self) -> int:
-        return len(self.span_columns[0])
+        return len(self.span_rows)
 
     def add_span(self, span: dict[str, Any], partition: int, offset: int) -> None:
-        columns = self.span_columns
-        for i, name in enumerate(COLUMNS):
-            columns[i].append(span[name])
-        n = len(COLUMNS)
-        columns[n].append(self.source)
-        columns[n + 1].append(partition)
-        columns[n + 2].append(offset)
+        self.span_rows.append(span)
+        self.span_bus.append((partition, offset))
 
     def add_score(self, score: dict[str, Any]) -> None:
         ts = score.get("timestamp")
@@ -83,6 +89,10 @@ class ClickHouseSink:
     def __len__(self) -> int:
         return self.span_count + len(self.score_rows)
 
+    def span_row_lists(self) -> list[list[Any]]:
+        """The span rows as lists in ``SPAN_COLUMNS`` order."""
+        return [[span[c] for c in COLUMNS] + [self.source, p, o] for span, (p, o) in zip(self.span_rows, self.span_bus)]
+
     def flush(self) -> list[tuple[str, int, Exception]]:
         """Insert everything collected. Rows that cannot be encoded for their column types are written
         around and returned as (table, index in the batch, error), so one bad record never blocks a
@@ -91,10 +101,10 @@ class ClickHouseSink:
         rejected: list[tuple[str, int, Exception]] = []
         if self.span_count:
             try:
-                self._client.insert("spans", self.span_columns, column_names=SPAN_COLUMNS, column_oriented=True)
+                self._insert_spans()
             except DATA_ERRORS:
                 rejected += self._insert_one_by_one("spans")
-            self.span_columns = [[] for _ in SPAN_COLUMNS]
+            self.span_rows, self.span_bus = [], []
         if self.score_rows:
             try:
                 self._client.insert("scores", self.score_rows, column_names=SCORE_COLUMNS)
@@ -103,6 +113,18 @@ class ClickHouseSink:
             self.score_rows = []
         return rejected
 
+    def _insert_spans(self) -> None:
+        if _native is not None:
+            try:
+                body = _native.encode_span_block(self.span_rows, _ROW_TYPES, self.source, self.span_bus)
+            except (ValueError, TypeError, OverflowError):
+                pass  # a value that does not fit its column: clickhouse-connect names the rows
+            else:
+                self._client.raw_insert("spans", SPAN_COLUMNS, body, fmt="Native")
+                return
+        columns = [list(c) for c in zip(*self.span_row_lists())]
+        self._client.insert("spans", columns, column_names=SPAN_COLUMNS, column_oriented=True)
+
     def _insert_one_by_one(self, table: str) -> list[tuple[str, int, Exception]]:
         """The slow path after a data error: each row alone, in order (so sink_progress stays a prefix).
 
@@ -110,8 +132,7 @@ class ClickHouseSink:
         write them twice."""
         rejected = []
         if table == "spans":
-            rows = [list(r) for r in zip(*self.span_columns)]
-            columns = SPAN_COLUMNS
+            rows, columns = self.span_row_lists(), SPAN_COLUMNS
         else:
             rows, columns = list(self.score_rows), SCORE_COLUMNS
         indexed = list(enumerate(rows))
@@ -122,11 +143,11 @@ class ClickHouseSink:
             except DATA_ERRORS as exc:
                 rejected.append((table, index, exc))
             except Exception:
-                remaining = [r for _, r in indexed]
                 if table == "spans":
-                    self.span_columns = [list(c) for c in zip(*remaining)] if remaining else [[] for _ in SPAN_COLUMNS]
+                    done = len(rows) - len(indexed)
+                    self.span_rows, self.span_bus = self.span_rows[done:], self.span_bus[done:]
                 else:
-                    self.score_rows = remaining
+                    self.score_rows = [r for _, r in indexed]
                 raise
             indexed.pop(0)
         return rejected

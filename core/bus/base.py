@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class BusUnavailable(Exception):
@@ -20,8 +20,10 @@ class BusUnavailable(Exception):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One bus record. A NamedTuple: built once per record on the hot path, ~5x cheaper than a frozen
+    dataclass (whose __init__ goes through object.__setattr__ per field)."""
+
     topic: str
     partition: int
     offset: int  # increasing within (topic, partition)

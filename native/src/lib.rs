@@ -11,6 +11,8 @@
 //! The convention tables are not restated here: `ingest.native` passes `ingest.conventions`'
 //! tables to `configure` at import.
 
+mod spans_block;
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -1077,5 +1079,6 @@ fn evalforge_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(encode_otlp_protobuf, m)?)?;
     m.add_function(wrap_pyfunction!(format_float_for_tests, m)?)?;
+    m.add_function(wrap_pyfunction!(spans_block::encode_span_block, m)?)?;
     Ok(())
 }
