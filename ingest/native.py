@@ -3,8 +3,9 @@
 :func:`encode_otlp` turns a protobuf body straight into bus messages — ``(trace id, record JSON)``,
 byte for byte what :func:`ingest.otlp.decode_otlp` followed by :func:`core.span.encode` makes — or
 answers ``None`` when the request needs something only the Python path does (a rejected span,
-events, links, indexed message keys, tags, metadata, Langfuse usage / cost details, a value to
-truncate or a payload to offload, ...). The Python path stays the reference; the differential tests
+links, prompts sent as events, indexed message keys, a ``metadata`` JSON object, Langfuse usage /
+cost details and levels, a value to truncate or a payload to offload, a name to lower-case outside
+ASCII, a field the reader does not know, ...). The Python path stays the reference; the differential tests
 in ``tests/ingest/test_native.py`` hold the two together.
 
 The extension reads its convention tables from ``ingest.conventions`` here, so adding a row there

@@ -2,9 +2,10 @@
 //!
 //! It does what `ingest.otlp.decode_otlp` followed by `core.span.encode` does, for the requests
 //! whose spans use only the common parts of the conventions, and produces the very same bytes.
-//! Anything else (a span that would be rejected, events, links, indexed message keys, tags,
-//! metadata, Langfuse usage / cost details, a value that would be truncated or offloaded, a field
-//! this reader does not know, invalid UTF-8, ...) makes it answer `None`, and the Python path
+//! Anything else (a span that would be rejected, links, prompts sent as events, indexed message
+//! keys, a `metadata` JSON object, Langfuse usage / cost details and levels, a value that would be
+//! truncated or offloaded, a name to lower-case outside ASCII, a field this reader does not know,
+//! invalid UTF-8, ...) makes it answer `None`, and the Python path
 //! handles the whole request: Python stays the reference, and the differential tests in
 //! `tests/ingest/test_native.py` hold the two to byte equality.
 //!
@@ -321,6 +322,41 @@ struct Span<'a> {
     attributes: Vec<(&'a str, Val<'a>)>,
     status_code: i32,
     status_message: &'a str,
+    events: Vec<Event<'a>>,
+}
+
+struct Event<'a> {
+    time_ns: u64,
+    name: &'a str,
+    attributes: Vec<(&'a str, Val<'a>)>,
+}
+
+fn event(buf: &[u8]) -> Option<Event<'_>> {
+    let mut r = Reader::new(buf);
+    let mut seen = Seen(0);
+    let mut e = Event { time_ns: 0, name: "", attributes: Vec::new() };
+    while r.more() {
+        let (field, wire) = r.tag()?;
+        if field != 3 {
+            seen.first(field.min(63))?;
+        }
+        match (field, wire) {
+            (1, 1) => e.time_ns = r.fixed64()?,
+            (2, 2) => e.name = r.string()?,
+            (3, 2) => {
+                let (key, value) = key_value(r.bytes()?)?;
+                if e.attributes.iter().any(|(k, _)| *k == key) {
+                    return None; // protobuf -> dict keeps one value per key
+                }
+                e.attributes.push((key, value));
+            }
+            (4, 0) => {
+                r.varint()?;
+            }
+            _ => return None,
+        }
+    }
+    Some(e)
 }
 
 fn span(buf: &[u8]) -> Option<Span<'_>> {
@@ -337,11 +373,12 @@ fn span(buf: &[u8]) -> Option<Span<'_>> {
         attributes: Vec::with_capacity(16),
         status_code: 0,
         status_message: "",
+        events: Vec::new(),
     };
     while r.more() {
         let (field, wire) = r.tag()?;
-        if field != 9 {
-            seen.first(field.min(63))?;
+        if field != 9 && field != 11 {
+            seen.first(field.min(63))?; // repeated: attributes (9), events (11)
         }
         match (field, wire) {
             (1, 2) => s.trace_id = r.bytes()?,
@@ -374,7 +411,8 @@ fn span(buf: &[u8]) -> Option<Span<'_>> {
             (16, 5) => {
                 r.fixed32()?;
             }
-            _ => return None, // events (11), links (13), unknown fields
+            (11, 2) => s.events.push(event(r.bytes()?)?),
+            _ => return None, // links (13), unknown fields
         }
     }
     Some(s)
@@ -688,6 +726,54 @@ struct Found<'a> {
     value: &'a Val<'a>,
 }
 
+/// `_set_status`'s events column: `[{"name", "time", "attributes"}]` as orjson writes it.
+fn events_json(events: &[Event], lim: &Limits) -> Option<String> {
+    let mut out = Vec::with_capacity(256 * events.len());
+    out.push(b'[');
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        json_str(&mut out, e.name);
+        out.extend_from_slice(b",\"time\":");
+        if e.time_ns > 0 && e.time_ns <= MAX_NS {
+            push_time(&mut out, e.time_ns / 1000);
+        } else {
+            out.extend_from_slice(b"null");
+        }
+        out.extend_from_slice(b",\"attributes\":{");
+        for (j, (key, value)) in e.attributes.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            json_str(&mut out, key);
+            out.push(b':');
+            match value {
+                Val::Str(text) if text.len() > lim.max_attribute_bytes => return None, // truncated by Python
+                Val::Str(text) => json_str(&mut out, text),
+                Val::Array(items) => {
+                    out.push(b'[');
+                    for (k, item) in items.iter().enumerate() {
+                        if k > 0 {
+                            out.push(b',');
+                        }
+                        match item {
+                            Val::Str(text) => json_str(&mut out, text),
+                            other => out.extend_from_slice(scalar_json(other)?.as_bytes()),
+                        }
+                    }
+                    out.push(b']');
+                }
+                other => out.extend_from_slice(scalar_json(other)?.as_bytes()),
+            }
+        }
+        out.extend_from_slice(b"}}");
+    }
+    out.push(b']');
+    String::from_utf8(out).ok()
+}
+
 /// One span -> its record, appended to `out`; None if Python must do this request.
 #[allow(clippy::too_many_arguments)]
 fn write_record(
@@ -784,18 +870,35 @@ fn write_record(
     }
     let kind = kind.unwrap_or_else(|| if model.is_empty() { "span".into() } else { "llm".into() });
 
-    // _set_status (events never reach here)
+    // _set_status: an exception event gives the error type and message the span lacks
     let mut status = match span.status_code {
         1 => "ok",
         2 => "error",
         _ => "unset",
     };
-    if span.status_message.len() > lim.max_attribute_bytes {
+    if status == "unset" && !error_type.is_empty() {
+        status = "error"; // the slot's error.type, not an exception event's
+    }
+    let mut status_message = span.status_message;
+    let mut error_type = error_type;
+    for e in &span.events {
+        if e.name == "gen_ai.content.prompt" || e.name == "gen_ai.content.completion" {
+            return None; // payloads sent as events (GenAI conventions before 1.28)
+        }
+        if e.name == "exception" {
+            let get = |key: &str| e.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+            if let (true, Some(Val::Str(t))) = (error_type.is_empty(), get("exception.type")) {
+                error_type = t.to_string();
+            }
+            if let (true, Some(Val::Str(m))) = (status_message.is_empty(), get("exception.message")) {
+                status_message = m;
+            }
+        }
+    }
+    if status_message.len() > lim.max_attribute_bytes {
         return None;
     }
-    if status == "unset" && !error_type.is_empty() {
-        status = "error";
-    }
+    let events_json = if span.events.is_empty() { "[]".to_string() } else { events_json(&span.events, lim)? };
 
     // _set_tokens
     let mut counts: [Option<u64>; 6] = [None; 6];
@@ -885,7 +988,7 @@ fn write_record(
     push_float(out, (span.end_ns - span.start_ns) as f64 / 1e6);
     out.push(b',');
     str_field(out, "status", status);
-    str_field(out, "status_message", span.status_message);
+    str_field(out, "status_message", status_message);
     str_field(out, "error_type", &error_type);
     str_field(out, "error_class", "");
     str_field(out, "operation", &operation);
@@ -949,7 +1052,9 @@ fn write_record(
         out.push(b':');
         json_str(out, value);
     }
-    out.extend_from_slice(b"},\"events\":\"[]\",\"ingested_at\":");
+    out.extend_from_slice(b"},");
+    str_field(out, "events", &events_json);
+    out.extend_from_slice(b"\"ingested_at\":");
     out.extend_from_slice(ingested_json);
     out.push(b'}');
     Some(trace_id)

@@ -91,6 +91,11 @@ def genai_request(n: int = 8) -> bytes:
         ])
         if i == 5:
             span.status.code, span.status.message = 2, "boom\tcontrol\x01"
+        if i in (5, 6):  # what the OTel SDK's record_exception adds
+            event = span.events.add(name="exception", time_unix_nano=1_763_800_000_500_000_000)
+            event.attributes.extend([kv("exception.type", "openai.RateLimitError"), kv("exception.message", "429 é"),
+                                     kv("exception.stacktrace", "Traceback...\n  line 1"), kv("exception.escaped", True)])
+            span.events.add(name="retry", time_unix_nano=0).attributes.extend([kv("n", [1, 2.5, "x"])])
     return req.SerializeToString()
 
 
@@ -110,11 +115,16 @@ def test_genai_request_goes_native_and_matches_python_byte_for_byte() -> None:
     assert (rec["provider"], rec["model"], rec["status"], rec["cost"]) == ("openai", "gpt-4o-2024-08-06", "error", 0.0012)
     assert rec["attributes"]["llm.model_name"] == "loser-model"
     assert rec["tags"] == ["beta", "7", "vip"]
+    crashed = orjson.loads(got[6][1])  # an exception event fills what the span itself lacks
+    assert (crashed["error_type"], crashed["status_message"]) == ("openai.RateLimitError", "429 é")
+    assert [e["name"] for e in orjson.loads(crashed["events"])] == ["exception", "retry"]
     assert (rec["attributes"]["metadata.tenant"], rec["attributes"]["metadata.n"]) == ("acme", "3")
 
 
 @pytest.mark.parametrize("change, why", [
-    (lambda s: s.events.add(name="exception"), "events"),
+    (lambda s: s.events.add(name="gen_ai.content.prompt"), "prompt sent as an event"),
+    (lambda s: s.events.add(name="e").attributes.extend([kv("a", 1), kv("a", 2)]), "duplicate event attribute"),
+    (lambda s: s.events.add(name="e").attributes.append(kv("a", {"b": 1})), "kvlist event attribute"),
     (lambda s: s.links.add(trace_id=b"\1" * 16, span_id=b"\2" * 8), "links"),
     (lambda s: s.attributes.append(kv("gen_ai.prompt.0.content", "hi")), "indexed message key"),
     (lambda s: s.attributes.append(kv("evalforge.tags", '["a"]')), "tags as a JSON string"),
@@ -233,6 +243,12 @@ def requests(draw: st.DrawFn, wild: bool | None = None) -> bytes:
                     pairs = st.sampled_from(_PLAIN_KEYS).flatmap(lambda k: st.tuples(st.just(k), _plain_value(k)))
                 span.attributes.extend(kv(k, v) for k, v in draw(st.lists(
                     pairs, max_size=12, unique_by=None if wild else (lambda t: t[0]))))
+                for _ in range(draw(st.integers(0, 2))):
+                    event = span.events.add(name=draw(st.sampled_from(["exception", "retry", ""]) | _text),
+                                            time_unix_nano=draw(st.integers(0, 2**64 - 1)))
+                    event.attributes.extend(kv(k, v) for k, v in draw(st.lists(
+                        st.tuples(st.sampled_from(["exception.type", "exception.message", "x"]), _plain if not wild else _wild),
+                        max_size=3, unique_by=None if wild else (lambda t: t[0]))))
                 span.status.code = draw(st.integers(0, 3))
                 span.status.message = draw(_text)
     return req.SerializeToString()
