@@ -516,14 +516,25 @@ fn format_float(out: &mut String, value: f64) {
         out.push_str(if value.is_sign_negative() { "-0.0" } else { "0.0" });
         return;
     }
-    let sci = format!("{value:e}"); // shortest round-trip digits, e.g. "-8.56019485e2"
-    let (mantissa, exp) = sci.split_once('e').expect("LowerExp has an exponent");
-    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+    // ryu: the shortest digits that read back exactly, ties to even as orjson and Python's repr
+    // (Rust's own `{:e}` rounds such ties up: 562949953421312.25 -> ...2 vs ...3)
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(value);
+    let (sign, text) = match text.strip_prefix('-') {
         Some(rest) => ("-", rest),
-        None => ("", mantissa),
+        None => ("", text),
     };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let (mantissa, exp_part) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().expect("ryu exponent")),
+        None => (text, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all: String = format!("{int_part}{frac_part}");
+    let mut point = int_part.len() as i32 + exp_part; // value = 0.<all> x 10^point
+    let trimmed = all.trim_start_matches('0');
+    point -= (all.len() - trimmed.len()) as i32;
+    let digits = trimmed.trim_end_matches('0').to_string();
+    let exp = point - 1;
     out.push_str(sign);
     if (-5..=15).contains(&exp) {
         if exp < 0 {

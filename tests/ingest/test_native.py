@@ -164,7 +164,7 @@ def test_float_text_is_orjsons(value: float) -> None:
     assert native._native.format_float_for_tests(value) == orjson.dumps(value).decode()
 
 
-@pytest.mark.parametrize("value", [1e-5, 1e-6, 1e15, 1e16, 9999999999999998.0, 0.1 + 0.2, 5e-324,
+@pytest.mark.parametrize("value", [562949953421312.25, 1e-5, 1e-6, 1e15, 1e16, 9999999999999998.0, 0.1 + 0.2, 5e-324,
                                    1.7976931348623157e308, -0.0, 123456789.0, 2.5e-7, 1e21])
 def test_float_text_at_the_notation_edges(value: float) -> None:
     assert native._native.format_float_for_tests(value) == orjson.dumps(value).decode()
