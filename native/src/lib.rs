@@ -613,23 +613,29 @@ struct Limits {
     offload_chars: usize,
 }
 
+/// A list of scalars as orjson writes it; None for NaN / infinity.
+fn push_json_array(out: &mut Vec<u8>, items: &[Val]) -> Option<()> {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match item {
+            Val::Str(text) => json_str(out, text),
+            other => out.extend_from_slice(scalar_json(other)?.as_bytes()),
+        }
+    }
+    out.push(b']');
+    Some(())
+}
+
 /// `_attr_str`: strings as they are, anything else as orjson's JSON; None if it would be cut.
 fn attr_str(value: &Val, lim: &Limits) -> Option<String> {
     let text = match value {
         Val::Str(text) => text.to_string(),
         Val::Array(items) => {
             let mut out = Vec::with_capacity(16 * items.len() + 2);
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                match item {
-                    Val::Str(text) => json_str(&mut out, text),
-                    other => out.extend_from_slice(scalar_json(other)?.as_bytes()),
-                }
-            }
-            out.push(b']');
+            push_json_array(&mut out, items)?;
             String::from_utf8(out).ok()?
         }
         other => scalar_json(other)?,
@@ -763,19 +769,7 @@ fn events_json(events: &[Event], lim: &Limits) -> Option<String> {
             match value {
                 Val::Str(text) if text.len() > lim.max_attribute_bytes => return None, // truncated by Python
                 Val::Str(text) => json_str(&mut out, text),
-                Val::Array(items) => {
-                    out.push(b'[');
-                    for (k, item) in items.iter().enumerate() {
-                        if k > 0 {
-                            out.push(b',');
-                        }
-                        match item {
-                            Val::Str(text) => json_str(&mut out, text),
-                            other => out.extend_from_slice(scalar_json(other)?.as_bytes()),
-                        }
-                    }
-                    out.push(b']');
-                }
+                Val::Array(items) => push_json_array(&mut out, items)?,
                 other => out.extend_from_slice(scalar_json(other)?.as_bytes()),
             }
         }
@@ -975,10 +969,13 @@ fn write_record(
     let trace_id = hex(span.trace_id);
     let start_us = span.start_ns / 1000;
     let end_us = span.end_ns / 1000;
-    let str_field = |out: &mut Vec<u8>, name: &str, value: &str| {
+    let key = |out: &mut Vec<u8>, name: &str| {
         out.push(b'"');
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
+    };
+    let str_field = |out: &mut Vec<u8>, name: &str, value: &str| {
+        key(out, name);
         json_str(out, value);
         out.push(b',');
     };
@@ -1015,9 +1012,7 @@ fn write_record(
         ("total_tokens", total),
         ("tokens_estimated", 0),
     ] {
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
+        key(out, name);
         push_int(out, value);
         out.push(b',');
     }
