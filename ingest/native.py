@@ -5,8 +5,8 @@ byte for byte what :func:`ingest.otlp.decode_otlp` followed by :func:`core.span.
 answers ``None`` when the request needs something only the Python path does (a rejected span,
 links, prompts sent as events, indexed message keys, a ``metadata`` JSON object, Langfuse usage /
 cost details and levels, a value to truncate or a payload to offload, a name to lower-case outside
-ASCII, a field the reader does not know, ...). The Python path stays the reference; the differential tests
-in ``tests/ingest/test_native.py`` hold the two together.
+ASCII, a field the reader does not know, ...). The Python path stays the reference; the
+differential tests in ``tests/ingest/test_native.py`` hold the two together.
 
 The extension reads its convention tables from ``ingest.conventions`` here, so adding a row there
 needs no Rust change; a new *kind* of column does, and ``configure`` refuses to start without it.
@@ -36,8 +36,8 @@ def _configure() -> bool:
     try:
         _native.configure(
             list(_TEMPLATE), c._SLOTS, sorted(c._TAG_KEYS), list(c._INDEXED_PREFIXES), list(c._METADATA_PREFIXES),
-            _RESOURCE_KEYS,
-            c._KIND_ALIASES, c._OPERATION_ALIASES, c._OPERATION_KINDS, list(_OTEL_KINDS), PREVIEW_CHARS,
+            _RESOURCE_KEYS, c._KIND_ALIASES, c._OPERATION_ALIASES, c._OPERATION_KINDS, list(_OTEL_KINDS),
+            PREVIEW_CHARS,
         )
     except ValueError:
         log.exception("native OTLP path disabled: it does not match this version's record layout")
