@@ -28,6 +28,17 @@ async def _stream(bus, topic: str) -> list[bytes]:
     return [fields[b"v"] for _, fields in await bus._r.xrange(STREAM_PREFIX + topic)]
 
 
+async def _run_until_jobs(worker: EvalWorker, jobs: int, polls: int) -> None:
+    """Run ``worker`` until it has handled ``jobs`` jobs (at most ``polls`` polls, 0.1 s apart)."""
+    task = asyncio.create_task(worker.run())
+    for _ in range(polls):
+        if worker.stats["jobs"] >= jobs:
+            break
+        await asyncio.sleep(0.1)
+    worker.stop()
+    await task
+
+
 @pytest.mark.asyncio
 async def test_judge_jobs_are_scored_costed_and_stopped_by_the_budget(private_bus, redis_url, fake_llm):
     project = f"p-{uuid.uuid4().hex[:8]}"
@@ -43,13 +54,7 @@ async def test_judge_jobs_are_scored_costed_and_stopped_by_the_budget(private_bu
                         judge_allowed_hosts={"127.0.0.1"})
     for job in jobs:  # one at a time, so the spend of the first is booked before the next is judged
         await private_bus.publish(TOPIC_EVAL_JOBS, [(b"k", job)])
-    task = asyncio.create_task(worker.run())
-    for _ in range(200):
-        if worker.stats["jobs"] >= 3:
-            break
-        await asyncio.sleep(0.1)
-    worker.stop()
-    await task
+    await _run_until_jobs(worker, 3, polls=200)
 
     scores = [orjson.loads(v) for v in await _stream(private_bus, TOPIC_SCORES)]
     assert [(s["name"], s["value"], s["project_id"]) for s in scores] == [("llm_judge", 5.0, project)]
@@ -73,13 +78,7 @@ async def test_judge_base_url_outside_the_allowed_hosts_is_never_called(private_
                         "project_id": project, "span": orjson.loads(encode(make_span(project, 0)))})
     worker = EvalWorker(private_bus, None, judge_api_key="test-key", max_attempts=1)  # no host allowed
     await private_bus.publish(TOPIC_EVAL_JOBS, [(b"k", job)])
-    task = asyncio.create_task(worker.run())
-    for _ in range(100):
-        if worker.stats["jobs"] >= 1:
-            break
-        await asyncio.sleep(0.1)
-    worker.stop()
-    await task
+    await _run_until_jobs(worker, 1, polls=100)
     [failure] = [orjson.loads(v) for v in await _stream(private_bus, TOPIC_EVAL_DLQ)]
     assert "base_url" in failure["error"] and "EVALFORGE_JUDGE_ALLOWED_HOSTS" in failure["error"]
     assert fake_llm.requests == []

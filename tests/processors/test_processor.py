@@ -33,6 +33,16 @@ async def _run(processor: SpanProcessor):
     return asyncio.create_task(processor.run())
 
 
+async def _run_until(processor: SpanProcessor, predicate) -> None:
+    """Run ``processor`` until ``predicate()`` holds, then stop it (it finishes its batch)."""
+    task = await _run(processor)
+    try:
+        await _wait_for(predicate)
+    finally:
+        processor.stop()
+        await task
+
+
 @pytest.mark.asyncio
 async def test_spans_are_enriched_persisted_and_large_payloads_offloaded(private_bus, clickhouse, s3_blob_url):
     from core.blobs import open_blob_store
@@ -43,12 +53,7 @@ async def test_spans_are_enriched_persisted_and_large_payloads_offloaded(private
     spans = [make_span(project, i) for i in range(20)] + [make_span(project, 99, output=big)]
     await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
     proc = SpanProcessor(private_bus, clickhouse, blobs, group="g-enrich", batch_ms=100, offload_bytes=4096)
-    task = await _run(proc)
-    try:
-        await _wait_for(lambda: _count(clickhouse, project) == len(spans))
-    finally:
-        proc.stop()
-        await task
+    await _run_until(proc, lambda: _count(clickhouse, project) == len(spans))
     rows = clickhouse.query(
         "SELECT span_id, cost, cost_source, duration_ms, tokens_per_second, output, output_ref, output_preview "
         "FROM spans WHERE project_id = {p:String}", parameters={"p": project}).named_results()
@@ -75,12 +80,7 @@ async def test_poison_record_goes_to_dlq_and_the_rest_flows(private_bus, clickho
     await private_bus.publish(TOPIC_SPANS, [(b"bad2", orjson.dumps({"project_id": project}))])
     await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in after])
     proc = SpanProcessor(private_bus, clickhouse, None, group="g-dlq", batch_ms=100)
-    task = await _run(proc)
-    try:
-        await _wait_for(lambda: _count(clickhouse, project) == 6)
-    finally:
-        proc.stop()
-        await task
+    await _run_until(proc, lambda: _count(clickhouse, project) == 6)
     dlq = await private_bus._r.xrange(STREAM_PREFIX + TOPIC_SPANS_DLQ)  # read the real stream back
     errors = [orjson.loads(fields[b"v"]) for _, fields in dlq]
     assert len(errors) == 2
@@ -139,12 +139,7 @@ async def test_restart_after_insert_before_commit_counts_each_span_once(private_
     assert pending["pending"] == 40  # nothing acknowledged: all of it comes again
 
     second = SpanProcessor(private_bus, clickhouse, None, group="g-crash", batch_ms=100)
-    task = await _run(second)
-    try:
-        await _wait_for(lambda: second.stats["skipped_redelivered"] >= 40)
-    finally:
-        second.stop()
-        await task
+    await _run_until(second, lambda: second.stats["skipped_redelivered"] >= 40)
     assert _count(clickhouse, project) == 40
     requests = clickhouse.query("SELECT sum(requests) FROM metrics_1m WHERE project_id = {p:String}",
                                 parameters={"p": project}).result_rows[0][0]
@@ -162,12 +157,7 @@ async def test_member_taking_over_a_dead_members_records_counts_them_once(privat
     project = uuid.uuid4().hex[:12]
     await private_bus.publish(TOPIC_SPANS, [as_message(make_span(project, i)) for i in range(10)])
     b = SpanProcessor(private_bus, clickhouse, None, group="g-members", name="member-b", batch_ms=100)
-    task = await _run(b)
-    try:
-        await _wait_for(lambda: b.stats["spans"] >= 10)  # b has loaded the sink's progress
-    finally:
-        b.stop()
-        await task
+    await _run_until(b, lambda: b.stats["spans"] >= 10)  # b has loaded the sink's progress
 
     class Killed(BaseException):
         pass
@@ -184,12 +174,7 @@ async def test_member_taking_over_a_dead_members_records_counts_them_once(privat
 
     monkeypatch.setattr(redis_streams, "CLAIM_IDLE_MS", 0)  # a's records are taken over at once
     b._stop.clear()
-    task = await _run(b)
-    try:
-        await _wait_for(lambda: b.stats["skipped_redelivered"] >= 40)
-    finally:
-        b.stop()
-        await task
+    await _run_until(b, lambda: b.stats["skipped_redelivered"] >= 40)
     for rollup in ("metrics_1m", "metrics_user_1m"):
         assert clickhouse.query(f"SELECT sum(requests) FROM {rollup} WHERE project_id = {{p:String}}",
                                 parameters={"p": project}).result_rows[0][0] == 50, rollup
@@ -205,12 +190,7 @@ async def test_first_start_rebuilds_no_minutes(private_bus, clickhouse):
     project = uuid.uuid4().hex[:12]
     await private_bus.publish(TOPIC_SPANS, [as_message(make_span(project, i)) for i in range(30)])
     proc = SpanProcessor(private_bus, clickhouse, None, group="g-first", batch_ms=100)
-    task = await _run(proc)
-    try:
-        await _wait_for(lambda: proc.stats["spans"] >= 30)
-    finally:
-        proc.stop()
-        await task
+    await _run_until(proc, lambda: proc.stats["spans"] >= 30)
     assert proc.stats["minutes_rebuilt"] == 0
     assert clickhouse.query("SELECT sum(requests) FROM metrics_user_1m WHERE project_id = {p:String}",
                             parameters={"p": project}).result_rows[0][0] == 30
@@ -223,12 +203,7 @@ async def test_client_retry_duplicates_collapse(private_bus, clickhouse):
     await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
     await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans[:5]])  # the SDK retried a batch
     proc = SpanProcessor(private_bus, clickhouse, None, group="g-dup", batch_ms=100)
-    task = await _run(proc)
-    try:
-        await _wait_for(lambda: proc.stats["duplicates"] >= 5)
-    finally:
-        proc.stop()
-        await task
+    await _run_until(proc, lambda: proc.stats["duplicates"] >= 5)
     assert _count(clickhouse, project) == 10
     assert clickhouse.query("SELECT sum(requests) FROM metrics_1m WHERE project_id = {p:String}",
                             parameters={"p": project}).result_rows[0][0] == 10
@@ -242,13 +217,7 @@ async def test_row_clickhouse_cannot_encode_is_dead_lettered_and_its_batch_persi
     no_ingest_time = make_span(project, 10, ingested_at=None)  # as our own workers publish judge spans
     await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in (good[0], good[1], bad, no_ingest_time, good[2], good[3])])
     proc = SpanProcessor(private_bus, clickhouse, None, group="g-encode", batch_ms=100)
-    task = await _run(proc)
-    try:
-        await _wait_for(lambda: _count(clickhouse, project) == 5)
-        await _wait_for(lambda: proc.stats["dlq"] == 1)
-    finally:
-        proc.stop()
-        await task
+    await _run_until(proc, lambda: _count(clickhouse, project) == 5 and proc.stats["dlq"] == 1)
     ids = {r[0] for r in clickhouse.query("SELECT span_id FROM spans WHERE project_id = {p:String}",
                                           parameters={"p": project}).result_rows}
     assert ids == {s["span_id"] for s in (*good, no_ingest_time)}
@@ -291,12 +260,7 @@ async def test_crash_after_spans_committed_but_not_views_still_counts_once(priva
     assert _count(clickhouse, project) == 40
 
     second = SpanProcessor(private_bus, clickhouse, None, group=f"g-views-{len(views)}", batch_ms=100)
-    task = await _run(second)
-    try:
-        await _wait_for(lambda: second.stats["spans"] + second.stats["skipped_redelivered"] >= 40)
-    finally:
-        second.stop()
-        await task
+    await _run_until(second, lambda: second.stats["spans"] + second.stats["skipped_redelivered"] >= 40)
     assert second.stats["minutes_rebuilt"] >= 1
     for rollup in ("metrics_1m", "metrics_user_1m"):
         requests = clickhouse.query(f"SELECT sum(requests) FROM {rollup} WHERE project_id = {{p:String}}",
