@@ -21,7 +21,7 @@ import numpy as np
 
 from query_api.abtest import CONTINUOUS_TESTS, RATE_TESTS, compare_continuous, compare_rates
 from query_api.filters import (BadParam, Binder, Filters, parse_filters, parse_float, parse_int,
-                               span_conditions, trace_filter_subquery, window_conditions, READ_SETTINGS)
+                               score_value_conditions, span_conditions, READ_SETTINGS)
 from query_api.metrics_sql import SPAN_VALUES
 
 COMPARE_METRICS = (*SPAN_VALUES, "score", "error_rate")
@@ -76,10 +76,7 @@ def parse_body(body: Any) -> dict[str, Any]:
 def _arm_condition(metric: str, f: Filters, b: Binder, project_id: str, score_name: str) -> str:
     """One arm's filters as a single SQL condition on the metric's table (spans or scores)."""
     if metric == "score":
-        where = window_conditions(f, b, project_id, time_column="timestamp")
-        where += [f"name = {b.bind(score_name, 'String')}", "value IS NOT NULL"]
-        if sub := trace_filter_subquery(f.span_only(), b, project_id, slack_days=30):
-            where.append(f"trace_id IN ({sub})")
+        where = score_value_conditions(f, b, project_id, score_name)
     else:
         where = span_conditions(f, b, project_id=project_id)
         if metric in SPAN_VALUES:

@@ -251,14 +251,31 @@ def _range_conditions(f: Filters, b: Binder, latency_expr: str, cost_expr: str) 
     return conds
 
 
-def score_trace_subquery(f: Filters, b: Binder, project_id: str) -> str:
-    """trace_ids of the project that carry score ``score_name`` (within the score value range)."""
-    conds = [f"project_id = {b.bind(project_id, 'String')}", f"name = {b.bind(f.score_name, 'String')}"]
+def score_range_conditions(f: Filters, b: Binder) -> list[str]:
+    """``min_score`` / ``max_score`` on a ``scores`` row's value."""
+    conds = []
     if f.min_score is not None:
         conds.append(f"value >= {b.bind(f.min_score, 'Float64')}")
     if f.max_score is not None:
         conds.append(f"value <= {b.bind(f.max_score, 'Float64')}")
+    return conds
+
+
+def score_trace_subquery(f: Filters, b: Binder, project_id: str) -> str:
+    """trace_ids of the project that carry score ``score_name`` (within the score value range)."""
+    conds = [f"project_id = {b.bind(project_id, 'String')}", f"name = {b.bind(f.score_name, 'String')}"]
+    conds += score_range_conditions(f, b)
     return f"SELECT trace_id FROM scores FINAL WHERE {' AND '.join(conds)}"
+
+
+def score_value_conditions(f: Filters, b: Binder, project_id: str, score_name: str) -> list[str]:
+    """``scores`` rows of ``score_name`` that have a value, in [from, to) of their own timestamp, on
+    the traces the span filters pick (their spans searched 30 days past ``to``)."""
+    where = window_conditions(f, b, project_id, time_column="timestamp")
+    where += [f"name = {b.bind(score_name, 'String')}", "value IS NOT NULL"]
+    if sub := trace_filter_subquery(f.span_only(), b, project_id, slack_days=30):
+        where.append(f"trace_id IN ({sub})")
+    return where
 
 
 # Trace-level rollups over a trace's spans (used by list, session and trace-filter queries).

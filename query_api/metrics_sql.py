@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from query_api.filters import (LIST_FILTERS, READ_SETTINGS, TIME_TYPE, BadParam, Binder, Filters,
-                               span_conditions, trace_filter_subquery)
+                               score_range_conditions, score_value_conditions, span_conditions)
 from query_api.timefmt import iso_from_seconds, num
 
 METRICS = ("requests", "latency", "ttft", "cost", "input_tokens", "output_tokens", "errors", "error_rate",
@@ -162,16 +162,7 @@ def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str
         value, count = MV_SERVABLE[(mq.metric, mq.aggregation)], "sum(requests)"
     elif source == "scores":
         time_col, table, final = "timestamp", "scores", "FINAL"
-        where = [f"project_id = {b.bind(project_id, 'String')}", f"name = {b.bind(mq.score_name, 'String')}",
-                 f"timestamp >= {b.bind(start, TIME_TYPE)}", f"timestamp < {b.bind(end, TIME_TYPE)}",
-                 "value IS NOT NULL"]
-        sub = trace_filter_subquery(f.span_only(), b, project_id, slack_days=30)
-        if sub:
-            where.append(f"trace_id IN ({sub})")
-        if f.min_score is not None:
-            where.append(f"value >= {b.bind(f.min_score, 'Float64')}")
-        if f.max_score is not None:
-            where.append(f"value <= {b.bind(f.max_score, 'Float64')}")
+        where = score_value_conditions(f, b, project_id, mq.score_name) + score_range_conditions(f, b)
         value, count = _aggregate("value", mq.aggregation), "count()"
     else:
         time_col, table, final = "start_time", "spans", "FINAL"
