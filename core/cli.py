@@ -17,6 +17,7 @@ from pathlib import Path
 
 import uvloop
 
+from core.auth import SCOPES
 from core.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("evalforge")
@@ -246,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     kc = keys_sub.add_parser("create", help="create a key for a project (creating the project if needed)")
     kc.add_argument("--project", required=True)
-    kc.add_argument("--scope", choices=("full", "ingest"), default="full",
+    kc.add_argument("--scope", choices=SCOPES, default="full",
                     help="ingest: the key may only send spans and scores (to embed in applications)")
     kc.add_argument("--data-dir", type=Path)
     kr = keys_sub.add_parser("revoke", help="revoke a key")

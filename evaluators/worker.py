@@ -72,9 +72,9 @@ class EvalWorker:
             await consumer.stop()
 
     def _evaluator(self, job: dict[str, Any]):
-        key = (job["rule_id"], orjson.dumps(job.get("config") or {}, option=orjson.OPT_SORT_KEYS))
+        config = job.get("config") or {}
+        key = (job["rule_id"], orjson.dumps(config, option=orjson.OPT_SORT_KEYS))
         if key not in self._evaluators:
-            config = job.get("config") or {}
             check_base_url(config.get("base_url") if isinstance(config, dict) else None, self.judge_allowed_hosts)
             deps: dict[str, Any] = {}
             if job["evaluator"] == "llm_judge":
