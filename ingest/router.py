@@ -107,21 +107,22 @@ async def otlp_traces(request: Request, project: IngestProjectDep, services: Ser
     if kind == PROTOBUF:  # the compiled path, when it can do this request exactly
         messages = native.encode_otlp(body, project.id, limits, services.settings.payload_offload_bytes,
                                       datetime.now(timezone.utc))
-    if messages is not None:
-        result = DecodeResult()
-        accept = _accept_native(services, project.id, messages) if messages else None
-    else:
+    if messages is None:
         try:
             result = decode_otlp(body, kind, project.id, limits=limits)
         except OTLPDecodeError as exc:
             metrics.REQUESTS.labels("otlp", "400").inc()
             return Response(encode_error(str(exc), kind), status_code=400, media_type=kind)
-        accept = _accept(services, project.id, result.records) if result.records else None
+    else:
+        result = DecodeResult()  # nothing rejected: the native path declines any request with a bad span
     if result.rejected:
         metrics.SPANS_REJECTED.labels("invalid").inc(len(result.rejected))
-    if accept is not None:
+    if messages or result.records:
         try:
-            await accept
+            if messages:
+                await _accept_native(services, project.id, messages)
+            else:
+                await _accept(services, project.id, result.records)
         except HTTPException as exc:
             metrics.REQUESTS.labels("otlp", str(exc.status_code)).inc()
             return Response(encode_error(str(exc.detail), kind, code=14 if exc.status_code == 503 else 8),
