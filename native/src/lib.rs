@@ -633,14 +633,21 @@ fn push_json_array(out: &mut Vec<u8>, items: &[Val]) -> Option<()> {
 fn attr_str(value: &Val, lim: &Limits) -> Option<String> {
     let text = match value {
         Val::Str(text) => text.to_string(),
+        other => dumps(other)?,
+    };
+    (text.len() <= lim.max_attribute_bytes).then_some(text)
+}
+
+/// `_dumps`: orjson's JSON of a non-string value; None for NaN / infinity.
+fn dumps(value: &Val) -> Option<String> {
+    match value {
         Val::Array(items) => {
             let mut out = Vec::with_capacity(16 * items.len() + 2);
             push_json_array(&mut out, items)?;
-            String::from_utf8(out).ok()?
+            String::from_utf8(out).ok()
         }
-        other => scalar_json(other)?,
-    };
-    (text.len() <= lim.max_attribute_bytes).then_some(text)
+        other => scalar_json(other),
+    }
 }
 
 /// JSON of a non-string scalar; None for NaN / infinity (orjson writes null, Python text 'nan').
@@ -659,15 +666,11 @@ fn scalar_json(value: &Val) -> Option<String> {
 
 /// `_as_text` for a text column: strings as they are, ints in decimal, booleans and arrays as
 /// JSON. Floats (Python's repr) are left to Python.
-fn text_of(value: &Val, lim: &Limits) -> Option<String> {
+fn text_of(value: &Val) -> Option<String> {
     match value {
         Val::Double(_) => None,
         Val::Str(text) => Some(text.to_string()),
-        Val::Array(_) => {
-            let text = attr_str(value, &Limits { max_attribute_bytes: usize::MAX, ..*lim })?;
-            Some(text)
-        }
-        other => scalar_json(other),
+        other => dumps(other),
     }
 }
 
@@ -706,14 +709,14 @@ fn ascii_lower(text: &str) -> Option<String> {
 
 /// The record's attributes in insertion order. A key already there would be overwritten in place
 /// by Python's dict: that is left to Python (`push` answers None).
-struct Attrs<'a>(Vec<(Cow<'a, str>, String)>);
+struct Attrs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
 impl<'a> Attrs<'a> {
-    fn push(&mut self, key: Cow<'a, str>, value: String) -> Option<()> {
+    fn push(&mut self, key: Cow<'a, str>, value: impl Into<Cow<'a, str>>) -> Option<()> {
         if self.0.iter().any(|(k, _)| *k == key) {
             return None;
         }
-        self.0.push((key, value));
+        self.0.push((key, value.into()));
         Some(())
     }
 }
@@ -802,7 +805,7 @@ fn write_record(
         return None;
     }
 
-    let mut attrs = Attrs(res.attributes.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), v.clone())).collect());
+    let mut attrs = Attrs(res.attributes.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str()))).collect());
     let mut tags: Vec<String> = Vec::new();
     let mut found: [Option<Found>; N_SLOTS] = std::array::from_fn(|_| None);
     for (i, (key, value)) in span.attributes.iter().enumerate() {
@@ -842,7 +845,7 @@ fn write_record(
     let text = |slot: Slot| -> Option<Option<String>> {
         match get(slot) {
             None => Some(None),
-            Some(f) => text_of(f.value, lim).map(Some),
+            Some(f) => text_of(f.value).map(Some),
         }
     };
     let nonempty = |value: Option<String>| value.filter(|t| !t.is_empty());
@@ -962,7 +965,7 @@ fn write_record(
     }
 
     if span.kind > 1 && (span.kind as usize) < cfg.otel_kinds.len() {
-        attrs.push(Cow::Borrowed("otel.span_kind"), cfg.otel_kinds[span.kind as usize].clone())?;
+        attrs.push(Cow::Borrowed("otel.span_kind"), cfg.otel_kinds[span.kind as usize].as_str())?;
     }
 
     // the record, in core.span.COLUMNS order
