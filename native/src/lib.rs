@@ -1069,6 +1069,43 @@ fn write_record(
     Some(trace_id)
 }
 
+/// A ResourceSpans or a ScopeSpans: its field 1 (the Resource / InstrumentationScope, at most once;
+/// empty when absent) and its repeated field 2 (ScopeSpans / Spans); field 3 is the schema URL.
+fn container(buf: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
+    let mut r = Reader::new(buf);
+    let (mut head, mut items, mut seen_head) = (&buf[..0], Vec::new(), false);
+    while r.more() {
+        match r.tag()? {
+            (1, 2) if !seen_head => {
+                seen_head = true;
+                head = r.bytes()?;
+            }
+            (2, 2) => items.push(r.bytes()?),
+            (3, 2) => {
+                r.string()?;
+            }
+            _ => return None,
+        }
+    }
+    Some((head, items))
+}
+
+/// A Resource's attributes (field 1); its dropped count (2) is not stored.
+fn resource_attributes(buf: &[u8]) -> Option<Vec<(&str, Val<'_>)>> {
+    let mut r = Reader::new(buf);
+    let mut attrs = Vec::new();
+    while r.more() {
+        match r.tag()? {
+            (1, 2) => attrs.push(key_value(r.bytes()?)?),
+            (2, 0) => {
+                r.varint()?;
+            }
+            _ => return None,
+        }
+    }
+    Some(attrs)
+}
+
 /// The whole request -> (trace id, message end offset) per span, or None.
 fn encode_request(
     cfg: &Config,
@@ -1085,51 +1122,11 @@ fn encode_request(
             (1, 2) => {}
             _ => return None,
         }
-        let mut rs = Reader::new(r.bytes()?);
-        let mut resource_attrs: Vec<(&str, Val)> = Vec::new();
-        let mut seen_resource = false;
-        let mut scope_spans_list = Vec::new();
-        while rs.more() {
-            match rs.tag()? {
-                (1, 2) if !seen_resource => {
-                    seen_resource = true;
-                    let mut rr = Reader::new(rs.bytes()?);
-                    while rr.more() {
-                        match rr.tag()? {
-                            (1, 2) => resource_attrs.push(key_value(rr.bytes()?)?),
-                            (2, 0) => {
-                                rr.varint()?;
-                            }
-                            _ => return None,
-                        }
-                    }
-                }
-                (2, 2) => scope_spans_list.push(rs.bytes()?),
-                (3, 2) => {
-                    rs.string()?;
-                }
-                _ => return None,
-            }
-        }
+        let (resource_buf, scope_spans_list) = container(r.bytes()?)?;
+        let resource_attrs = resource_attributes(resource_buf)?;
         for scope_spans in scope_spans_list {
-            let mut ss = Reader::new(scope_spans);
-            let mut scope_info = ("", "");
-            let mut seen_scope = false;
-            let mut span_bufs = Vec::new();
-            while ss.more() {
-                match ss.tag()? {
-                    (1, 2) if !seen_scope => {
-                        seen_scope = true;
-                        scope_info = scope(ss.bytes()?)?;
-                    }
-                    (2, 2) => span_bufs.push(ss.bytes()?),
-                    (3, 2) => {
-                        ss.string()?;
-                    }
-                    _ => return None,
-                }
-            }
-            let res = resource(cfg, &resource_attrs, scope_info, lim)?;
+            let (scope_buf, span_bufs) = container(scope_spans)?;
+            let res = resource(cfg, &resource_attrs, scope(scope_buf)?, lim)?;
             for buf in span_bufs {
                 let s = span(buf)?;
                 let trace_id = write_record(cfg, &res, &s, project_json, ingested_json, lim, out)?;
