@@ -23,7 +23,7 @@ import orjson
 from core import native as _loader
 from core.span import COLUMNS
 from ingest import conventions as c
-from ingest.normalize import _OTEL_KINDS, _RESOURCE_KEYS, _TEMPLATE, PREVIEW_CHARS, Limits
+from ingest.normalize import _OTEL_KINDS, _RESOURCE_KEYS, PREVIEW_CHARS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _configure() -> bool:
         return False
     try:
         _native.configure(
-            list(_TEMPLATE), c._SLOTS, sorted(c._TAG_KEYS), list(c._INDEXED_PREFIXES), list(c._METADATA_PREFIXES),
+            list(COLUMNS), c._SLOTS, sorted(c._TAG_KEYS), list(c._INDEXED_PREFIXES), list(c._METADATA_PREFIXES),
             _RESOURCE_KEYS, c._KIND_ALIASES, c._OPERATION_ALIASES, c._OPERATION_KINDS, list(_OTEL_KINDS),
             PREVIEW_CHARS,
         )
@@ -45,7 +45,6 @@ def _configure() -> bool:
     return True
 
 
-assert list(_TEMPLATE) == list(COLUMNS)
 AVAILABLE = _configure()
 
 
