@@ -240,20 +240,14 @@ def raw_ceiling(bootstrap: str, batches, inflight: int, seconds: float, bpid: in
 
 def _serving_children(parent: int, count: int, timeout: float = 60.0) -> list[int]:
     """The ``count`` ingest copies of ``evalforge ingest --workers`` (not multiprocessing's tracker)."""
+    from tests.harness.procs import child_processes
+
     deadline = time.monotonic() + timeout
     while True:
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                cmdline = (stat.parent / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(fields[1]) == parent and b"resource_tracker" not in cmdline:
-                found.append(int(stat.parent.name))
+        found = [pid for pid, cmdline in child_processes(parent) if "resource_tracker" not in cmdline]
         if len(found) >= count or time.monotonic() > deadline:
             time.sleep(2)  # every copy listening
-            return sorted(found)
+            return found
         time.sleep(0.2)
 
 

@@ -7,26 +7,18 @@ import signal
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.harness.procs import child_processes
 from tests.ingest.conftest import read_topic
 from tests.test_cli import CLI, REPO, _env, _free_port
 
 
 def _children(pid: int) -> list[str]:
     """Command lines of the direct children of ``pid``."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                out.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
+    return [cmdline for _, cmdline in child_processes(pid)]
 
 
 @pytest.mark.timeout(180)
