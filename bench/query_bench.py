@@ -1,7 +1,7 @@
 """Query API benchmark: load N generated spans into chDB, then time the dashboard queries.
 
 Generation runs inside ClickHouse (``INSERT … SELECT … FROM numbers()``) so 10M spans load in about a
-minute; the materialized views (trace_index, metrics_1m) fill exactly as they do from the real sink.
+minute; the materialized views (trace_index, trace_spans, metrics_1m) fill exactly as they do from the real sink.
 Each query is timed through the HTTP app (TestClient) so routing, validation and JSON encoding count.
 
     .venv/bin/python bench/query_bench.py --spans 10000000 --data-dir /tmp/evalforge_bench
@@ -126,7 +126,7 @@ def main() -> None:
     have = client.query("SELECT count() FROM spans WHERE project_id = {p:String}", parameters={"p": project}).result_rows[0][0]
     now = datetime.now(timezone.utc)
     if not (args.reuse and have >= args.spans):
-        for table in ("spans", "trace_index", "metrics_1m", "metrics_user_1m", "sink_progress"):
+        for table in ("spans", "trace_index", "trace_spans", "metrics_1m", "metrics_user_1m", "sink_progress"):
             client.command(f"TRUNCATE TABLE IF EXISTS {table}")
         t0 = time.perf_counter()
         generate_spans(client, project, args.spans, now)
@@ -134,7 +134,7 @@ def main() -> None:
         print(f"generated {args.spans:,} spans in {time.perf_counter() - t0:.1f} s")
         if not args.no_optimize:
             t0 = time.perf_counter()
-            for table in ("spans", "trace_index", "metrics_1m", "metrics_user_1m"):
+            for table in ("spans", "trace_index", "trace_spans", "metrics_1m", "metrics_user_1m"):
                 client.command(f"OPTIMIZE TABLE {table} FINAL")
             print(f"merged parts (OPTIMIZE FINAL) in {time.perf_counter() - t0:.1f} s")
     else:

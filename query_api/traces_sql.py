@@ -205,18 +205,14 @@ def get_trace(client, blobs, project_id: str, trace_id: str) -> dict[str, Any]:
     parsed events and attributes, and the trace's scores. NotFound if the project has no such trace."""
     b = Binder()
     pid, tid = b.bind(project_id, "String"), b.bind(trace_id, "String")
-    # The trace's time range comes from the trace_index lookup table as a scalar subquery, which
-    # ClickHouse evaluates before choosing partitions and granules: one round trip, a narrow read.
-    # No FINAL: collapsing a trace's few rows here is exact and cheaper. The trace's scores come in
-    # the same round trip, as a scalar subquery (an array repeated on each row).
-    sql = (f"WITH (SELECT (min(start_min), max(start_max)) FROM trace_index "
-           f"WHERE project_id = {pid} AND trace_id = {tid}) AS bounds, "
-           f"(SELECT groupArray(({SCORE_FIELDS})) FROM scores FINAL "
+    # trace_spans is ordered by trace: the trace is one primary-key range. No FINAL: collapsing a
+    # trace's few rows here is exact and cheaper. The trace's scores come in the same round trip, as
+    # a scalar subquery (an array repeated on each row).
+    sql = (f"WITH (SELECT groupArray(({SCORE_FIELDS})) FROM scores FINAL "
            f"WHERE project_id = {pid} AND trace_id = {tid}) AS trace_scores "
            f"SELECT toUnixTimestamp64Micro(start_time), toUnixTimestamp64Micro(end_time), "
-           f"{', '.join(SPAN_DETAIL_COLUMNS)}, toUnixTimestamp64Milli(ingested_at), trace_scores FROM spans "
-           f"WHERE project_id = {pid} AND trace_id = {tid} AND start_time >= bounds.1 AND start_time <= bounds.2 "
-           f"ORDER BY start_time, span_id")
+           f"{', '.join(SPAN_DETAIL_COLUMNS)}, toUnixTimestamp64Milli(ingested_at), trace_scores FROM trace_spans "
+           f"WHERE project_id = {pid} AND trace_id = {tid} ORDER BY start_time, span_id")
     result = client.query(sql, parameters=b.params, settings=POINT_READ_SETTINGS).result_rows
     if not result:
         raise NotFound(trace_id)

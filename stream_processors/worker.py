@@ -21,7 +21,7 @@ from core.payloads import offload_payloads
 from core.span import decode
 from stream_processors import metrics
 from stream_processors.enrich import enrich
-from stream_processors.reconcile import rebuild_minutes
+from stream_processors.reconcile import rebuild_minutes, recopy_traces
 from stream_processors.sink import ClickHouseSink, SeenSpans, load_progress, wrote_partition
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,11 @@ class SpanProcessor:
         self._progress: dict[int, int] = {}
         self._progress_loaded: set[int] = set()
         # After (re)start, records up to the sink's progress plus one batch per partition may belong to
-        # an insert a crash left half-written (base table vs views): their minutes get rebuilt.
+        # an insert a crash left half-written (base table vs views): their minutes get rebuilt, and
+        # the traces of those skipped as written get copied to the per-trace lookups again.
         self._doubt_left: dict[int, int] = {}
         self._doubt_minutes: set[tuple[str, datetime]] = set()
+        self._doubt_traces: set[tuple[str, str]] = set()
         self._pending: list[Record] = []
         self._dlq: list[tuple[bytes | None, bytes]] = []
         self._flushed_spans: list[dict[str, Any]] = []
@@ -57,7 +59,7 @@ class SpanProcessor:
         self._score_records: list[Record] = []  # aligned with the sink's score rows
         self._stop = asyncio.Event()
         self.stats = {"spans": 0, "scores": 0, "skipped_redelivered": 0, "duplicates": 0, "dlq": 0, "insert_retries": 0,
-                      "minutes_rebuilt": 0}
+                      "minutes_rebuilt": 0, "traces_recopied": 0}
 
     def stop(self) -> None:
         self._stop.set()
@@ -107,6 +109,7 @@ class SpanProcessor:
                     if not written:
                         self._doubt_left[r.partition] -= 1
                 if written:
+                    self._doubt_traces.add((span["project_id"], span["trace_id"]))
                     self.stats["skipped_redelivered"] += 1
                     metrics.RECORDS.labels("skipped_redelivered").inc()
                     continue
@@ -174,6 +177,11 @@ class SpanProcessor:
             await self._retry("pre-aggregate rebuild", lambda: asyncio.to_thread(rebuild_minutes, self.clickhouse, keys))
             self._doubt_minutes -= keys
             self.stats["minutes_rebuilt"] += len(keys)
+        if self._doubt_traces:
+            traces = set(self._doubt_traces)
+            await self._retry("trace lookup copy", lambda: asyncio.to_thread(recopy_traces, self.clickhouse, traces))
+            self._doubt_traces -= traces
+            self.stats["traces_recopied"] += len(traces)
         await consumer.commit(self._pending)
         for r in self._pending:
             if r.topic == TOPIC_SPANS:
