@@ -109,13 +109,13 @@ def _newest_roots(client, project_id: str, f: Filters, desc: bool, limit: int,
     return rows
 
 
-def _trace_bounds(client, project_id: str, trace_ids: list[str]) -> tuple[int, int] | None:
+def _trace_bounds(client, project_id: str, trace_ids: list[str], settings: dict | None = None) -> tuple[int, int] | None:
     """(first, last) span start in µs over ``trace_ids``, from the trace_index lookup table."""
     b = Binder()
     sql = (f"SELECT toUnixTimestamp64Micro(min(start_min)), toUnixTimestamp64Micro(max(start_max)), count() "
            f"FROM trace_index WHERE project_id = {b.bind(project_id, 'String')} "
            f"AND trace_id IN {b.bind(trace_ids, 'Array(String)')}")
-    lo, hi, n = client.query(sql, parameters=b.params).result_rows[0]
+    lo, hi, n = client.query(sql, parameters=b.params, settings=settings).result_rows[0]
     return (lo, hi) if n else None
 
 
@@ -203,8 +203,15 @@ SPAN_DETAIL_COLUMNS = (
 def get_trace(client, blobs, project_id: str, trace_id: str) -> dict[str, Any]:
     """Every span of the trace as a tree, with full input / output (blob store when offloaded),
     parsed events and attributes, and the trace's scores. NotFound if the project has no such trace."""
+    # The trace's time range first, from the trace_index lookup table: an unknown trace (a client
+    # polling for one just sent) costs this ~3 ms read only, and the range skips the parts of
+    # trace_spans written at other times (while spans stream in, most parts are small and recent).
+    bounds = _trace_bounds(client, project_id, [trace_id], POINT_READ_SETTINGS)
+    if bounds is None:
+        raise NotFound(trace_id)
     b = Binder()
     pid, tid = b.bind(project_id, "String"), b.bind(trace_id, "String")
+    lo, hi = b.bind(bounds[0], "Int64"), b.bind(bounds[1], "Int64")
     # trace_spans is ordered by trace: the trace is one primary-key range. No FINAL: collapsing a
     # trace's few rows here is exact and cheaper. The trace's scores come in the same round trip, as
     # a scalar subquery (an array repeated on each row).
@@ -212,7 +219,9 @@ def get_trace(client, blobs, project_id: str, trace_id: str) -> dict[str, Any]:
            f"WHERE project_id = {pid} AND trace_id = {tid}) AS trace_scores "
            f"SELECT toUnixTimestamp64Micro(start_time), toUnixTimestamp64Micro(end_time), "
            f"{', '.join(SPAN_DETAIL_COLUMNS)}, toUnixTimestamp64Milli(ingested_at), trace_scores FROM trace_spans "
-           f"WHERE project_id = {pid} AND trace_id = {tid} ORDER BY start_time, span_id")
+           f"WHERE project_id = {pid} AND trace_id = {tid} "
+           f"AND start_time >= fromUnixTimestamp64Micro({lo}, 'UTC') AND start_time <= fromUnixTimestamp64Micro({hi}, 'UTC') "
+           f"ORDER BY start_time, span_id")
     result = client.query(sql, parameters=b.params, settings=POINT_READ_SETTINGS).result_rows
     if not result:
         raise NotFound(trace_id)
