@@ -91,18 +91,19 @@ async def run_worker(bootstrap: str, client, blobs, n: int, *, group: str, sourc
                      profile: tuple[cProfile.Profile, cProfile.Profile] | None = None) -> dict:
     """Run one SpanProcessor until ``n`` spans are flushed; returns timings and stats."""
     from core.bus.kafka import KafkaBus
+    from stream_processors.sink import ClickHouseSink
     from stream_processors.worker import SpanProcessor
 
     bus = KafkaBus(bootstrap)
     await bus.start()
     processor = SpanProcessor(bus, client, blobs, group=group, name="bench-worker")
-    processor.sink.source += source_suffix
+    processor.source += source_suffix
     if profile is not None:
         main_prof, thread_prof = profile
-        absorb, flush = processor._absorb, processor.sink.flush
+        absorb, flush = processor._absorb, ClickHouseSink.flush
         # the worker hands decode/enrich and the insert to asyncio.to_thread; profile those calls there
         processor._absorb = lambda records: thread_prof.runcall(absorb, records)  # type: ignore[method-assign]
-        processor.sink.flush = lambda: thread_prof.runcall(flush)  # type: ignore[method-assign]
+        ClickHouseSink.flush = lambda sink: thread_prof.runcall(flush, sink)  # type: ignore[method-assign]
         main_prof.enable()
     started = time.monotonic()
     cpu0 = cpu_seconds(os.getpid())
@@ -126,6 +127,7 @@ async def run_worker(bootstrap: str, client, blobs, n: int, *, group: str, sourc
         await task
         if profile is not None:
             profile[0].disable()
+            ClickHouseSink.flush = flush  # type: ignore[method-assign]
         await bus.close()
     return {"started": started, "first_flush": first_flush, "done": done, "cpu": cpu, "stats": dict(processor.stats)}
 

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,8 +28,27 @@ from stream_processors.sink import ClickHouseSink, SeenSpans, load_progress, wro
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
+class _Batch:
+    """The records of one flush: written together, then committed together."""
+
+    sink: ClickHouseSink
+    records: list[Record] = field(default_factory=list)  # every record absorbed, committed after the write
+    spans: list[dict[str, Any]] = field(default_factory=list)  # the sink's span rows, for the post-write hook
+    span_records: list[Record] = field(default_factory=list)  # aligned with the sink's span rows (dead-lettering)
+    score_records: list[Record] = field(default_factory=list)  # aligned with the sink's score rows
+    dlq: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    # records a crash may have left half-written (see SpanProcessor): minutes to rebuild, traces to copy
+    doubt_minutes: set[tuple[str, datetime]] = field(default_factory=set)
+    doubt_traces: set[tuple[str, str]] = field(default_factory=set)
+
+
 class SpanProcessor:
-    """One consumer-group member. ``run()`` until ``stop()``; SIGTERM handling belongs to the caller."""
+    """One consumer-group member. ``run()`` until ``stop()``; SIGTERM handling belongs to the caller.
+
+    Batches are pipelined: while one is written (chDB works off the GIL), the next is polled, decoded
+    and enriched. At most one write is in flight, so commits stay in bus order.
+    """
 
     def __init__(self, bus: Bus, clickhouse, blobs: BlobStore | None, *, group: str = "evalforge-processors",
                  name: str = "worker", batch_rows: int = 5000, batch_ms: int = 1000, offload_bytes: int = 32 * 1024,
@@ -42,7 +62,7 @@ class SpanProcessor:
         self.batch_ms = batch_ms
         self.offload_bytes = offload_bytes
         self.on_spans = on_spans  # async callback(list[span]) after each insert, before the commit
-        self.sink = ClickHouseSink(clickhouse, f"{bus.identity}/{TOPIC_SPANS}")
+        self.source = f"{bus.identity}/{TOPIC_SPANS}"  # the sink's progress key
         self.seen = SeenSpans()
         self._progress: dict[int, int] = {}
         self._progress_loaded: set[int] = set()
@@ -50,13 +70,8 @@ class SpanProcessor:
         # an insert a crash left half-written (base table vs views): their minutes get rebuilt, and
         # the traces of those skipped as written get copied to the per-trace lookups again.
         self._doubt_left: dict[int, int] = {}
-        self._doubt_minutes: set[tuple[str, datetime]] = set()
-        self._doubt_traces: set[tuple[str, str]] = set()
-        self._pending: list[Record] = []
-        self._dlq: list[tuple[bytes | None, bytes]] = []
-        self._flushed_spans: list[dict[str, Any]] = []
-        self._span_records: list[Record] = []  # aligned with the sink's span rows (for dead-lettering)
-        self._score_records: list[Record] = []  # aligned with the sink's score rows
+        self._batch = self._new_batch()  # being filled
+        self._flushing: asyncio.Task | None = None  # the previous batch being written and committed
         self._stop = asyncio.Event()
         self.stats = {"spans": 0, "scores": 0, "skipped_redelivered": 0, "duplicates": 0, "dlq": 0, "insert_retries": 0,
                       "minutes_rebuilt": 0, "traces_recopied": 0}
@@ -64,67 +79,93 @@ class SpanProcessor:
     def stop(self) -> None:
         self._stop.set()
 
+    def _new_batch(self) -> _Batch:
+        return _Batch(ClickHouseSink(self.clickhouse, self.source))
+
     async def run(self) -> None:
         consumer = self.bus.consumer([TOPIC_SPANS, TOPIC_SCORES], self.group, self.name)
         await consumer.start()
         try:
             batch_started = time.monotonic()
             while not self._stop.is_set():
-                wait_ms = self.batch_ms - int((time.monotonic() - batch_started) * 1000) if self._pending else self.batch_ms
+                if self._flushing is not None and self._flushing.done():
+                    await self._finish_flush()  # raises what stopped it
+                filling = bool(self._batch.records)
+                wait_ms = self.batch_ms - int((time.monotonic() - batch_started) * 1000) if filling else self.batch_ms
                 records = await consumer.poll(max_records=self.batch_rows, timeout_ms=max(wait_ms, 1))
-                if records and not self._pending:
+                if records and not filling:
                     batch_started = time.monotonic()
                 if records:
                     await self._load_progress(consumer, records)
                     await asyncio.to_thread(self._absorb, records)
-                due = self._pending and (
-                    len(self.sink) >= self.batch_rows or (time.monotonic() - batch_started) * 1000 >= self.batch_ms
+                due = self._batch.records and (
+                    len(self._batch.sink) >= self.batch_rows or (time.monotonic() - batch_started) * 1000 >= self.batch_ms
                 )
                 if due:
-                    await self._flush(consumer)
+                    await self._start_flush(consumer)
                     batch_started = time.monotonic()
-            if self._pending:
-                await self._flush(consumer)  # SIGTERM: finish the batch, flush, commit, exit
+            if self._batch.records:
+                await self._start_flush(consumer)  # SIGTERM: finish the batch, flush, commit, exit
+            await self._finish_flush()
         finally:
+            if self._flushing is not None:  # the loop failed: nothing more is committed
+                self._flushing.cancel()
+                await asyncio.gather(self._flushing, return_exceptions=True)
+                self._flushing = None
             await consumer.stop()
 
+    async def _start_flush(self, consumer) -> None:
+        """Seal the batch being filled and start writing it, once the previous one is committed."""
+        await self._finish_flush()
+        batch, self._batch = self._batch, self._new_batch()
+        self._flushing = asyncio.create_task(self._flush(consumer, batch))
+
+    async def _finish_flush(self) -> None:
+        """Wait for the batch being written (its failure is raised here)."""
+        if self._flushing is not None:
+            task = self._flushing
+            await asyncio.wait([task])
+            self._flushing = None
+            task.result()
+
     def _absorb(self, records: list[Record]) -> None:
-        """Decode and enrich a poll's records into the sink (runs in a thread: CPU and chDB work)."""
+        """Decode and enrich a poll's records into the batch (runs in a thread: CPU work)."""
+        batch = self._batch
         for r in records:
-            self._pending.append(r)
+            batch.records.append(r)
             if r.topic == TOPIC_SCORES:
                 try:
-                    self.sink.add_score(orjson.loads(r.value))
-                    self._score_records.append(r)
+                    batch.sink.add_score(orjson.loads(r.value))
+                    batch.score_records.append(r)
                     self.stats["scores"] += 1
                 except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
-                    self._to_dlq(r, exc)
+                    self._to_dlq(batch, r, exc)
                 continue
             written = self._already_written(r)
             doubtful = written or self._doubt_left.get(r.partition, 0) > 0
             try:
                 span = decode(r.value)
                 if doubtful:
-                    self._doubt_minutes.add((span["project_id"], span["start_time"].replace(second=0, microsecond=0)))
+                    batch.doubt_minutes.add((span["project_id"], span["start_time"].replace(second=0, microsecond=0)))
                     if not written:
                         self._doubt_left[r.partition] -= 1
                 if written:
-                    self._doubt_traces.add((span["project_id"], span["trace_id"]))
+                    batch.doubt_traces.add((span["project_id"], span["trace_id"]))
                     self.stats["skipped_redelivered"] += 1
                     metrics.RECORDS.labels("skipped_redelivered").inc()
                     continue
                 enrich(span)
                 offload_payloads(span, self.blobs, self.offload_bytes)
             except Exception as exc:  # any failure on one record must not stop the partition
-                self._to_dlq(r, exc)
+                self._to_dlq(batch, r, exc)
                 continue
             if not self.seen.add((span["project_id"], span["trace_id"], span["span_id"])):
                 self.stats["duplicates"] += 1
                 metrics.RECORDS.labels("duplicate").inc()
                 continue
-            self.sink.add_span(span, r.partition, r.offset)
-            self._flushed_spans.append(span)
-            self._span_records.append(r)
+            batch.sink.add_span(span, r.partition, r.offset)
+            batch.spans.append(span)
+            batch.span_records.append(r)
 
     def _already_written(self, r: Record) -> bool:
         return r.offset <= self._progress.get(r.partition, -1)
@@ -136,80 +177,78 @@ class SpanProcessor:
         self._progress_loaded -= {p for topic, p in consumer.take_assigned() if topic == TOPIC_SPANS}
         new = {r.partition for r in records if r.topic == TOPIC_SPANS} - self._progress_loaded
         if new:
+            await self._finish_flush()  # the sink's progress must include the batch in flight
             await self._retry("load sink progress", lambda: asyncio.to_thread(self._load_partitions, new))
 
     def _load_partitions(self, partitions: set[int]) -> None:
-        progress = load_progress(self.clickhouse, self.sink.source)
+        progress = load_progress(self.clickhouse, self.source)
         # The last insert before a crash may have reached the views and not the progress: the next
         # batch_rows records' minutes are rebuilt. Unless nothing of the partition was ever written
         # (a first start): then no view can hold any of it.
-        doubt = {p: 0 if p not in progress and not wrote_partition(self.clickhouse, self.sink.source, p)
+        doubt = {p: 0 if p not in progress and not wrote_partition(self.clickhouse, self.source, p)
                  else self.batch_rows for p in partitions}
         self._progress.update(progress)
         self._doubt_left.update(doubt)
         self._progress_loaded |= partitions
 
-    def _to_dlq(self, r: Record, exc: Exception) -> None:
-        self.stats["dlq"] += 1
+    def _to_dlq(self, batch: _Batch, r: Record, exc: Exception) -> None:
         metrics.RECORDS.labels("dead_lettered").inc()
         log.warning("record %s/%s@%s to DLQ: %s", r.topic, r.partition, r.offset, exc)
-        self._dlq.append((r.key, orjson.dumps({
+        batch.dlq.append((r.key, orjson.dumps({
             "error": f"{type(exc).__name__}: {exc}"[:1000], "topic": r.topic, "partition": r.partition,
             "offset": r.offset, "value_b64": base64.b64encode(r.value).decode(),
         })))
 
-    async def _flush(self, consumer) -> None:
+    async def _flush(self, consumer, batch: _Batch) -> None:
         """Write the batch, run the post-write hook, then commit; each step retried with back-off.
 
         Nothing is committed before both the insert and the hook (eval jobs) succeeded, and the insert is
         not repeated when only the hook failed.
         """
-        n_scores = len(self.sink.score_rows)
+        n_scores = len(batch.sink.score_rows)
         started = time.perf_counter()
-        await self._retry("sink flush", self._write)
+        await self._retry("sink flush", lambda: self._write(batch))
         metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
-        flushed, self._flushed_spans = self._flushed_spans, []
-        n_spans = len(flushed)
-        if self.on_spans is not None and flushed:
-            await self._retry("post-write hook", lambda: self.on_spans(flushed))
-        if self._doubt_minutes:
-            keys = set(self._doubt_minutes)
-            await self._retry("pre-aggregate rebuild", lambda: asyncio.to_thread(rebuild_minutes, self.clickhouse, keys))
-            self._doubt_minutes -= keys
-            self.stats["minutes_rebuilt"] += len(keys)
-        if self._doubt_traces:
-            traces = set(self._doubt_traces)
-            await self._retry("trace lookup copy", lambda: asyncio.to_thread(recopy_traces, self.clickhouse, traces))
-            self._doubt_traces -= traces
-            self.stats["traces_recopied"] += len(traces)
-        await consumer.commit(self._pending)
-        for r in self._pending:
+        n_spans = len(batch.spans)
+        if self.on_spans is not None and batch.spans:
+            await self._retry("post-write hook", lambda: self.on_spans(batch.spans))
+        if batch.doubt_minutes:
+            await self._retry("pre-aggregate rebuild",
+                              lambda: asyncio.to_thread(rebuild_minutes, self.clickhouse, batch.doubt_minutes))
+            self.stats["minutes_rebuilt"] += len(batch.doubt_minutes)
+        if batch.doubt_traces:
+            await self._retry("trace lookup copy",
+                              lambda: asyncio.to_thread(recopy_traces, self.clickhouse, batch.doubt_traces))
+            self.stats["traces_recopied"] += len(batch.doubt_traces)
+        await consumer.commit(batch.records)
+        for r in batch.records:
             if r.topic == TOPIC_SPANS:
                 self._progress[r.partition] = max(self._progress.get(r.partition, -1), r.offset)
         self.stats["spans"] += n_spans
-        self._pending = []
         metrics.RECORDS.labels("span_persisted").inc(n_spans)
         metrics.RECORDS.labels("score_persisted").inc(n_scores)
         now = datetime.now(timezone.utc)
-        for span in flushed:
+        for span in batch.spans:
             if span.get("ingested_at") is not None:
                 metrics.FRESHNESS_SECONDS.observe(max((now - span["ingested_at"]).total_seconds(), 0.0))
 
-    async def _write(self) -> None:
-        if self._dlq:
-            await self.bus.publish(TOPIC_SPANS_DLQ, self._dlq)
-            self._dlq = []
-        rejected = await asyncio.to_thread(self.sink.flush)
+    async def _write(self, batch: _Batch) -> None:
+        await self._publish_dlq(batch)
+        rejected = await asyncio.to_thread(batch.sink.flush)
         if rejected:
             bad_spans = set()
             for table, index, exc in rejected:
-                self._to_dlq((self._span_records if table == "spans" else self._score_records)[index], exc)
+                self._to_dlq(batch, (batch.span_records if table == "spans" else batch.score_records)[index], exc)
                 if table == "spans":
                     bad_spans.add(index)
-            self._flushed_spans = [s for i, s in enumerate(self._flushed_spans) if i not in bad_spans]
-            await self.bus.publish(TOPIC_SPANS_DLQ, self._dlq)
-            self._dlq = []
-        self._span_records, self._score_records = [], []
+            batch.spans = [s for i, s in enumerate(batch.spans) if i not in bad_spans]
+            await self._publish_dlq(batch)
+
+    async def _publish_dlq(self, batch: _Batch) -> None:
+        if batch.dlq:
+            await self.bus.publish(TOPIC_SPANS_DLQ, batch.dlq)
+            self.stats["dlq"] += len(batch.dlq)
+            batch.dlq = []
 
     async def _retry(self, what: str, step) -> None:
         delay = 0.2

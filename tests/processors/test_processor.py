@@ -275,3 +275,56 @@ async def test_crash_after_spans_committed_but_not_views_still_counts_once(priva
                                "(SELECT uniqExact(span_id) FROM trace_spans WHERE project_id = {p:String})",
                                parameters={"p": project}).result_rows[0]
     assert lookups == (40, 40)  # one trace per span
+
+
+@pytest.mark.asyncio
+async def test_next_batch_is_prepared_while_one_is_written_and_commits_stay_in_order(private_bus, clickhouse, monkeypatch):
+    """Pipelining: the records of batch N+1 are decoded while batch N is inserted, but N+1 is neither
+    written nor committed before N is."""
+    from core.bus.redis_streams import RedisStreamsConsumer
+    from stream_processors.sink import ClickHouseSink
+
+    project = uuid.uuid4().hex[:12]
+    spans = [make_span(project, i) for i in range(30)]
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
+    events: list[tuple[str, float, float]] = []  # (what, started, ended)
+    flush, absorb, commit = ClickHouseSink.flush, SpanProcessor._absorb, RedisStreamsConsumer.commit
+
+    def slow_flush(sink):
+        started = time.monotonic()
+        time.sleep(0.3)  # a slow insert
+        try:
+            return flush(sink)
+        finally:
+            events.append(("write", started, time.monotonic()))
+
+    def timed_absorb(self, records):
+        started = time.monotonic()
+        absorb(self, records)
+        events.append(("absorb", started, time.monotonic()))
+
+    async def recorded_commit(self, records):
+        started = time.monotonic()
+        await commit(self, records)
+        events.append(("commit", started, max(r.offset for r in records)))
+
+    monkeypatch.setattr(ClickHouseSink, "flush", slow_flush)
+    monkeypatch.setattr(SpanProcessor, "_absorb", timed_absorb)
+    monkeypatch.setattr(RedisStreamsConsumer, "commit", recorded_commit)
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-pipeline", batch_rows=10, batch_ms=50)
+    await _run_until(proc, lambda: proc.stats["spans"] == 30)
+
+    assert _count(clickhouse, project) == 30
+    writes = [(s, e) for what, s, e in events if what == "write"]
+    absorbs = [(s, e) for what, s, e in events if what == "absorb"]
+    commits = [(s, offset) for what, s, offset in events if what == "commit"]
+    assert len(writes) == len(commits) == 3
+    # a batch was decoded during a write
+    assert any(ws < a_start and a_end < we for ws, we in writes for a_start, a_end in absorbs)
+    # one write at a time, each committed before the next write starts, offsets in order
+    for (_, prev_end), (next_start, _) in zip(writes, writes[1:]):
+        assert prev_end <= next_start
+    for (committed_at, _), (next_start, _) in zip(commits, writes[1:]):
+        assert committed_at <= next_start
+    offsets = [offset for _, offset in commits]
+    assert offsets == sorted(set(offsets))
