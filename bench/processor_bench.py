@@ -92,8 +92,9 @@ async def run_worker(bootstrap: str, client, blobs, n: int, *, group: str, sourc
     """Run one SpanProcessor until ``n`` spans are flushed; returns timings and stats."""
     from core.bus.kafka import KafkaBus
     from stream_processors.sink import ClickHouseSink
-    from stream_processors.worker import SpanProcessor
+    from stream_processors.worker import SpanProcessor, collect_less_often
 
+    collect_less_often()  # as stream_processors.service does for the processor's process
     bus = KafkaBus(bootstrap)
     await bus.start()
     processor = SpanProcessor(bus, client, blobs, group=group, name="bench-worker")

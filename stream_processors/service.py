@@ -7,7 +7,7 @@ import asyncio
 from core.services import Services, open_clickhouse
 from core.workers import member_name, run_until_stopped
 from stream_processors.eval_trigger import EvalTrigger
-from stream_processors.worker import SpanProcessor
+from stream_processors.worker import SpanProcessor, collect_less_often
 
 
 def make_processor(services: Services, on_spans=None, clickhouse=None) -> SpanProcessor:
@@ -28,6 +28,7 @@ async def processor_task(services: Services, stopping: asyncio.Event) -> None:
     # (at 5,000 spans/s plus trace polling, a trace read waited up to ~270 ms for an insert).
     url = services.urls["clickhouse"]
     clickhouse = await asyncio.to_thread(open_clickhouse, url)
+    collect_less_often()
     try:
         processor = make_processor(services, on_spans=trigger, clickhouse=clickhouse)
         services.extras["processor"] = processor

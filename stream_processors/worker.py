@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,16 @@ from stream_processors.reconcile import rebuild_minutes, recopy_traces
 from stream_processors.sink import ClickHouseSink, SeenSpans, load_progress, wrote_partition
 
 log = logging.getLogger(__name__)
+
+# Span dicts hold no reference cycles, but the batches in hand are ~10k dicts and ~500k objects that
+# CPython's cyclic collector re-traverses whenever allocations trip its thresholds (700 by default):
+# that made decoding ~30 % slower. A process running a worker collects less often.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def collect_less_often() -> None:
+    """Raise this process's cyclic-GC thresholds to GC_THRESHOLDS (for the process running workers)."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass(eq=False)
