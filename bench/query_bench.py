@@ -1,7 +1,8 @@
 """Query API benchmark: load N generated spans into chDB, then time the dashboard queries.
 
-Generation runs inside ClickHouse (``INSERT … SELECT … FROM numbers()``) so 10M spans load in about a
-minute; the materialized views (trace_index, trace_spans, metrics_1m) fill exactly as they do from the real sink.
+Generation runs inside ClickHouse (``INSERT … SELECT … FROM numbers()``) so 10M spans load in about
+three minutes; the materialized views (trace_index, trace_spans, metrics_1m) fill exactly as they do
+from the real sink.
 Each query is timed through the HTTP app (TestClient) so routing, validation and JSON encoding count.
 
     .venv/bin/python bench/query_bench.py --spans 10000000 --data-dir /tmp/evalforge_bench
