@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 _FROM_SPANS = re.compile(r"\bFROM\s+(?:`?\w+`?\.)?`?spans`?(?=\s|$)")
 
@@ -36,6 +37,14 @@ def _view_queries(client, views: list[str], source: str) -> dict[str, str]:
     return out
 
 
+def _by_project(keys: set[tuple[str, Any]]) -> dict[str, set[Any]]:
+    """(project_id, value) pairs grouped by project."""
+    grouped: dict[str, set[Any]] = defaultdict(set)
+    for project_id, value in keys:
+        grouped[project_id].add(value)
+    return grouped
+
+
 def rebuild_minutes(client, keys: set[tuple[str, datetime]]) -> int:
     """Recompute the per-minute rollups for these (project_id, minute) keys from ``spans FINAL``;
     returns the number of minutes rebuilt."""
@@ -44,11 +53,8 @@ def rebuild_minutes(client, keys: set[tuple[str, datetime]]) -> int:
     source = ("(SELECT * FROM spans FINAL WHERE project_id = {p:String} "
               "AND toStartOfMinute(start_time) IN {m:Array(DateTime('UTC'))}) AS spans")
     queries = _view_queries(client, [view for _, view in MINUTE_ROLLUPS], source)
-    by_project: dict[str, set[datetime]] = defaultdict(set)
-    for project_id, minute in keys:
-        by_project[project_id].add(minute)
     for table, view in MINUTE_ROLLUPS:
-        for project_id, minutes in by_project.items():
+        for project_id, minutes in _by_project(keys).items():
             params = {"p": project_id, "m": sorted(minutes)}
             client.command(f"DELETE FROM {table} WHERE project_id = {{p:String}} "
                            "AND minute IN {m:Array(DateTime('UTC'))}", parameters=params)
@@ -63,10 +69,7 @@ def recopy_traces(client, keys: set[tuple[str, str]]) -> int:
         return 0
     source = "(SELECT * FROM spans FINAL WHERE project_id = {p:String} AND trace_id IN {t:Array(String)}) AS spans"
     queries = _view_queries(client, [view for _, view in TRACE_COPIES], source)
-    by_project: dict[str, set[str]] = defaultdict(set)
-    for project_id, trace_id in keys:
-        by_project[project_id].add(trace_id)
     for table, view in TRACE_COPIES:
-        for project_id, trace_ids in by_project.items():
+        for project_id, trace_ids in _by_project(keys).items():
             client.command(f"INSERT INTO {table} {queries[view]}", parameters={"p": project_id, "t": sorted(trace_ids)})
     return len(keys)
