@@ -133,11 +133,9 @@ class SpanProcessor:
 
     async def _finish_flush(self) -> None:
         """Wait for the batch being written (its failure is raised here)."""
-        if self._flushing is not None:
-            task = self._flushing
-            await asyncio.wait([task])
-            self._flushing = None
-            task.result()
+        task, self._flushing = self._flushing, None
+        if task is not None:
+            await task
 
     def _absorb(self, records: list[Record]) -> None:
         """Decode and enrich a poll's records into the batch (runs in a thread: CPU work)."""
