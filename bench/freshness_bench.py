@@ -112,6 +112,27 @@ def _poll_until_visible(port: int, key: str, jobs: queue.Queue, poll_s: float, t
     conn.close()
 
 
+def _processor_histograms(port: int) -> dict[str, dict[str, float]]:
+    """The processor's own histograms from ``/metrics``: {name: {le or "sum"/"count": value}}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name in ("evalforge_processor_freshness_seconds", "evalforge_processor_insert_seconds"):
+            for sample in family.samples:
+                key = sample.labels.get("le") or sample.name.rpartition("_")[2]
+                out.setdefault(family.name, {})[key] = sample.value
+    return out
+
+
+def _window(before: dict, after: dict, name: str) -> dict[str, float]:
+    return {k: v - before.get(name, {}).get(k, 0.0) for k, v in after.get(name, {}).items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0, help="how long to send")
@@ -189,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         spy = py_spy_start(server.pid, args.seconds, spy_out) if args.profile else None
         with PeakRss([server.pid]) as peak:
             warm_until = start_at + 3.0  # the first seconds (first batches, caches) are not sampled
+            hist0 = None
             while (item := probes_q.get(timeout=args.seconds + 60)) is not None:
                 if item[1] >= warm_until:
+                    hist0 = hist0 or _processor_histograms(port)
                     jobs.put(item)
             cpu = cpu_seconds(server.pid) - cpu0
             ingest_cpu = cpu_seconds(ingest_proc.pid) - ingest_cpu0 if ingest_proc else 0.0
@@ -199,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 jobs.put(None)
             for t in pollers:
                 t.join()
+            hist1 = _processor_histograms(port)
         sender.join()
         ok = [r for r in results if 200 <= r[1] < 300]
         statuses: dict[int, int] = {}
@@ -207,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         ingest = percentiles([r[0] * 1000 for r in ok])
         fresh = percentiles([f * 1000 for f in found], (50, 95, 99, 100))
         qp = percentiles(query_ms)
+        fresh_hist = _window(hist0 or {}, hist1, "evalforge_processor_freshness_seconds")
+        inserts = _window(hist0 or {}, hist1, "evalforge_processor_insert_seconds")
+        committed = fresh_hist.get("count", 0) or 1
+        within = ", ".join(f"{float(le) * 1000:.0f} ms {fresh_hist[le] / committed:.0%}"
+                           for le in ("0.25", "0.5", "0.75", "1.0", "2.0") if le in fresh_hist)
         layout = "evalforge up (embedded)" if args.layout == "embedded" else "Kafka: evalforge ingest -> evalforge up"
         print_table(f"freshness: {layout}, {args.rate:,.0f} spans/s offered", [
             ("spans/s acknowledged", f"{len(ok) * args.batch / args.seconds:,.0f}"),
@@ -218,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             ("trace query responses by status", ", ".join(f"{k}: {v}" for k, v in sorted(poll_statuses.items()))),
             ("poll interval ms / trace query p50, p95 ms", f"{args.poll_ms:.0f} / {qp[50]:.0f}, {qp[95]:.0f}"),
             ("sink batch ms", env.get("EVALFORGE_SINK_BATCH_MS", "service default")),
+            ("processor: ingest -> committed, spans within", within),
+            ("processor: inserts / mean insert ms", f"{inserts.get('count', 0):.0f} / "
+                                                     f"{inserts.get('sum', 0) / (inserts.get('count') or 1) * 1000:.0f}"),
             ("evalforge up CPU (cores)", f"{cpu / args.seconds:.2f}"),
             ("evalforge up peak RSS MiB (main process)", f"{peak.peak[server.pid]:.0f}"),
             *([("evalforge ingest CPU (cores)", f"{ingest_cpu / args.seconds:.2f}")] if ingest_proc else []),
