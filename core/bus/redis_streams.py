@@ -18,6 +18,7 @@ from core.bus.base import Bus, BusUnavailable, Consumer, Record
 STREAM_PREFIX = "evalforge:bus:"
 _SEQ_BITS = 20  # stream ids are "<ms>-<seq>"; packed into one increasing integer offset
 TRIM_EVERY_COMMITS = 50
+MAX_BLOCK_MS = 5_000  # one blocking read at most; well inside the client's socket timeout (bus timeout + 30 s)
 
 
 def id_to_offset(entry_id: bytes | str) -> int:
@@ -76,7 +77,9 @@ class RedisStreamsConsumer(Consumer):
             if records:
                 return records
         streams = {STREAM_PREFIX + t: ">" for t in self._topics}
-        resp = await self._r.xreadgroup(self._group, self._name, streams, count=max_records, block=max(timeout_ms, 1))
+        # a blocking read longer than the socket timeout would fail as a timeout: it may return early
+        block = min(max(timeout_ms, 1), MAX_BLOCK_MS)
+        resp = await self._r.xreadgroup(self._group, self._name, streams, count=max_records, block=block)
         return self._to_records(resp)
 
     @staticmethod
