@@ -10,6 +10,7 @@ import asyncio
 import base64
 import gc
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,11 +33,22 @@ log = logging.getLogger(__name__)
 # CPython's cyclic collector re-traverses whenever allocations trip its thresholds (700 by default):
 # that made decoding ~30 % slower. A process running a worker collects less often.
 GC_THRESHOLDS = (50_000, 20, 100)
+# Records absorbed per step at most: after a slow write the consumer holds a backlog, and absorbing
+# all of it at once (~50 us a record) would push the batch well past its time budget.
+POLL_RECORDS = 1000
+
+
+# The GIL is handed over every 5 ms by default: a thread coming back from chDB (an insert done, an
+# API read) waits up to that long each time while the absorb thread runs Python. A finer interval
+# makes those short steps prompt; the CPU-bound threads lose nothing measurable.
+SWITCH_INTERVAL_S = 0.001
 
 
 def collect_less_often() -> None:
-    """Raise this process's cyclic-GC thresholds to GC_THRESHOLDS (for the process running workers)."""
+    """Tune the process running workers: cyclic-GC thresholds to GC_THRESHOLDS, and the GIL's switch
+    interval to SWITCH_INTERVAL_S."""
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 @dataclass(eq=False)
@@ -103,7 +115,8 @@ class SpanProcessor:
                     await self._finish_flush()  # raises what stopped it
                 filling = bool(self._batch.records)
                 wait_ms = self.batch_ms - int((time.monotonic() - batch_started) * 1000) if filling else self.batch_ms
-                records = await consumer.poll(max_records=self.batch_rows, timeout_ms=max(wait_ms, 1))
+                room = min(self.batch_rows - len(self._batch.sink), POLL_RECORDS)
+                records = await consumer.poll(max_records=max(room, 1), timeout_ms=max(wait_ms, 1))
                 if records and not filling:
                     batch_started = time.monotonic()
                 if records:

@@ -328,3 +328,40 @@ async def test_next_batch_is_prepared_while_one_is_written_and_commits_stay_in_o
         assert committed_at <= next_start
     offsets = [offset for _, offset in commits]
     assert offsets == sorted(set(offsets))
+
+
+@pytest.mark.asyncio
+async def test_a_batch_never_outgrows_batch_rows_and_a_backlog_is_absorbed_in_small_steps(private_bus, clickhouse,
+                                                                                          monkeypatch):
+    """A poll takes no more records than the batch has room for (so an insert holds at most batch_rows
+    spans), and at most POLL_RECORDS at a time (so a backlog cannot hold up a batch due by time)."""
+    from stream_processors import worker
+
+    monkeypatch.setattr(worker, "POLL_RECORDS", 3)
+    project = uuid.uuid4().hex[:12]
+    absorbed: list[int] = []
+    written: list[int] = []
+    absorb = SpanProcessor._absorb
+
+    def counted_absorb(self, records):
+        absorbed.append(len(records))
+        absorb(self, records)
+
+    async def on_spans(spans):
+        written.append(len(spans))
+
+    monkeypatch.setattr(SpanProcessor, "_absorb", counted_absorb)
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-room", batch_rows=10, batch_ms=60_000, on_spans=on_spans)
+    task = await _run(proc)
+    try:
+        await private_bus.publish(TOPIC_SPANS, [as_message(make_span(project, i)) for i in range(2)])
+        await _wait_for(lambda: sum(absorbed) == 2)  # a batch partly filled...
+        await private_bus.publish(TOPIC_SPANS, [as_message(make_span(project, i)) for i in range(2, 40)])
+        await _wait_for(lambda: proc.stats["spans"] >= 30)  # ...then a backlog behind it
+    finally:
+        proc.stop()
+        await task
+
+    assert _count(clickhouse, project) == 40
+    assert sum(written) == 40 and max(written) == 10
+    assert sum(absorbed) == 40 and max(absorbed) <= 3
