@@ -5,7 +5,7 @@ subprocess on a fresh temp data dir and takes the API key it writes to ``<data d
 A separate sender process posts OTLP protobuf batches (``--batch`` spans, fresh ids each) to
 ``POST /v1/traces`` paced at ``--rate`` spans/s. Every ``--probe-every``-th request, the first trace
 of the batch is a probe: from its 2xx, pollers call ``GET /api/v1/traces/{trace_id}`` every
-``--poll-ms`` (backing off to a fifth of the probe's age) until it answers 200. Freshness = arrival of that 200 - arrival of the ingest 2xx (an
+``--poll-ms`` (backing off to ``--backoff`` x the probe's age, default a tenth) until it answers 200. Freshness = arrival of that 200 - arrival of the ingest 2xx (an
 upper bound: it includes one query and up to one poll interval).
 
     .venv/bin/python bench/freshness_bench.py [--seconds 30] [--rate 5000] [--batch 100] [--batch-ms N]
@@ -88,7 +88,7 @@ def _sender(port: int, key: str, batch: int, rate: float, seconds: float, start_
     out.put((results, (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)))
 
 
-def _poll_until_visible(port: int, key: str, jobs: queue.Queue, poll_s: float, timeout: float,
+def _poll_until_visible(port: int, key: str, jobs: queue.Queue, poll_s: float, backoff: float, timeout: float,
                         found: list, missing: list, query_ms: list, statuses: dict) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {key}"}
@@ -106,8 +106,8 @@ def _poll_until_visible(port: int, key: str, jobs: queue.Queue, poll_s: float, t
             if now - acked > timeout:
                 missing.append(trace_id)
                 break
-            # back off to 20 % of the age so a lagging pipeline is not also buried under polls (resolution +-20 %)
-            wait = max(poll_s, 0.2 * (now - acked))
+            # back off to a fraction of the age so a lagging pipeline is not also buried under polls
+            wait = max(poll_s, backoff * (now - acked))
             time.sleep(max(0.0, wait - (time.monotonic() - sent)))
     conn.close()
 
@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--senders", type=int, default=8, help="sender connections")
     ap.add_argument("--probe-every", type=int, default=25, help="every N-th request carries a probe trace")
     ap.add_argument("--poll-ms", type=float, default=100.0, help="query poll interval per probe")
+    ap.add_argument("--backoff", type=float, default=0.1,
+                    help="a probe polls every max(--poll-ms, this fraction of its age)")
     ap.add_argument("--pollers", type=int, default=8, help="concurrent probe pollers")
     ap.add_argument("--timeout", type=float, default=30.0, help="give up on a probe after this many seconds")
     ap.add_argument("--batch-ms", type=int, default=0, help="EVALFORGE_SINK_BATCH_MS for the run (0: default)")
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         missing: list[str] = []
         query_ms: list[float] = []
         poll_statuses: dict[int, int] = {}
-        pollers = [threading.Thread(target=_poll_until_visible, args=(port, key, jobs, args.poll_ms / 1000,
+        pollers = [threading.Thread(target=_poll_until_visible, args=(port, key, jobs, args.poll_ms / 1000, args.backoff,
                                                                       args.timeout, found, missing, query_ms, poll_statuses))
                    for _ in range(args.pollers)]
         for t in pollers:
@@ -245,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             ("freshness p50 / p95 / p99 / max ms", f"{fresh[50]:.0f} / {fresh[95]:.0f} / {fresh[99]:.0f} / {fresh[100]:.0f}"
                                                    "  (target p95 <= 1000)"),
             ("trace query responses by status", ", ".join(f"{k}: {v}" for k, v in sorted(poll_statuses.items()))),
-            ("poll interval ms / trace query p50, p95 ms", f"{args.poll_ms:.0f} / {qp[50]:.0f}, {qp[95]:.0f}"),
+            ("poll interval ms (back-off) / trace query p50, p95 ms",
+             f"{args.poll_ms:.0f} (x{args.backoff:g} of age) / {qp[50]:.0f}, {qp[95]:.0f}"),
             ("sink batch ms", env.get("EVALFORGE_SINK_BATCH_MS", "service default")),
             ("processor: ingest -> committed, spans within", within),
             ("processor: inserts / mean insert ms", f"{inserts.get('count', 0):.0f} / "
