@@ -55,6 +55,10 @@ class SeenSpans:
             self._seen.popitem(last=False)
         return True
 
+    def forget(self, key: tuple[str, str, str]) -> None:
+        """Drop ``key`` (its span was not written after all and will be delivered again)."""
+        self._seen.pop(key, None)
+
 
 class ClickHouseSink:
     """Collects rows and writes them in one insert per table on ``flush``.
@@ -172,3 +176,19 @@ def load_progress(client, source: str) -> dict[int, int]:
         parameters={"s": source},
     ).result_rows
     return {int(p): int(o) for p, o in rows}
+
+
+def load_handovers(client, source: str) -> dict[int, int]:
+    """Per partition of ``source``: the progress at its latest clean handover (see 0008)."""
+    rows = client.query(
+        "SELECT bus_partition, argMax(offset, at) FROM sink_handover WHERE bus_source = {s:String} GROUP BY bus_partition",
+        parameters={"s": source},
+    ).result_rows
+    return {int(p): int(o) for p, o in rows}
+
+
+def record_handovers(client, source: str, progress: dict[int, int]) -> None:
+    """Record that every insert up to ``progress[partition]`` is complete and none came after."""
+    if progress:
+        client.insert("sink_handover", [[source, p, o] for p, o in sorted(progress.items())],
+                      column_names=["bus_source", "bus_partition", "offset"])

@@ -25,7 +25,9 @@ from core.span import decode
 from stream_processors import metrics
 from stream_processors.enrich import enrich
 from stream_processors.reconcile import rebuild_minutes, recopy_traces
-from stream_processors.sink import ClickHouseSink, SeenSpans, load_progress, wrote_partition
+from stream_processors.sink import (
+    ClickHouseSink, SeenSpans, load_handovers, load_progress, record_handovers, wrote_partition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class _Batch:
     # records a crash may have left half-written (see SpanProcessor): minutes to rebuild, traces to copy
     doubt_minutes: set[tuple[str, datetime]] = field(default_factory=set)
     doubt_traces: set[tuple[str, str]] = field(default_factory=set)
+    doubt_partitions: set[int] = field(default_factory=set)
 
 
 class SpanProcessor:
@@ -93,8 +96,15 @@ class SpanProcessor:
         # an insert a crash left half-written (base table vs views): their minutes get rebuilt, and
         # the traces of those skipped as written get copied to the per-trace lookups again.
         self._doubt_left: dict[int, int] = {}
+        # Per partition, the offset through which every insert is known complete (views included): a
+        # clean handover's, then every record this member wrote or repaired. Records skipped as
+        # written at or below it need no repair.
+        self._clean_through: dict[int, int] = {}
         self._batch = self._new_batch()  # being filled
         self._flushing: asyncio.Task | None = None  # the previous batch being written and committed
+        self._absorbing: asyncio.Future | None = None  # a poll's records being decoded into the batch
+        self._drop_until = 0  # after a revoke: records are dropped until the consumer's next assignment
+        self._consumer = None
         self._stop = asyncio.Event()
         self.stats = {"spans": 0, "scores": 0, "skipped_redelivered": 0, "duplicates": 0, "dlq": 0, "insert_retries": 0,
                       "minutes_rebuilt": 0, "traces_recopied": 0}
@@ -107,6 +117,9 @@ class SpanProcessor:
 
     async def run(self) -> None:
         consumer = self.bus.consumer([TOPIC_SPANS, TOPIC_SCORES], self.group, self.name)
+        consumer.before_revoke = self._before_revoke
+        self._consumer = consumer
+        self._drop_batch()  # anything left from an earlier run comes again; the source as it is now
         await consumer.start()
         try:
             batch_started = time.monotonic()
@@ -121,7 +134,10 @@ class SpanProcessor:
                     batch_started = time.monotonic()
                 if records:
                     await self._load_progress(consumer, records)
-                    await asyncio.to_thread(self._absorb, records)
+                    if consumer.assignments < self._drop_until:
+                        continue  # polled between a revoke and the new assignment: delivered again after it
+                    self._absorbing = asyncio.ensure_future(asyncio.to_thread(self._absorb, records))
+                    await self._absorbing
                 due = self._batch.records and (
                     len(self._batch.sink) >= self.batch_rows or (time.monotonic() - batch_started) * 1000 >= self.batch_ms
                 )
@@ -131,6 +147,7 @@ class SpanProcessor:
             if self._batch.records:
                 await self._start_flush(consumer)  # SIGTERM: finish the batch, flush, commit, exit
             await self._finish_flush()
+            await self._hand_over(consumer, self._batch)
         finally:
             if self._flushing is not None:  # the loop failed: nothing more is committed
                 self._flushing.cancel()
@@ -146,9 +163,50 @@ class SpanProcessor:
 
     async def _finish_flush(self) -> None:
         """Wait for the batch being written (its failure is raised here)."""
-        task, self._flushing = self._flushing, None
+        task = self._flushing
         if task is not None:
             await task
+            if self._flushing is task:
+                self._flushing = None
+
+    async def _before_revoke(self) -> None:
+        """A rebalance is about to take partitions away (Kafka awaits this first). What is being
+        written is finished and committed while the partitions are still ours; the batch being filled
+        is dropped, since its records, not committed, go to the partitions' next owner (possibly this
+        member again). Otherwise two members could write the same records at once and the views
+        would count them twice."""
+        self._drop_until = self._consumer.assignments + 1
+        while pending := [t for t in (self._absorbing, self._flushing) if t is not None and not t.done()]:
+            await asyncio.wait(pending)  # a failed write is raised by the run loop, not here
+        task = self._flushing
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            return  # the write failed: the run loop stops, and the next owner repairs as after a crash
+        dropped = self._drop_batch()
+        if dropped.records:
+            log.info("rebalance: %d records not yet written are left to the partitions' next owner",
+                     len(dropped.records))
+        await self._hand_over(self._consumer, dropped)
+
+    def _drop_batch(self) -> _Batch:
+        """Replace the batch being filled by an empty one; its records were not committed, so they are
+        delivered again, and must not then pass for duplicates."""
+        dropped, self._batch = self._batch, self._new_batch()
+        for span in dropped.spans:
+            self.seen.forget((span["project_id"], span["trace_id"], span["span_id"]))
+        return dropped
+
+    async def _hand_over(self, consumer, unwritten: _Batch) -> None:
+        """Record a clean handover of the partitions this member owns (see 0008): not for one whose
+        repair after an earlier crash is still to be written (its doubt), which the next owner redoes."""
+        owned = consumer.owned() if consumer is not None else None
+        clean = {p: o for p, o in self._progress.items()
+                 if p in self._progress_loaded and (owned is None or (TOPIC_SPANS, p) in owned)
+                 and self._clean_through.get(p, -1) >= o and self._doubt_left.get(p, 0) <= 0
+                 and p not in unwritten.doubt_partitions}
+        try:
+            await asyncio.to_thread(record_handovers, self.clickhouse, self.source, clean)
+        except Exception as exc:  # the next owner then repairs as after a crash: slower, still exact
+            log.warning("could not record the handover (%s: %s)", type(exc).__name__, exc)
 
     def _absorb(self, records: list[Record]) -> None:
         """Decode and enrich a poll's records into the batch (runs in a thread: CPU work)."""
@@ -159,15 +217,16 @@ class SpanProcessor:
                 try:
                     batch.sink.add_score(orjson.loads(r.value))
                     batch.score_records.append(r)
-                    self.stats["scores"] += 1
                 except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
                     self._to_dlq(batch, r, exc)
                 continue
             written = self._already_written(r)
-            doubtful = written or self._doubt_left.get(r.partition, 0) > 0
+            doubtful = (written and r.offset > self._clean_through.get(r.partition, -1)) \
+                or self._doubt_left.get(r.partition, 0) > 0
             try:
                 span = decode(r.value)
                 if doubtful:
+                    batch.doubt_partitions.add(r.partition)
                     batch.doubt_minutes.add((span["project_id"], span["start_time"].replace(second=0, microsecond=0)))
                     if not written:
                         self._doubt_left[r.partition] -= 1
@@ -204,13 +263,17 @@ class SpanProcessor:
 
     def _load_partitions(self, partitions: set[int]) -> None:
         progress = load_progress(self.clickhouse, self.source)
+        handed_over = load_handovers(self.clickhouse, self.source)
         # The last insert before a crash may have reached the views and not the progress: the next
         # batch_rows records' minutes are rebuilt. Unless nothing of the partition was ever written
-        # (a first start): then no view can hold any of it.
-        doubt = {p: 0 if p not in progress and not wrote_partition(self.clickhouse, self.source, p)
+        # (a first start): then no view can hold any of it; or its last owner handed it over cleanly
+        # at its current progress (nothing half-written).
+        doubt = {p: 0 if (p in progress and handed_over.get(p, -1) >= progress[p])
+                 or (p not in progress and not wrote_partition(self.clickhouse, self.source, p))
                  else self.batch_rows for p in partitions}
         self._progress.update(progress)
         self._doubt_left.update(doubt)
+        self._clean_through.update({p: handed_over.get(p, -1) for p in partitions})
         self._progress_loaded |= partitions
 
     def _to_dlq(self, batch: _Batch, r: Record, exc: Exception) -> None:
@@ -243,10 +306,12 @@ class SpanProcessor:
                               lambda: asyncio.to_thread(recopy_traces, self.clickhouse, batch.doubt_traces))
             self.stats["traces_recopied"] += len(batch.doubt_traces)
         await consumer.commit(batch.records)
-        for r in batch.records:
+        for r in batch.records:  # written, or repaired when skipped as written: complete through here
             if r.topic == TOPIC_SPANS:
                 self._progress[r.partition] = max(self._progress.get(r.partition, -1), r.offset)
+                self._clean_through[r.partition] = max(self._clean_through.get(r.partition, -1), r.offset)
         self.stats["spans"] += n_spans
+        self.stats["scores"] += n_scores
         metrics.RECORDS.labels("span_persisted").inc(n_spans)
         metrics.RECORDS.labels("score_persisted").inc(n_scores)
         now = datetime.now(timezone.utc)

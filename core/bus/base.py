@@ -8,7 +8,7 @@ record (Kafka acks=all; Redis after the XADDs executed), so callers may answer 2
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
 
@@ -34,6 +34,14 @@ class Record(NamedTuple):
 class Consumer(ABC):
     """A member of a consumer group on some topics."""
 
+    # Awaited before a rebalance takes partitions from this member (Kafka), while they are still its
+    # own: finish and commit what is in flight, drop what is not. Records not committed then are
+    # delivered again, to whichever member owns their partition afterwards.
+    before_revoke: Callable[[], Awaitable[None]] | None = None
+    # Assignments received (Kafka: one per rebalance). Until the next one after a revoke, records of
+    # the old assignment may still arrive; they are delivered again afterwards.
+    assignments: int = 0
+
     @abstractmethod
     async def start(self) -> None: ...
 
@@ -43,10 +51,16 @@ class Consumer(ABC):
 
     @abstractmethod
     async def commit(self, records: Sequence[Record]) -> None:
-        """Mark ``records`` (and, per partition, everything before them) as processed."""
+        """Mark ``records`` (and, per partition, everything before them) as processed. Records of
+        partitions a rebalance has meanwhile given to another member are not committed here (they
+        are delivered again there); that is not an error."""
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+    def owned(self) -> set[tuple[str, int]] | None:
+        """(topic, partition) pairs this member owns now; None where partitions are never taken away."""
+        return None
 
     @abstractmethod
     def take_assigned(self) -> set[tuple[str, int]]:

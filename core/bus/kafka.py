@@ -10,12 +10,13 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 import confluent_kafka
 from confluent_kafka import KafkaException
 
 from core.bus.base import Bus, BusUnavailable, Consumer, Record
 
+log = logging.getLogger(__name__)
 _LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
@@ -25,21 +26,26 @@ def _log_client_error(err: confluent_kafka.KafkaError) -> None:
 
 
 class _Assignments(ConsumerRebalanceListener):
-    """Collects the partitions each rebalance gives this member."""
+    """Collects the partitions each rebalance gives this member; before one takes partitions away,
+    awaits the consumer's ``before_revoke`` (aiokafka awaits this listener before rejoining)."""
 
-    def __init__(self) -> None:
+    def __init__(self, consumer: Consumer) -> None:
         self.assigned: set[tuple[str, int]] = set()
+        self._consumer = consumer
 
-    def on_partitions_revoked(self, revoked) -> None:
-        pass
+    async def on_partitions_revoked(self, revoked) -> None:
+        hook = self._consumer.before_revoke
+        if revoked and hook is not None:
+            await hook()
 
     def on_partitions_assigned(self, assigned) -> None:
         self.assigned |= {(tp.topic, tp.partition) for tp in assigned}
+        self._consumer.assignments += 1
 
 
 class KafkaConsumer(Consumer):
     def __init__(self, bootstrap: str, topics: Sequence[str], group: str, name: str):
-        self._assignments = _Assignments()
+        self._assignments = _Assignments(self)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -65,13 +71,27 @@ class KafkaConsumer(Consumer):
             for m in messages
         ]
 
+    def owned(self) -> set[tuple[str, int]]:
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
     async def commit(self, records: Sequence[Record]) -> None:
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-        if offsets:
+        owned = self._consumer.assignment()
+        moved = [tp for tp in offsets if tp not in owned]
+        for tp in moved:
+            del offsets[tp]
+        if moved:
+            log.warning("not committing %d partition(s) a rebalance gave to another member: %s", len(moved),
+                        ", ".join(f"{tp.topic}/{tp.partition}" for tp in moved))
+        if not offsets:
+            return
+        try:
             await self._consumer.commit(offsets)
+        except CommitFailedError as exc:  # the group rebalanced under the commit: delivered again
+            log.warning("commit rejected by a rebalance; those records will be delivered again: %s", exc)
 
     async def stop(self) -> None:
         await self._consumer.stop()
