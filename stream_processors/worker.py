@@ -179,8 +179,8 @@ class SpanProcessor:
         while pending := [t for t in (self._absorbing, self._flushing) if t is not None and not t.done()]:
             await asyncio.wait(pending)  # a failed write is raised by the run loop, not here
         task = self._flushing
-        if task is not None and not task.cancelled() and task.exception() is not None:
-            return  # the write failed: the run loop stops, and the next owner repairs as after a crash
+        if task is not None and (task.cancelled() or task.exception() is not None):
+            return  # the write failed or was cut short: the next owner repairs as after a crash
         dropped = self._drop_batch()
         if dropped.records:
             log.info("rebalance: %d records not yet written are left to the partitions' next owner",
