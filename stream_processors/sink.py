@@ -187,6 +187,13 @@ def load_handovers(client, source: str) -> dict[int, int]:
     return {int(p): int(o) for p, o in rows}
 
 
+def retire_handovers(client, source: str, partitions: list[int]) -> None:
+    """The partitions' handovers no longer hold (a new owner is about to write): offset -1, later."""
+    if partitions:
+        client.insert("sink_handover", [[source, p, -1] for p in sorted(partitions)],
+                      column_names=["bus_source", "bus_partition", "offset"])
+
+
 def record_handovers(client, source: str, progress: dict[int, int]) -> None:
     """Record that every insert up to ``progress[partition]`` is complete and none came after."""
     if progress:

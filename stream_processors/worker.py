@@ -26,7 +26,7 @@ from stream_processors import metrics
 from stream_processors.enrich import enrich
 from stream_processors.reconcile import rebuild_minutes, recopy_traces
 from stream_processors.sink import (
-    ClickHouseSink, SeenSpans, load_handovers, load_progress, record_handovers, wrote_partition,
+    ClickHouseSink, SeenSpans, load_handovers, load_progress, record_handovers, retire_handovers, wrote_partition,
 )
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ class SpanProcessor:
         self._flushing: asyncio.Task | None = None  # the previous batch being written and committed
         self._absorbing: asyncio.Future | None = None  # a poll's records being decoded into the batch
         self._drop_until = 0  # after a revoke: records are dropped until the consumer's next assignment
+        self._revokes = 0
+        self._not_committed: set[int] = set()  # span partitions whose last commit a rebalance refused
         self._consumer = None
         self._stop = asyncio.Event()
         self.stats = {"spans": 0, "scores": 0, "skipped_redelivered": 0, "duplicates": 0, "dlq": 0, "insert_retries": 0,
@@ -130,12 +132,13 @@ class SpanProcessor:
                 wait_ms = self.batch_ms - int((time.monotonic() - batch_started) * 1000) if filling else self.batch_ms
                 room = min(self.batch_rows - len(self._batch.sink), POLL_RECORDS)
                 records = await consumer.poll(max_records=max(room, 1), timeout_ms=max(wait_ms, 1))
+                revokes = self._revokes  # read before any other await: these records are of the current assignment
                 if records and not filling:
                     batch_started = time.monotonic()
                 if records:
                     await self._load_progress(consumer, records)
-                    if consumer.assignments < self._drop_until:
-                        continue  # polled between a revoke and the new assignment: delivered again after it
+                    if self._revokes != revokes or consumer.assignments < self._drop_until:
+                        continue  # a revoke came since they were polled: delivered again after the rebalance
                     self._absorbing = asyncio.ensure_future(asyncio.to_thread(self._absorb, records))
                     await self._absorbing
                 due = self._batch.records and (
@@ -175,6 +178,7 @@ class SpanProcessor:
         is dropped, since its records, not committed, go to the partitions' next owner (possibly this
         member again). Otherwise two members could write the same records at once and the views
         would count them twice."""
+        self._revokes += 1
         self._drop_until = self._consumer.assignments + 1
         while pending := [t for t in (self._absorbing, self._flushing) if t is not None and not t.done()]:
             await asyncio.wait(pending)  # a failed write is raised by the run loop, not here
@@ -199,8 +203,10 @@ class SpanProcessor:
         """Record a clean handover of the partitions this member owns (see 0008): not for one whose
         repair after an earlier crash is still to be written (its doubt), which the next owner redoes."""
         owned = consumer.owned() if consumer is not None else None
-        clean = {p: o for p, o in self._progress.items()
-                 if p in self._progress_loaded and (owned is None or (TOPIC_SPANS, p) in owned)
+        if owned is None:
+            return  # a bus that never moves partitions (Redis Streams): members share them, none hands over
+        clean = {p: o for p, o in list(self._progress.items())
+                 if p in self._progress_loaded and (TOPIC_SPANS, p) in owned and p not in self._not_committed
                  and self._clean_through.get(p, -1) >= o and self._doubt_left.get(p, 0) <= 0
                  and p not in unwritten.doubt_partitions}
         try:
@@ -274,6 +280,9 @@ class SpanProcessor:
         self._progress.update(progress)
         self._doubt_left.update(doubt)
         self._clean_through.update({p: handed_over.get(p, -1) for p in partitions})
+        # This member's first insert may be cut short by a crash too: from now on the handover no
+        # longer vouches for the partition, until this member hands it over itself.
+        retire_handovers(self.clickhouse, self.source, [p for p in partitions if handed_over.get(p, -1) >= 0])
         self._progress_loaded |= partitions
 
     def _to_dlq(self, batch: _Batch, r: Record, exc: Exception) -> None:
@@ -305,7 +314,9 @@ class SpanProcessor:
             await self._retry("trace lookup copy",
                               lambda: asyncio.to_thread(recopy_traces, self.clickhouse, batch.doubt_traces))
             self.stats["traces_recopied"] += len(batch.doubt_traces)
-        await consumer.commit(batch.records)
+        uncommitted = await consumer.commit(batch.records) or set()
+        spans_partitions = {r.partition for r in batch.records if r.topic == TOPIC_SPANS}
+        self._not_committed = (self._not_committed - spans_partitions) | {p for t, p in uncommitted if t == TOPIC_SPANS}
         for r in batch.records:  # written, or repaired when skipped as written: complete through here
             if r.topic == TOPIC_SPANS:
                 self._progress[r.partition] = max(self._progress.get(r.partition, -1), r.offset)

@@ -50,10 +50,11 @@ class Consumer(ABC):
         """Next records (possibly none after ``timeout_ms``), in offset order per partition."""
 
     @abstractmethod
-    async def commit(self, records: Sequence[Record]) -> None:
-        """Mark ``records`` (and, per partition, everything before them) as processed. Records of
-        partitions a rebalance has meanwhile given to another member are not committed here (they
-        are delivered again there); that is not an error."""
+    async def commit(self, records: Sequence[Record]) -> set[tuple[str, int]]:
+        """Mark ``records`` (and, per partition, everything before them) as processed. Returns the
+        (topic, partition) pairs left uncommitted because a rebalance moved them or refused the
+        commit while partitions were being revoked: those records are delivered again, and that is
+        not an error."""
 
     @abstractmethod
     async def stop(self) -> None: ...

@@ -18,6 +18,7 @@ from core.bus.base import Bus, BusUnavailable, Consumer, Record
 
 log = logging.getLogger(__name__)
 _LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+REBALANCE_TIMEOUT_MS = 120_000
 
 
 def _log_client_error(err: confluent_kafka.KafkaError) -> None:
@@ -36,7 +37,11 @@ class _Assignments(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked) -> None:
         hook = self._consumer.before_revoke
         if revoked and hook is not None:
-            await hook()
+            self._consumer.revoking = True
+            try:
+                await hook()
+            finally:
+                self._consumer.revoking = False
 
     def on_partitions_assigned(self, assigned) -> None:
         self.assigned |= {(tp.topic, tp.partition) for tp in assigned}
@@ -54,7 +59,11 @@ class KafkaConsumer(Consumer):
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            # a member's revoke hook finishes its write in flight: the group waits that long for it
+            # (the default, the 10 s session timeout, would evict a member in a slow insert)
+            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         )
+        self.revoking = False  # inside the revoke hook
         self._consumer.subscribe(list(topics), listener=self._assignments)
 
     async def start(self) -> None:
@@ -74,24 +83,28 @@ class KafkaConsumer(Consumer):
     def owned(self) -> set[tuple[str, int]]:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
-    async def commit(self, records: Sequence[Record]) -> None:
+    async def commit(self, records: Sequence[Record]) -> set[tuple[str, int]]:
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
         owned = self._consumer.assignment()
-        moved = [tp for tp in offsets if tp not in owned]
-        for tp in moved:
-            del offsets[tp]
+        moved = {(tp.topic, tp.partition) for tp in offsets if tp not in owned}
         if moved:
-            log.warning("not committing %d partition(s) a rebalance gave to another member: %s", len(moved),
-                        ", ".join(f"{tp.topic}/{tp.partition}" for tp in moved))
+            log.warning("not committing partition(s) a rebalance gave to another member: %s",
+                        ", ".join(f"{t}/{p}" for t, p in sorted(moved)))
+        offsets = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) not in moved}
         if not offsets:
-            return
+            return moved
         try:
             await self._consumer.commit(offsets)
-        except CommitFailedError as exc:  # the group rebalanced under the commit: delivered again
-            log.warning("commit rejected by a rebalance; those records will be delivered again: %s", exc)
+        except CommitFailedError as exc:
+            if not self.revoking:
+                raise  # this member was put out of the group: stop rather than write for others
+            # the rebalance in progress refused it: the records are delivered again (already written)
+            log.warning("commit refused during a rebalance; those records will be delivered again: %s", exc)
+            return moved | {(tp.topic, tp.partition) for tp in offsets}
+        return moved
 
     async def stop(self) -> None:
         await self._consumer.stop()

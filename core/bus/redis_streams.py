@@ -94,7 +94,7 @@ class RedisStreamsConsumer(Consumer):
                 out.append(Record(topic, 0, id_to_offset(entry_id), key, fields[b"v"]))
         return out
 
-    async def commit(self, records: Sequence[Record]) -> None:
+    async def commit(self, records: Sequence[Record]) -> set[tuple[str, int]]:
         by_topic: dict[str, list[str]] = {}
         for r in records:
             by_topic.setdefault(r.topic, []).append(offset_to_id(r.offset))
@@ -104,6 +104,7 @@ class RedisStreamsConsumer(Consumer):
         if self._commits % TRIM_EVERY_COMMITS == 0:
             for topic in by_topic:
                 await trim_acknowledged(self._r, STREAM_PREFIX + topic)
+        return set()
 
     async def stop(self) -> None:
         """Nothing to release: the client belongs to the bus."""

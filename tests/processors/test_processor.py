@@ -197,27 +197,6 @@ async def test_first_start_rebuilds_no_minutes(private_bus, clickhouse):
 
 
 @pytest.mark.asyncio
-async def test_restart_after_a_clean_stop_repairs_nothing(private_bus, clickhouse):
-    """A member stopped cleanly (SIGTERM: flush, commit) records the handover, so the next one starts
-    with nothing in doubt: no minute rebuilds, which are not atomic against other members' writes."""
-    project, source = uuid.uuid4().hex[:12], f"#clean-{uuid.uuid4().hex[:8]}"
-    await private_bus.publish(TOPIC_SPANS, [as_message(make_span(project, i)) for i in range(30)])
-    first = SpanProcessor(private_bus, clickhouse, None, group="g-clean", batch_ms=100)
-    first.source += source  # a progress of its own (the shared one holds other tests' crashes)
-    await _run_until(first, lambda: first.stats["spans"] >= 30)
-
-    await private_bus.publish(TOPIC_SPANS, [as_message(make_span(project, i)) for i in range(30, 60)])
-    second = SpanProcessor(private_bus, clickhouse, None, group="g-clean", batch_ms=100)
-    second.source += source
-    await _run_until(second, lambda: second.stats["spans"] >= 30)
-
-    assert (first.stats["minutes_rebuilt"], second.stats["minutes_rebuilt"]) == (0, 0)
-    for rollup in ("metrics_1m", "metrics_user_1m"):
-        assert clickhouse.query(f"SELECT sum(requests) FROM {rollup} WHERE project_id = {{p:String}}",
-                                parameters={"p": project}).result_rows[0][0] == 60, rollup
-
-
-@pytest.mark.asyncio
 async def test_client_retry_duplicates_collapse(private_bus, clickhouse):
     project = uuid.uuid4().hex[:12]
     spans = [make_span(project, i) for i in range(10)]

@@ -1,5 +1,6 @@
-"""A member joining a busy consumer group on real Kafka: the partitions move while the first member is
-writing, and still every span is counted once and no member stops."""
+"""Partitions changing hands on real Kafka: a member joining a busy group while the first is writing,
+and a clean stop then restart. Every span is counted once, no member stops, and a clean handover
+leaves the next owner nothing to repair."""
 
 from __future__ import annotations
 
@@ -28,14 +29,51 @@ def _counts(clickhouse, project: str) -> tuple[int, int, int]:
     return rows, requests, users
 
 
-@pytest.mark.asyncio
-async def test_member_joining_mid_write_takes_partitions_and_every_span_counts_once(kafka_broker, clickhouse,
-                                                                                     monkeypatch):
-    topic, group, project = f"spans-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:12]
+async def _own_topic(kafka_broker, monkeypatch) -> tuple[KafkaBus, str]:
+    topic = f"spans-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(worker, "TOPIC_SPANS", topic)  # a topic of its own: no other test's records
     bus = KafkaBus(kafka_broker.bootstrap, partitions=4, timeout_s=10)
     await bus.start()
     await bus.ensure_topics([topic])
+    return bus, topic
+
+
+async def _run_until(processor: SpanProcessor, predicate, timeout: float = 60) -> None:
+    task = asyncio.create_task(processor.run())
+    try:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline and not task.done(), processor.stats
+            await asyncio.sleep(0.1)
+    finally:
+        processor.stop()
+        await task
+
+
+@pytest.mark.asyncio
+async def test_restart_after_a_clean_stop_repairs_nothing(kafka_broker, clickhouse, monkeypatch):
+    """A member stopped cleanly (SIGTERM: flush, commit) records the handover, so the next one starts
+    with nothing in doubt: no minute rebuilds, which are not atomic against other members' writes."""
+    bus, topic = await _own_topic(kafka_broker, monkeypatch)
+    project, group = uuid.uuid4().hex[:12], f"g-{uuid.uuid4().hex[:8]}"
+    try:
+        await bus.publish(topic, [as_message(make_span(project, i)) for i in range(40)])
+        first = SpanProcessor(bus, clickhouse, None, group=group, name="first", batch_ms=100)
+        await _run_until(first, lambda: first.stats["spans"] >= 40)
+        await bus.publish(topic, [as_message(make_span(project, i)) for i in range(40, 80)])
+        second = SpanProcessor(bus, clickhouse, None, group=group, name="second", batch_ms=100)
+        await _run_until(second, lambda: second.stats["spans"] >= 40)
+    finally:
+        await bus.close()
+    assert (first.stats["minutes_rebuilt"], second.stats["minutes_rebuilt"]) == (0, 0)
+    assert _counts(clickhouse, project) == (80, 80, 80)
+
+
+@pytest.mark.asyncio
+async def test_member_joining_mid_write_takes_partitions_and_every_span_counts_once(kafka_broker, clickhouse,
+                                                                                     monkeypatch):
+    bus, topic = await _own_topic(kafka_broker, monkeypatch)
+    group, project = f"g-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:12]
     await bus.publish(topic, [as_message(make_span(project, i, user_id=f"u{i % 5}")) for i in range(N)])
 
     slow = {"first"}
