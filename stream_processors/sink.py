@@ -169,29 +169,26 @@ def wrote_partition(client, source: str, partition: int) -> bool:
     ).result_rows)
 
 
+def _per_partition(client, sql: str, source: str) -> dict[int, int]:
+    rows = client.query(sql, parameters={"s": source}).result_rows
+    return {int(p): int(o) for p, o in rows}
+
+
 def load_progress(client, source: str) -> dict[int, int]:
     """Highest offset already written per partition of ``source`` (bus identity + topic)."""
-    rows = client.query(
-        "SELECT bus_partition, max(max_offset) FROM sink_progress WHERE bus_source = {s:String} GROUP BY bus_partition",
-        parameters={"s": source},
-    ).result_rows
-    return {int(p): int(o) for p, o in rows}
+    return _per_partition(client, "SELECT bus_partition, max(max_offset) FROM sink_progress "
+                                  "WHERE bus_source = {s:String} GROUP BY bus_partition", source)
 
 
 def load_handovers(client, source: str) -> dict[int, int]:
-    """Per partition of ``source``: the progress at its latest clean handover (see 0008)."""
-    rows = client.query(
-        "SELECT bus_partition, argMax(offset, at) FROM sink_handover WHERE bus_source = {s:String} GROUP BY bus_partition",
-        parameters={"s": source},
-    ).result_rows
-    return {int(p): int(o) for p, o in rows}
+    """Per partition of ``source``: the progress at its latest clean handover (see 0008); -1 when retired."""
+    return _per_partition(client, "SELECT bus_partition, argMax(offset, at) FROM sink_handover "
+                                  "WHERE bus_source = {s:String} GROUP BY bus_partition", source)
 
 
 def retire_handovers(client, source: str, partitions: list[int]) -> None:
-    """The partitions' handovers no longer hold (a new owner is about to write): offset -1, later."""
-    if partitions:
-        client.insert("sink_handover", [[source, p, -1] for p in sorted(partitions)],
-                      column_names=["bus_source", "bus_partition", "offset"])
+    """The partitions' handovers no longer hold (a new owner is about to write)."""
+    record_handovers(client, source, dict.fromkeys(partitions, -1))
 
 
 def record_handovers(client, source: str, progress: dict[int, int]) -> None:

@@ -105,7 +105,7 @@ class SpanProcessor:
         self._absorbing: asyncio.Future | None = None  # a poll's records being decoded into the batch
         self._drop_until = 0  # after a revoke: records are dropped until the consumer's next assignment
         self._revokes = 0
-        self._not_committed: set[int] = set()  # span partitions whose last commit a rebalance refused
+        self._refused = False  # a rebalance refused a commit: this member may be out of the group
         self._consumer = None
         self._stop = asyncio.Event()
         self.stats = {"spans": 0, "scores": 0, "skipped_redelivered": 0, "duplicates": 0, "dlq": 0, "insert_retries": 0,
@@ -203,10 +203,12 @@ class SpanProcessor:
         """Record a clean handover of the partitions this member owns (see 0008): not for one whose
         repair after an earlier crash is still to be written (its doubt), which the next owner redoes."""
         owned = consumer.owned() if consumer is not None else None
-        if owned is None:
-            return  # a bus that never moves partitions (Redis Streams): members share them, none hands over
+        if owned is None or self._refused:
+            # a bus that never moves partitions (Redis Streams: members share them), or a member a
+            # rebalance refused a commit, which may have been put out of the group: no handover
+            return
         clean = {p: o for p, o in list(self._progress.items())
-                 if p in self._progress_loaded and (TOPIC_SPANS, p) in owned and p not in self._not_committed
+                 if p in self._progress_loaded and (TOPIC_SPANS, p) in owned
                  and self._clean_through.get(p, -1) >= o and self._doubt_left.get(p, 0) <= 0
                  and p not in unwritten.doubt_partitions}
         try:
@@ -314,9 +316,8 @@ class SpanProcessor:
             await self._retry("trace lookup copy",
                               lambda: asyncio.to_thread(recopy_traces, self.clickhouse, batch.doubt_traces))
             self.stats["traces_recopied"] += len(batch.doubt_traces)
-        uncommitted = await consumer.commit(batch.records) or set()
-        spans_partitions = {r.partition for r in batch.records if r.topic == TOPIC_SPANS}
-        self._not_committed = (self._not_committed - spans_partitions) | {p for t, p in uncommitted if t == TOPIC_SPANS}
+        if await consumer.commit(batch.records):
+            self._refused = True
         for r in batch.records:  # written, or repaired when skipped as written: complete through here
             if r.topic == TOPIC_SPANS:
                 self._progress[r.partition] = max(self._progress.get(r.partition, -1), r.offset)

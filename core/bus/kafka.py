@@ -81,6 +81,9 @@ class KafkaConsumer(Consumer):
         ]
 
     def owned(self) -> set[tuple[str, int]]:
+        # between a revoke hook and the next assignment, aiokafka still lists the old partitions
+        if self._consumer._subscription.reassignment_in_progress and not self.revoking:
+            return set()
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
     async def commit(self, records: Sequence[Record]) -> set[tuple[str, int]]:
