@@ -81,8 +81,10 @@ class KafkaConsumer(Consumer):
         ]
 
     def owned(self) -> set[tuple[str, int]]:
-        # between a revoke hook and the next assignment, aiokafka still lists the old partitions
-        if self._consumer._subscription.reassignment_in_progress and not self.revoking:
+        # Between a revoke hook and the next assignment aiokafka still lists the old partitions; it has
+        # no public flag for that state (0.14: SubscriptionState.reassignment_in_progress).
+        state = getattr(self._consumer, "_subscription", None)
+        if getattr(state, "reassignment_in_progress", False) and not self.revoking:
             return set()
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
