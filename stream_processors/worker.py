@@ -239,7 +239,8 @@ class SpanProcessor:
                     if not written:
                         self._doubt_left[r.partition] -= 1
                 if written:
-                    batch.doubt_traces.add((span["project_id"], span["trace_id"]))
+                    if doubtful:  # at or below the clean offset the trace lookups are complete too
+                        batch.doubt_traces.add((span["project_id"], span["trace_id"]))
                     self.stats["skipped_redelivered"] += 1
                     metrics.RECORDS.labels("skipped_redelivered").inc()
                     continue
