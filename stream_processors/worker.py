@@ -150,7 +150,7 @@ class SpanProcessor:
             if self._batch.records:
                 await self._start_flush(consumer)  # SIGTERM: finish the batch, flush, commit, exit
             await self._finish_flush()
-            await self._hand_over(consumer, self._batch)
+            await self._hand_over(self._batch)
         finally:
             if self._flushing is not None:  # the loop failed: nothing more is committed
                 self._flushing.cancel()
@@ -189,7 +189,7 @@ class SpanProcessor:
         if dropped.records:
             log.info("rebalance: %d records not yet written are left to the partitions' next owner",
                      len(dropped.records))
-        await self._hand_over(self._consumer, dropped)
+        await self._hand_over(dropped)
 
     def _drop_batch(self) -> _Batch:
         """Replace the batch being filled by an empty one; its records were not committed, so they are
@@ -199,10 +199,10 @@ class SpanProcessor:
             self.seen.forget((span["project_id"], span["trace_id"], span["span_id"]))
         return dropped
 
-    async def _hand_over(self, consumer, unwritten: _Batch) -> None:
+    async def _hand_over(self, unwritten: _Batch) -> None:
         """Record a clean handover of the partitions this member owns (see 0008): not for one whose
         repair after an earlier crash is still to be written (its doubt), which the next owner redoes."""
-        owned = consumer.owned() if consumer is not None else None
+        owned = self._consumer.owned()
         if owned is None or self._refused:
             # a bus that never moves partitions (Redis Streams: members share them), or a member a
             # rebalance refused a commit, which may have been put out of the group: no handover
