@@ -258,6 +258,28 @@ def override_table(overrides: list[dict[str, Any]]) -> PriceTable:
     return table
 
 
+def override_entry(provider: str, model: str, prices: dict[str, Any], tiers: list[dict[str, Any]] | None = None
+                   ) -> dict[str, Any]:
+    """A project's price override (a ``model_prices`` row in PostgreSQL) as a price-table entry."""
+    return {"id": f"project/{provider or '*'}/{model}", "provider": provider, "model": model,
+            "prices": prices, "tiers": list(tiers or ())}
+
+
+def check_entry(raw: dict[str, Any]) -> PriceEntry:
+    """The entry as the table would build it; ValueError naming the price that is wrong."""
+    return _build_entry(raw, FALLBACK_SUFFIX)
+
+
+def match(provider: str | None, model: str | None, overrides: list[dict[str, Any]] | None = None
+          ) -> tuple[str, PriceEntry] | None:
+    """Which entry prices this model: ("project", entry) for an override, ("shipped", entry), or None."""
+    entry = override_table(overrides).lookup(provider, model) if overrides else None
+    if entry is not None:
+        return "project", entry
+    entry = price_table.lookup(provider, model)
+    return ("shipped", entry) if entry is not None else None
+
+
 def price_usage(entry: PriceEntry, usage: Usage) -> CostResult:
     """Exact cost of ``usage`` at ``entry``'s prices (tier chosen by total input tokens)."""
     cache_read = usage.cache_read_tokens
@@ -313,12 +335,10 @@ def compute_cost(provider: str | None, model: str | None, usage: Usage, user_cos
         return CostResult(float(user_cost), "user", None, {})
     if usage.is_empty():
         return CostResult(None, "", None, {})
-    entry = override_table(overrides).lookup(provider, model) if overrides else None
-    if entry is None:
-        entry = price_table.lookup(provider, model)
-    if entry is None:
+    found = match(provider, model, overrides)
+    if found is None:
         return CostResult(None, "unknown_model", None, {})
-    return price_usage(entry, usage)
+    return price_usage(found[1], usage)
 
 
 def compute_call_cost(provider: str | None, model: str | None, request_model: str | None, usage: Usage,

@@ -7,6 +7,7 @@ import asyncio
 from core.services import Services, open_clickhouse
 from core.workers import member_name, run_until_stopped
 from stream_processors.eval_trigger import EvalTrigger
+from stream_processors.price_overrides import PriceOverrides
 from stream_processors.worker import SpanProcessor, collect_less_often
 
 
@@ -16,7 +17,7 @@ def make_processor(services: Services, on_spans=None, clickhouse=None) -> SpanPr
         services.bus, clickhouse or services.clickhouse, services.blobs,
         group=s.processor_group, name=member_name(s.bus_url),
         batch_rows=s.sink_batch_rows, batch_ms=s.sink_batch_ms, offload_bytes=s.payload_offload_bytes,
-        on_spans=on_spans,
+        on_spans=on_spans, prices=PriceOverrides(services.pg) if services.pg is not None else None,
     )
 
 

@@ -24,6 +24,7 @@ from core.payloads import offload_payloads
 from core.span import decode
 from stream_processors import metrics
 from stream_processors.enrich import enrich
+from stream_processors.price_overrides import PriceOverrides
 from stream_processors.reconcile import rebuild_minutes, recopy_traces
 from stream_processors.sink import (
     ClickHouseSink, SeenSpans, load_handovers, load_progress, record_handovers, retire_handovers, wrote_partition,
@@ -53,6 +54,10 @@ def collect_less_often() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
+def _no_overrides(project_id: str) -> None:
+    return None
+
+
 @dataclass(eq=False)
 class _Batch:
     """The records of one flush: written together, then committed together."""
@@ -78,7 +83,7 @@ class SpanProcessor:
 
     def __init__(self, bus: Bus, clickhouse, blobs: BlobStore | None, *, group: str = "evalforge-processors",
                  name: str = "worker", batch_rows: int = 5000, batch_ms: int = 1000, offload_bytes: int = 32 * 1024,
-                 on_spans=None):
+                 on_spans=None, prices: PriceOverrides | None = None):
         self.bus = bus
         self.clickhouse = clickhouse
         self.blobs = blobs
@@ -88,6 +93,7 @@ class SpanProcessor:
         self.batch_ms = batch_ms
         self.offload_bytes = offload_bytes
         self.on_spans = on_spans  # async callback(list[span]) after each insert, before the commit
+        self.prices = prices  # per-project price overrides (PostgreSQL), None: the shipped table only
         self.source = f"{bus.identity}/{TOPIC_SPANS}"  # the sink's progress key
         self.seen = SeenSpans()
         self._progress: dict[int, int] = {}
@@ -137,6 +143,8 @@ class SpanProcessor:
                     batch_started = time.monotonic()
                 if records:
                     await self._load_progress(consumer, records)
+                    if self.prices is not None:
+                        await self._retry("load price overrides", self.prices.refresh)
                     if self._revokes != revokes or consumer.assignments < self._drop_until:
                         continue  # a revoke came since they were polled: delivered again after the rebalance
                     self._absorbing = asyncio.ensure_future(asyncio.to_thread(self._absorb, records))
@@ -219,6 +227,7 @@ class SpanProcessor:
     def _absorb(self, records: list[Record]) -> None:
         """Decode and enrich a poll's records into the batch (runs in a thread: CPU work)."""
         batch = self._batch
+        overrides = self.prices.get if self.prices is not None else _no_overrides
         for r in records:
             batch.records.append(r)
             if r.topic == TOPIC_SCORES:
@@ -244,7 +253,7 @@ class SpanProcessor:
                     self.stats["skipped_redelivered"] += 1
                     metrics.RECORDS.labels("skipped_redelivered").inc()
                     continue
-                enrich(span)
+                enrich(span, overrides(span["project_id"]))
                 offload_payloads(span, self.blobs, self.offload_bytes)
             except Exception as exc:  # any failure on one record must not stop the partition
                 self._to_dlq(batch, r, exc)
