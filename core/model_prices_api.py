@@ -35,11 +35,11 @@ class PriceOverrideIn(BaseModel):
 
 
 async def project_overrides(services, project_id: str) -> list[dict[str, Any]]:
-    """The project's overrides as price-table entries, newest change last."""
+    """The project's overrides as price-table entries."""
     async with services.pg.connection() as conn:
         cur = await conn.execute(
             "SELECT provider, model_pattern, prices, tiers, updated_at FROM model_prices WHERE project_id = %s "
-            "ORDER BY updated_at, provider, model_pattern", (project_id,))
+            "ORDER BY provider, model_pattern", (project_id,))
         rows = await cur.fetchall()
     return [{**pricing.override_entry(r[0], r[1], r[2], r[3]), "updated_at": r[4].isoformat()} for r in rows]
 

@@ -157,7 +157,7 @@ def _build_entry(raw: dict[str, Any], default_suffix: str) -> PriceEntry:
     tiers.sort()
     return PriceEntry(
         id=entry_id,
-        provider=str(raw.get("provider") or ""),
+        provider=str(raw.get("provider") or "").strip().lower(),
         names=names,
         suffix=re.compile(raw.get("suffix") or default_suffix),
         units=units,
@@ -178,8 +178,11 @@ class PriceTable:
     """Price entries with a most-specific-match lookup, memoised per (provider, model)."""
 
     def __init__(self, entries: Iterable[dict[str, Any]], *, version: str = "", updated: str = "",
-                 default_suffix: str = FALLBACK_SUFFIX) -> None:
+                 default_suffix: str = FALLBACK_SUFFIX, provider_must_match: bool = False) -> None:
         self.version = version
+        # A project's overrides: an entry naming a provider prices only that provider's spans. (In the
+        # shipped table a provider only breaks ties: "openai/gpt-4o" also prices Azure's gpt-4o.)
+        self.provider_must_match = provider_must_match
         self.updated = updated
         self.entries: tuple[PriceEntry, ...] = tuple(_build_entry(e, default_suffix) for e in entries)
         ids = [e.id for e in self.entries]
@@ -221,6 +224,8 @@ class PriceTable:
         best: PriceEntry | None = None
         best_rank = (-1, False)
         for entry in self.entries:
+            if self.provider_must_match and entry.provider and entry.provider != provider:
+                continue
             for candidate in entry.names:
                 if not name.startswith(candidate):
                     continue
@@ -251,7 +256,7 @@ def override_table(overrides: list[dict[str, Any]]) -> PriceTable:
     hit = _override_tables.get(id(overrides))
     if hit is not None and hit[0] is overrides:
         return hit[1]
-    table = PriceTable(overrides)
+    table = PriceTable(overrides, provider_must_match=True)
     if len(_override_tables) >= _OVERRIDE_CACHE_MAX:
         _override_tables.clear()
     _override_tables[id(overrides)] = (overrides, table)
@@ -261,7 +266,7 @@ def override_table(overrides: list[dict[str, Any]]) -> PriceTable:
 def override_entry(provider: str, model: str, prices: dict[str, Any], tiers: list[dict[str, Any]] | None = None
                    ) -> dict[str, Any]:
     """A project's price override (a ``model_prices`` row in PostgreSQL) as a price-table entry."""
-    return {"id": f"project/{provider or '*'}/{model}", "provider": provider, "model": model,
+    return {"id": f"project/{provider}/{model}", "provider": provider, "model": model,
             "prices": prices, "tiers": list(tiers or ())}
 
 
@@ -322,36 +327,38 @@ def price_usage(entry: PriceEntry, usage: Usage) -> CostResult:
     return CostResult(total / _COST_SCALE, "computed", entry.id, details)
 
 
-def compute_cost(provider: str | None, model: str | None, usage: Usage, user_cost: float | None = None,
-                 overrides: list[dict[str, Any]] | None = None) -> CostResult:
-    """Cost of one span.
+def call_entry(provider: str | None, model: str | None, request_model: str | None,
+               overrides: list[dict[str, Any]] | None = None) -> PriceEntry | None:
+    """The entry a model call is priced with: by its response model; when the table lacks it (an alias,
+    a deployment name) and the requested model is known, as requested. ``model`` defaults to
+    ``request_model``."""
+    model = model or request_model
+    found = match(provider, model, overrides)
+    if found is None and request_model and request_model != model:
+        found = match(provider, request_model, overrides)
+    return found[1] if found is not None else None
 
-    A cost reported by the user wins. Otherwise the model is looked up in the project's
-    ``overrides`` first, then in the shipped table; an unknown model gives cost None with source
-    'unknown_model' (never 0). A span that reports no tokens has nothing to price:
+
+def compute_call_cost(provider: str | None, model: str | None, request_model: str | None, usage: Usage,
+                      user_cost: float | None = None, overrides: list[dict[str, Any]] | None = None) -> CostResult:
+    """Cost of one model call.
+
+    A cost reported by the user wins. Otherwise the call's entry (``call_entry``: project
+    ``overrides`` first, then the shipped table) prices it; an unknown model gives cost None with
+    source 'unknown_model' (never 0). A span that reports no tokens has nothing to price:
     ``CostResult(None, '', None, {})``.
     """
     if user_cost is not None and not (isinstance(user_cost, float) and math.isnan(user_cost)):
         return CostResult(float(user_cost), "user", None, {})
     if usage.is_empty():
         return CostResult(None, "", None, {})
-    found = match(provider, model, overrides)
-    if found is None:
+    entry = call_entry(provider, model, request_model, overrides)
+    if entry is None:
         return CostResult(None, "unknown_model", None, {})
-    return price_usage(found[1], usage)
+    return price_usage(entry, usage)
 
 
-def compute_call_cost(provider: str | None, model: str | None, request_model: str | None, usage: Usage,
-                      user_cost: float | None = None, overrides: list[dict[str, Any]] | None = None) -> CostResult:
-    """Cost of a model call known by its response model and its request model.
-
-    Priced by the response model; when the table lacks it (an alias, a deployment name) and the
-    requested model is known, priced as requested. ``model`` defaults to ``request_model``.
-    """
-    model = model or request_model
-    result = compute_cost(provider, model, usage, user_cost=user_cost, overrides=overrides)
-    if result.source == "unknown_model" and request_model and request_model != model:
-        fallback = compute_cost(provider, request_model, usage, overrides=overrides)
-        if fallback.source == "computed":
-            return fallback
-    return result
+def compute_cost(provider: str | None, model: str | None, usage: Usage, user_cost: float | None = None,
+                 overrides: list[dict[str, Any]] | None = None) -> CostResult:
+    """Cost of one span priced by ``model`` alone (see ``compute_call_cost``)."""
+    return compute_call_cost(provider, model, None, usage, user_cost=user_cost, overrides=overrides)

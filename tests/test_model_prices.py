@@ -94,8 +94,13 @@ def test_model_prices_api_lists_matches_validates_and_stays_in_its_project(stack
     assert [(o["provider"], o["model"], o["prices"], o["tiers"]) for o in listed["overrides"]] == [
         ("google", "gemini-acme", {"input": 1.25, "output": 10}, [{"above_input_tokens": 200_000, "prices": {"input": 2.5, "output": 15}}])]
 
-    match = stack.client.get("/api/v1/model-prices/match", headers=h, params={"model": "gemini-acme-002"}).json()
+    match = stack.client.get("/api/v1/model-prices/match", headers=h,
+                             params={"model": "gemini-acme-002", "provider": "google"}).json()
     assert match["source"] == "project" and match["entry"]["model"] == "gemini-acme"
+    # an override naming a provider prices that provider's spans only
+    other = stack.client.get("/api/v1/model-prices/match", headers=h,
+                             params={"model": "gemini-acme-002", "provider": "vertex"}).json()
+    assert other["source"] is None
     shipped = stack.client.get("/api/v1/model-prices/match", headers=h,
                                params={"model": "gpt-4o-mini-2024-07-18", "provider": "openai"}).json()
     assert shipped["source"] == "shipped" and shipped["entry"]["id"] == "openai/gpt-4o-mini"

@@ -253,3 +253,16 @@ def test_cost_is_the_correctly_rounded_exact_value(entry_index: int, usage: Usag
         return
     assert r.matched == entry.id
     assert r.cost == float(_exact_cost(entry.raw, usage))
+
+
+def test_a_project_override_naming_a_provider_prices_only_that_providers_spans() -> None:
+    azure = [{"id": "p/azure/gpt-4o", "provider": "Azure", "model": "gpt-4o", "prices": {"input": 1, "output": 1}}]
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    assert compute_cost("azure", "gpt-4o", usage, overrides=azure).matched == "p/azure/gpt-4o"
+    # an OpenAI or Anthropic span of the same model keeps the shipped price
+    assert compute_cost("openai", "gpt-4o", usage, overrides=azure).matched == "openai/gpt-4o"
+    assert compute_cost("", "gpt-4o", usage, overrides=azure).matched == "openai/gpt-4o"
+    # provider '' prices every provider's spans; a provider-specific override beats it for its provider
+    both = [*azure, {"id": "p//gpt-4o", "provider": "", "model": "gpt-4o", "prices": {"input": 2, "output": 2}}]
+    assert compute_cost("openai", "gpt-4o", usage, overrides=both).matched == "p//gpt-4o"
+    assert compute_cost("azure", "gpt-4o", usage, overrides=both).matched == "p/azure/gpt-4o"
