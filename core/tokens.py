@@ -17,6 +17,7 @@ import logging
 import math
 import threading
 from pathlib import Path
+from typing import Any
 
 import tiktoken
 
@@ -142,3 +143,24 @@ def count_tokens(text: str, model: str | None) -> tuple[int, bool]:
         return estimate_tokens(text), True
     # Ordinary: text that happens to contain "<|endoftext|>" is user text, not a control token.
     return len(enc.encode_ordinary(text)), False
+
+
+LLM_KINDS = ("llm", "embedding")
+
+
+def fill_missing_tokens(span: dict[str, Any]) -> None:
+    """Count the tokens of a model call that came without usage (flagged when only estimated). The
+    processor's enrichment does; ingest too, for the payloads it offloads (the processor sees no text then)."""
+    if span["kind"] not in LLM_KINDS or span["input_tokens"] or span["output_tokens"]:
+        return
+    model = span.get("model") or span.get("request_model") or None
+    estimated = False
+    if span.get("input"):
+        span["input_tokens"], est = count_tokens(span["input"], model)
+        estimated |= est
+    if span.get("output"):
+        span["output_tokens"], est = count_tokens(span["output"], model)
+        estimated |= est
+    if span["input_tokens"] or span["output_tokens"]:
+        span["tokens_estimated"] = 1 if estimated else span.get("tokens_estimated", 0)
+        span.setdefault("attributes", {})["evalforge.tokens.counted"] = "true"

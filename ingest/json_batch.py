@@ -12,7 +12,7 @@ For clients that do not speak OTel. A batch is ``{"spans": [span, ...]}``; each 
       "model": "gpt-4o", "request_model": "...", "provider": "openai", "operation": "chat",
       "input": any JSON, "output": any JSON,          # non-strings are stored JSON-encoded
       "usage": {"input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
-                "reasoning_tokens", "total_tokens"},
+                "cache_creation_1h_tokens", "reasoning_tokens", "total_tokens"},
       "cost": 0.0012,                                 # USD; stored with cost_source "user"
       "ttft_ms": 180.5,
       "session_id", "user_id", "environment", "release", "prompt_name", "prompt_version",
@@ -70,6 +70,7 @@ class Usage(BaseModel):
     cache_creation_tokens: NonNegativeInt | None = None
     reasoning_tokens: NonNegativeInt | None = None
     total_tokens: NonNegativeInt | None = None
+    cache_creation_1h_tokens: NonNegativeInt | None = None  # the part of cache_creation_tokens kept for 1 hour
 
 
 class SpanIn(BaseModel):
@@ -139,6 +140,9 @@ def parse_time(value: int | str, field: str) -> int:
 _MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - _EPOCH
 
 
+_CACHE_1H = "gen_ai.usage.cache_creation.1h_input_tokens"  # read by the processor's pricing
+
+
 def _raw_span(item: SpanIn) -> RawSpan:
     attrs: dict[str, Any] = dict(item.attributes) if item.attributes else {}
     for name, key in _TYPED.items():
@@ -150,7 +154,7 @@ def _raw_span(item: SpanIn) -> RawSpan:
     if item.usage is not None:
         for name, value in item.usage:
             if value is not None:
-                attrs["evalforge.usage." + name] = value
+                attrs[_CACHE_1H if name == "cache_creation_1h_tokens" else "evalforge.usage." + name] = value
     if item.tags is not None:
         attrs["evalforge.tags"] = item.tags
     if item.metadata:

@@ -21,6 +21,7 @@ from core.payloads import offload_payloads
 from core.ratelimit import RateLimiter
 from core.services import Services
 from core.span import encode
+from core.tokens import fill_missing_tokens
 from ingest import metrics, native
 from ingest.body import read_body
 from ingest.json_batch import BatchError, decode_span_batch, validate_score
@@ -76,7 +77,11 @@ async def _accept(services: Services, project_id: str, records: list[dict[str, A
     await _admit(services, project_id, len(records))
     threshold = services.settings.payload_offload_bytes
     if any(len(r.get("input") or "") > threshold or len(r.get("output") or "") > threshold for r in records):
-        moved = await asyncio.to_thread(lambda: sum(offload_payloads(r, services.blobs, threshold) for r in records))
+        def offload(r: dict[str, Any]) -> int:
+            fill_missing_tokens(r)  # before the text leaves the record: the processor could not count it then
+            return offload_payloads(r, services.blobs, threshold)
+
+        moved = await asyncio.to_thread(lambda: sum(offload(r) for r in records))
         metrics.OFFLOADED_BYTES.inc(moved)
     await _publish(services, [(r["trace_id"].encode(), encode(r)) for r in records])
 

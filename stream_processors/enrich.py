@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors_class import classify_error
+from core.errors_class import OTHER, classify_error
 from core.pricing import Usage, compute_call_cost
-from core.tokens import count_tokens
-
-LLM_KINDS = ("llm", "embedding")
+from core.tokens import fill_missing_tokens
 
 
 def enrich(span: dict[str, Any], overrides: list[dict] | None = None) -> dict[str, Any]:
@@ -19,7 +17,7 @@ def enrich(span: dict[str, Any], overrides: list[dict] | None = None) -> dict[st
     start, end = span["start_time"], span["end_time"]
     if start is not None and end is not None:
         span["duration_ms"] = max((end - start).total_seconds() * 1000.0, 0.0)
-    _fill_missing_tokens(span)
+    fill_missing_tokens(span)
     if not span.get("total_tokens"):
         span["total_tokens"] = span["input_tokens"] + span["output_tokens"]
     _price(span, overrides)
@@ -30,25 +28,10 @@ def enrich(span: dict[str, Any], overrides: list[dict] | None = None) -> dict[st
             http_status = int(status_code) if status_code else None
         except ValueError:
             http_status = None
-        span["error_class"] = classify_error(span.get("error_type", ""), span.get("status_message", ""), http_status)
+        # an error span always gets a class: "other" when nothing tells which
+        span["error_class"] = classify_error(span.get("error_type", ""), span.get("status_message", ""), http_status) \
+            or OTHER
     return span
-
-
-def _fill_missing_tokens(span: dict[str, Any]) -> None:
-    """Count tokens of model calls that came without usage (flagged when only estimated)."""
-    if span["kind"] not in LLM_KINDS or span["input_tokens"] or span["output_tokens"]:
-        return
-    model = span.get("model") or span.get("request_model") or None
-    estimated = False
-    if span.get("input"):
-        span["input_tokens"], est = count_tokens(span["input"], model)
-        estimated |= est
-    if span.get("output"):
-        span["output_tokens"], est = count_tokens(span["output"], model)
-        estimated |= est
-    if span["input_tokens"] or span["output_tokens"]:
-        span["tokens_estimated"] = 1 if estimated else span.get("tokens_estimated", 0)
-        span.setdefault("attributes", {})["evalforge.tokens.counted"] = "true"
 
 
 def _price(span: dict[str, Any], overrides: list[dict] | None) -> None:

@@ -206,3 +206,45 @@ def test_ingest_scoped_key_sends_but_cannot_read_or_administer(stack):
     assert scopes == ["full", "ingest"]
     bad = stack.client.post("/api/v1/api-keys", headers=stack.headers(key), json={"scope": "root"})
     assert bad.status_code == 400 and "scope" in bad.json()["error"]
+
+
+def test_one_hour_cache_writes_are_priced_at_their_own_rate(stack):
+    """Anthropic's 1-hour cache writes (usage.cache_creation_1h_tokens, or the SDK's attribute) cost more
+    than 5-minute ones; both kinds in one call, priced exactly."""
+    project_id, key = stack.create_key()
+    now = time.time_ns()
+    span = {"trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16], "name": "chat", "kind": "llm",
+            "provider": "anthropic", "model": "claude-sonnet-4-20250514", "start_time": now - 10**9, "end_time": now,
+            "usage": {"input_tokens": 100_000, "cache_read_tokens": 30_000, "cache_creation_tokens": 50_000,
+                      "cache_creation_1h_tokens": 20_000, "output_tokens": 1_000}}
+    assert stack.client.post("/api/v1/spans", headers=stack.headers(key), json={"spans": [span]}).status_code == 200
+    [(cost, source)] = _wait(lambda: stack.clickhouse.query(
+        "SELECT cost, cost_source FROM spans WHERE project_id = {p:String}", parameters={"p": project_id}).result_rows)
+    # Sonnet 4 per 1M: input 3, cache read 0.30, 5-minute write 3.75, 1-hour write 6, output 15:
+    # 20,000*3 + 30,000*0.3 + 30,000*3.75 + 20,000*6 + 1,000*15 = 316,500 per 1M
+    assert source == "computed" and abs(cost - 0.3165) < 1e-9
+
+
+def test_model_calls_without_usage_are_counted_with_the_real_tokenizer_offloaded_or_not(stack):
+    """No usage reported: tiktoken counts the prompt and the answer (exact, not flagged as estimated),
+    also for a prompt big enough to be offloaded to S3 at ingest, whose text the processor never sees."""
+    from core.tokens import get_encoding
+
+    project_id, key = stack.create_key()
+    now = time.time_ns()
+    small = "What is the capital of France? Answer in one word."
+    big = "Summarise this report. " + " ".join(f"Section {i}: revenue grew by {i % 17} percent." for i in range(2_000))
+    assert len(big) > stack.settings.payload_offload_bytes
+    spans = [{"trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16], "name": "chat", "kind": "llm",
+              "provider": "openai", "model": "gpt-4o", "start_time": now - 10**9, "end_time": now,
+              "input": text, "output": "Paris."} for text in (small, big)]
+    assert stack.client.post("/api/v1/spans", headers=stack.headers(key), json={"spans": spans}).status_code == 200
+    rows = _wait(lambda: (r := stack.clickhouse.query(
+        "SELECT span_id, input_tokens, output_tokens, tokens_estimated, input_ref != '', cost_source FROM spans "
+        "WHERE project_id = {p:String}", parameters={"p": project_id}).result_rows) and len(r) == 2 and r)
+    by_id = {r[0]: r[1:] for r in rows}
+    encoding = get_encoding("o200k_base")
+    for span, offloaded in zip(spans, (False, True)):
+        expected = (len(encoding.encode_ordinary(span["input"])), len(encoding.encode_ordinary("Paris.")), 0, offloaded,
+                    "computed")
+        assert by_id[span["span_id"]] == expected

@@ -89,12 +89,14 @@ def anthropic_message(body: dict[str, Any]) -> dict[str, Any]:
         content, stop = [{"type": "text", "text": "Bonjour!"}], "end_turn"
     return {"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"] + "-resp", "content": content,
             "stop_reason": stop, "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": 6, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 20}}
+            "usage": {"input_tokens": 10, "output_tokens": 6, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 20,
+                      "cache_creation": {"ephemeral_5m_input_tokens": 12, "ephemeral_1h_input_tokens": 8}}}
 
 
 def anthropic_events(body: dict[str, Any]) -> Iterable[tuple[str, str]]:
     start = anthropic_message(body)
-    start.update(content=[], stop_reason=None, usage={"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 20})
+    start.update(content=[], stop_reason=None, usage={"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 20,
+                        "cache_creation": {"ephemeral_5m_input_tokens": 12, "ephemeral_1h_input_tokens": 8}})
     yield "message_start", json.dumps({"type": "message_start", "message": start})
     yield "content_block_start", json.dumps({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
     for piece in ("Bon", "jour!"):

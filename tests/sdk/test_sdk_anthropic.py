@@ -30,6 +30,7 @@ def assert_usage(a: dict) -> None:
     assert a["gen_ai.usage.input_tokens"] == 130
     assert a["gen_ai.usage.cache_read.input_tokens"] == 100
     assert a["gen_ai.usage.cache_creation.input_tokens"] == 20
+    assert a["gen_ai.usage.cache_creation.1h_input_tokens"] == 8  # of the 20: priced as 1-hour cache writes
     assert a["gen_ai.usage.output_tokens"] == 6
 
 

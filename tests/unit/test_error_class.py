@@ -166,3 +166,18 @@ def test_real_anthropic_sdk_errors(provider_url: str, scenario: str, expected: s
 def test_result_is_always_a_known_class() -> None:
     for args in [("X", "", None), ("", "weird", None), ("", "", 418), ("", "", 599)]:
         assert classify_error(*args) in CLASSES
+
+
+def test_an_error_span_always_gets_a_class() -> None:
+    from datetime import datetime, timezone
+
+    from core.span import empty_record
+    from stream_processors.enrich import enrich
+
+    span = empty_record()
+    now = time.time()
+    span.update(start_time=datetime.fromtimestamp(now - 1, timezone.utc), end_time=datetime.fromtimestamp(now, timezone.utc),
+                status="error")  # no type, no message, no HTTP status
+    assert enrich(span)["error_class"] == "other"
+    span.update(status="ok", error_class="")
+    assert enrich(span)["error_class"] == ""

@@ -167,8 +167,10 @@ def usage_attributes(
     cache_read: Any = None,
     cache_creation: Any = None,
     reasoning: Any = None,
+    cache_creation_1h: Any = None,
 ) -> dict[str, Any]:
-    """Usage in the EvalForge convention: input includes cache read+creation, output includes reasoning."""
+    """Usage in the EvalForge convention: input includes cache read+creation, output includes reasoning;
+    ``cache_creation_1h`` is the part of ``cache_creation`` written for one hour (priced higher)."""
     attrs: dict[str, Any] = {}
     if isinstance(input_tokens, int):
         attrs["gen_ai.usage.input_tokens"] = input_tokens
@@ -180,6 +182,8 @@ def usage_attributes(
         attrs["gen_ai.usage.cache_creation.input_tokens"] = cache_creation
     if isinstance(reasoning, int):
         attrs["gen_ai.usage.reasoning.output_tokens"] = reasoning
+    if isinstance(cache_creation_1h, int) and cache_creation_1h:
+        attrs["gen_ai.usage.cache_creation.1h_input_tokens"] = cache_creation_1h
     return attrs
 
 

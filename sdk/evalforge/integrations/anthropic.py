@@ -100,6 +100,7 @@ def _usage(usage: Any) -> dict[str, Any]:
         cache_read=cache_read,
         cache_creation=cache_creation,
         reasoning=get(get(usage, "output_tokens_details"), "thinking_tokens"),
+        cache_creation_1h=get(get(usage, "cache_creation"), "ephemeral_1h_input_tokens"),
     )
 
 
@@ -129,7 +130,8 @@ class StreamAccumulator(Accumulator):
 
     def _merge_usage(self, usage: Any) -> None:
         # message_delta usage is cumulative; later non-null values win.
-        for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens_details"):
+        for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation",
+                    "output_tokens_details"):
             value = get(usage, key)
             if value is not None:
                 self.usage[key] = value
