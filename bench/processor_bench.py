@@ -172,7 +172,7 @@ def storage_ceiling(client, values: list[tuple[bytes, bytes]], blobs, table: str
 
     rows_done, insert_s, cpu_s = 0, 0.0, 0.0
     for sink in _sinks(client, values, blobs, "bench:storage"):
-        body = sink_module._native.encode_span_block(sink.span_rows, sink_module._ROW_TYPES, sink.source, sink.span_bus)
+        body = sink.span_block()
         t, c = time.perf_counter(), time.process_time()
         rows_done += sink.span_count
         client.raw_insert(table, sink_module.SPAN_COLUMNS, body, fmt="Native")

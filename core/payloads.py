@@ -10,6 +10,11 @@ PREVIEW_CHARS = 200
 PAYLOAD_FIELDS = ("input", "output")
 
 
+class BlobStoreUnavailable(Exception):
+    """The blob store failed a write (unreachable, refusing, bucket gone): the record is fine, the write
+    is to be retried; never a reason to dead-letter a span."""
+
+
 def blob_key(span: dict[str, Any], field: str) -> str:
     return f"{span['project_id']}/{span['trace_id']}/{span['span_id']}/{field}"
 
@@ -30,7 +35,12 @@ def offload_payloads(span: dict[str, Any], blobs: BlobStore | None, threshold: i
         data = text.encode()
         if len(data) > threshold:
             key = blob_key(span, field)
-            blobs.put(key, data)
+            try:
+                blobs.put(key, data)
+            except ValueError:
+                raise  # a key the store refuses (an id escaping it): the record is bad
+            except Exception as exc:
+                raise BlobStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
             span[f"{field}_ref"] = key
             span[field] = ""
             moved += len(data)

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     processor_group: str = "evalforge-processors"
     sink_batch_rows: int = 5000
     sink_batch_ms: int = 1000
+    sink_batch_bytes: int = 32 * 1024 * 1024  # bus record bytes per insert at most (big payloads)
 
     max_body_bytes: int = 16 * 1024 * 1024
     max_spans_per_request: int = 10_000

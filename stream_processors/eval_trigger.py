@@ -38,6 +38,10 @@ class EvalTrigger:
             self._rules, self._loaded_at = rules, time.monotonic()
         return self._rules
 
+    async def projects(self) -> set[str]:
+        """The projects with enabled rules: the processor hands their spans over as dicts."""
+        return set(await self.rules())
+
     async def __call__(self, spans: list[dict[str, Any]]) -> None:
         """Publish jobs for ``spans``; raises BusUnavailable so the caller retries before committing."""
         rules = await self.rules()

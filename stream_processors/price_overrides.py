@@ -25,6 +25,7 @@ class PriceOverrides:
         self._by_project: dict[str, list[dict[str, Any]]] = {}
         self._due = float("-inf")
         self.loaded = False
+        self.version = 0  # moves whenever the overrides change
 
     def get(self, project_id: str) -> list[dict[str, Any]] | None:
         return self._by_project.get(project_id)
@@ -56,6 +57,8 @@ class PriceOverrides:
                 continue
             fresh.setdefault(project_id, []).append(entry)
         old = self._by_project
+        if fresh != old:
+            self.version += 1
         self._by_project = {p: old[p] if old.get(p) == entries else entries for p, entries in fresh.items()}
         self.loaded = True
         self._due = time.monotonic() + self.refresh_seconds

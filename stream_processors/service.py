@@ -16,7 +16,7 @@ def make_processor(services: Services, on_spans=None, clickhouse=None) -> SpanPr
     return SpanProcessor(
         services.bus, clickhouse or services.clickhouse, services.blobs,
         group=s.processor_group, name=member_name(s.bus_url),
-        batch_rows=s.sink_batch_rows, batch_ms=s.sink_batch_ms, offload_bytes=s.payload_offload_bytes,
+        batch_rows=s.sink_batch_rows, batch_ms=s.sink_batch_ms, batch_bytes=s.sink_batch_bytes, offload_bytes=s.payload_offload_bytes,
         on_spans=on_spans, prices=PriceOverrides(services.pg) if services.pg is not None else None,
     )
 

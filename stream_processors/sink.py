@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from clickhouse_connect.driver.exceptions import DataError
 
@@ -60,29 +60,70 @@ class SeenSpans:
         self._seen.pop(key, None)
 
 
+def make_pricer(resolve: Callable[[str, str, str, str], Any]):
+    """The native path's price lookup (``resolve(project, provider, model, request_model)`` -> (units,
+    tiers) or None, memoised until ``clear()``), or None without the extension."""
+    return _native.Pricer(resolve) if _native is not None else None
+
+
 class ClickHouseSink:
     """Collects rows and writes them in one insert per table on ``flush``.
 
-    Span rows are encoded into a Native block by the native extension (~4 us per row, where
-    clickhouse-connect's encoding of the same block takes ~20 us of Python); a batch it refuses (a
-    value that does not fit its column) and every batch without the extension go through
-    clickhouse-connect, which also finds the bad rows.
+    Span rows are encoded into a Native block as they come, by the native extension: bus records it
+    decodes and enriches itself (``add_record``, ~6 us a record), or span dicts of the Python path
+    (``add_span``, ~4 us a row, where clickhouse-connect's encoding takes ~20 us of Python). A batch
+    with a row it refuses (a value that does not fit its column) and every batch without the extension
+    go through clickhouse-connect, which also finds the bad rows; the records the native path took are
+    then made again by ``rebuild`` (the Python path, which gives the same rows).
     """
 
-    def __init__(self, client, source: str):
+    def __init__(self, client, source: str, rebuild: Callable[[bytes], dict[str, Any]] | None = None):
         self._client = client
         self.source = source  # bus identity + topic, e.g. "kafka:spans.raw"
-        self.span_rows: list[dict[str, Any]] = []
+        self.rebuild = rebuild
+        self.span_rows: list[dict[str, Any] | bytes] = []  # span dicts, or the records add_record took
         self.span_bus: list[tuple[int, int]] = []  # (partition, offset) of each span row
         self.score_rows: list[list[Any]] = []
+        self._block = self._new_block()
+
+    def _new_block(self):
+        return _native.SpanBlock(_ROW_TYPES, self.source) if _native is not None else None
 
     @property
     def span_count(self) -> int:
         return len(self.span_rows)
 
+    def add_record(self, value: bytes, partition: int, offset: int, pricer, offload_bytes: int | None,
+                   python_projects: frozenset[str] | None) -> tuple[str, str, str, int] | None:
+        """Decode, enrich and add a bus record on the native path: (project_id, trace_id, span_id,
+        ingested_at in unix microseconds), or None when the Python path must make it (see
+        ``native/src/processor.rs``). ``offload_bytes`` None: no blob store, nothing is offloaded."""
+        if self._block is None or pricer is None or self.rebuild is None:
+            return None
+        key = self._block.add_record(value, partition, offset, pricer, offload_bytes, python_projects)
+        if key is not None:
+            self.span_rows.append(value)
+            self.span_bus.append((partition, offset))
+        return key
+
+    def drop_last(self) -> None:
+        """Take the row ``add_record`` just added out again (a duplicate)."""
+        self._block.drop_last()
+        self.span_rows.pop()
+        self.span_bus.pop()
+
     def add_span(self, span: dict[str, Any], partition: int, offset: int) -> None:
         self.span_rows.append(span)
         self.span_bus.append((partition, offset))
+        if self._block is not None:
+            try:
+                self._block.add_dict(span, partition, offset)
+            except (ValueError, TypeError, OverflowError):
+                self._block = None  # a value that does not fit its column: clickhouse-connect names the rows
+
+    def span_block(self) -> bytes | None:
+        """The span rows as one Native block, or None when they go through clickhouse-connect."""
+        return self._block.block() if self._block is not None else None
 
     def add_score(self, score: dict[str, Any]) -> None:
         ts = score.get("timestamp")
@@ -95,7 +136,8 @@ class ClickHouseSink:
 
     def span_row_lists(self) -> list[list[Any]]:
         """The span rows as lists in ``SPAN_COLUMNS`` order."""
-        return [[span[c] for c in COLUMNS] + [self.source, p, o] for span, (p, o) in zip(self.span_rows, self.span_bus)]
+        rows = [span if isinstance(span, dict) else self.rebuild(span) for span in self.span_rows]
+        return [[span[c] for c in COLUMNS] + [self.source, p, o] for span, (p, o) in zip(rows, self.span_bus)]
 
     def span_columns(self) -> list[list[Any]]:
         """The span rows column by column, in ``SPAN_COLUMNS`` order (a column-oriented insert)."""
@@ -113,6 +155,7 @@ class ClickHouseSink:
             except DATA_ERRORS:
                 rejected += self._insert_one_by_one("spans")
             self.span_rows, self.span_bus = [], []
+            self._block = self._new_block()
         if self.score_rows:
             try:
                 self._client.insert("scores", self.score_rows, column_names=SCORE_COLUMNS)
@@ -122,14 +165,10 @@ class ClickHouseSink:
         return rejected
 
     def _insert_spans(self) -> None:
-        if _native is not None:
-            try:
-                body = _native.encode_span_block(self.span_rows, _ROW_TYPES, self.source, self.span_bus)
-            except (ValueError, TypeError, OverflowError):
-                pass  # a value that does not fit its column: clickhouse-connect names the rows
-            else:
-                self._client.raw_insert("spans", SPAN_COLUMNS, body, fmt="Native")
-                return
+        body = self.span_block()
+        if body is not None:
+            self._client.raw_insert("spans", SPAN_COLUMNS, body, fmt="Native")
+            return
         self._client.insert("spans", self.span_columns(), column_names=SPAN_COLUMNS, column_oriented=True)
 
     def _insert_one_by_one(self, table: str) -> list[tuple[str, int, Exception]]:
@@ -139,6 +178,7 @@ class ClickHouseSink:
         write them twice."""
         rejected = []
         if table == "spans":
+            self._block = None  # rows written here leave the batch: a retry must not write them again
             rows, columns = self.span_row_lists(), SPAN_COLUMNS
         else:
             rows, columns = list(self.score_rows), SCORE_COLUMNS

@@ -13,21 +13,23 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from core import pricing
 from core.blobs import BlobStore
 from core.bus import TOPIC_SCORES, TOPIC_SPANS, TOPIC_SPANS_DLQ, Bus, Record
-from core.payloads import offload_payloads
+from core.payloads import BlobStoreUnavailable, offload_payloads
 from core.span import decode
 from stream_processors import metrics
 from stream_processors.enrich import enrich
 from stream_processors.price_overrides import PriceOverrides
 from stream_processors.reconcile import rebuild_minutes, recopy_traces
 from stream_processors.sink import (
-    ClickHouseSink, SeenSpans, load_handovers, load_progress, record_handovers, retire_handovers, wrote_partition,
+    ClickHouseSink, SeenSpans, load_handovers, load_progress, make_pricer, record_handovers, retire_handovers,
+    wrote_partition,
 )
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,25 @@ def collect_less_often() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
-def _no_overrides(project_id: str) -> None:
-    return None
+def enrich_row(span: dict[str, Any], prices: PriceOverrides | None, blobs: BlobStore | None,
+               offload_bytes: int) -> dict[str, Any]:
+    """A decoded record made into its row by the Python path (the reference of the native one)."""
+    enrich(span, prices.get(span["project_id"]) if prices is not None else None)
+    offload_payloads(span, blobs, offload_bytes)
+    return span
+
+
+def _key(span: dict[str, Any]) -> tuple[str, str, str]:
+    return span["project_id"], span["trace_id"], span["span_id"]
+
+
+def price_resolver(prices: PriceOverrides | None):
+    """The native path's price lookup: (units, tiers) of the entry enrichment would price a call
+    with, or None (unknown model)."""
+    def resolve(project_id: str, provider: str, model: str, request_model: str):
+        entry = pricing.call_entry(provider, model, request_model, prices.get(project_id) if prices else None)
+        return None if entry is None else (entry.units, entry.tiers)
+    return resolve
 
 
 @dataclass(eq=False)
@@ -64,8 +83,14 @@ class _Batch:
 
     sink: ClickHouseSink
     records: list[Record] = field(default_factory=list)  # every record absorbed, committed after the write
-    spans: list[dict[str, Any]] = field(default_factory=list)  # the sink's span rows, for the post-write hook
-    span_records: list[Record] = field(default_factory=list)  # aligned with the sink's span rows (dead-lettering)
+    bytes: int = 0  # of the records' values
+    # aligned with the sink's span rows: (project_id, trace_id, span_id), ingest time (unix seconds), the record
+    keys: list[tuple[str, str, str]] = field(default_factory=list)
+    ingested: list[float] = field(default_factory=list)
+    span_records: list[Record] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)  # the rows made as dicts (Python path), for the hook
+    # spans whose payloads the blob store did not take yet: offloaded (retried) and added when written
+    unoffloaded: list[tuple[dict[str, Any], Record]] = field(default_factory=list)
     score_records: list[Record] = field(default_factory=list)  # aligned with the sink's score rows
     dlq: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     # records a crash may have left half-written (see SpanProcessor): minutes to rebuild, traces to copy
@@ -82,7 +107,8 @@ class SpanProcessor:
     """
 
     def __init__(self, bus: Bus, clickhouse, blobs: BlobStore | None, *, group: str = "evalforge-processors",
-                 name: str = "worker", batch_rows: int = 5000, batch_ms: int = 1000, offload_bytes: int = 32 * 1024,
+                 name: str = "worker", batch_rows: int = 5000, batch_ms: int = 1000, batch_bytes: int = 32 * 1024 * 1024,
+                 offload_bytes: int = 32 * 1024,
                  on_spans=None, prices: PriceOverrides | None = None):
         self.bus = bus
         self.clickhouse = clickhouse
@@ -91,9 +117,18 @@ class SpanProcessor:
         self.name = name
         self.batch_rows = batch_rows
         self.batch_ms = batch_ms
+        self.batch_bytes = batch_bytes
+        self._record_bytes = 1024  # a record's size, as lately seen: polls stay near batch_bytes
+        self._carry: list[Record] = []
         self.offload_bytes = offload_bytes
         self.on_spans = on_spans  # async callback(list[span]) after each insert, before the commit
         self.prices = prices  # per-project price overrides (PostgreSQL), None: the shipped table only
+        self._prices_version = -1
+        self._pricer = make_pricer(price_resolver(prices))
+        # Projects whose spans the post-write hook needs as dicts (eval rules): the Python path makes
+        # those. A hook that cannot tell gets every span as a dict.
+        self._hook_projects = getattr(on_spans, "projects", None)
+        self._python_projects: frozenset[str] | None = None
         self.source = f"{bus.identity}/{TOPIC_SPANS}"  # the sink's progress key
         self.seen = SeenSpans()
         self._progress: dict[int, int] = {}
@@ -121,7 +156,7 @@ class SpanProcessor:
         self._stop.set()
 
     def _new_batch(self) -> _Batch:
-        return _Batch(ClickHouseSink(self.clickhouse, self.source))
+        return _Batch(ClickHouseSink(self.clickhouse, self.source, rebuild=self._python_row))
 
     async def run(self) -> None:
         consumer = self.bus.consumer([TOPIC_SPANS, TOPIC_SCORES], self.group, self.name)
@@ -136,21 +171,25 @@ class SpanProcessor:
                     await self._finish_flush()  # raises what stopped it
                 filling = bool(self._batch.records)
                 wait_ms = self.batch_ms - int((time.monotonic() - batch_started) * 1000) if filling else self.batch_ms
-                room = min(self.batch_rows - len(self._batch.sink), POLL_RECORDS)
-                records = await consumer.poll(max_records=max(room, 1), timeout_ms=max(wait_ms, 1))
+                room = min(self.batch_rows - len(self._batch.sink), POLL_RECORDS,
+                           (self.batch_bytes - self._batch.bytes) // self._record_bytes)
+                if self._carry:  # what the last absorb left once the batch was full by bytes
+                    records, self._carry = self._carry, []
+                else:
+                    records = await consumer.poll(max_records=max(room, 1), timeout_ms=max(wait_ms, 1))
                 revokes = self._revokes  # read before any other await: these records are of the current assignment
                 if records and not filling:
                     batch_started = time.monotonic()
                 if records:
                     await self._load_progress(consumer, records)
-                    if self.prices is not None:
-                        await self._retry("load price overrides", self.prices.refresh)
+                    await self._refresh_hook_state()
                     if self._revokes != revokes or consumer.assignments < self._drop_until:
                         continue  # a revoke came since they were polled: delivered again after the rebalance
                     self._absorbing = asyncio.ensure_future(asyncio.to_thread(self._absorb, records))
                     await self._absorbing
                 due = self._batch.records and (
-                    len(self._batch.sink) >= self.batch_rows or (time.monotonic() - batch_started) * 1000 >= self.batch_ms
+                    len(self._batch.sink) >= self.batch_rows or self._batch.bytes >= self.batch_bytes
+                    or (time.monotonic() - batch_started) * 1000 >= self.batch_ms
                 )
                 if due:
                     await self._start_flush(consumer)
@@ -203,8 +242,9 @@ class SpanProcessor:
         """Replace the batch being filled by an empty one; its records were not committed, so they are
         delivered again, and must not then pass for duplicates."""
         dropped, self._batch = self._batch, self._new_batch()
-        for span in dropped.spans:
-            self.seen.forget((span["project_id"], span["trace_id"], span["span_id"]))
+        self._carry = []  # polled, not committed: delivered again
+        for key in [*dropped.keys, *(_key(span) for span, _ in dropped.unoffloaded)]:
+            self.seen.forget(key)
         return dropped
 
     async def _hand_over(self, unwritten: _Batch) -> None:
@@ -224,15 +264,38 @@ class SpanProcessor:
         except Exception as exc:  # the next owner then repairs as after a crash: slower, still exact
             log.warning("could not record the handover (%s: %s)", type(exc).__name__, exc)
 
+    def _python_row(self, value: bytes) -> dict[str, Any]:
+        return enrich_row(decode(value), self.prices, self.blobs, self.offload_bytes)
+
+    async def _refresh_hook_state(self) -> None:
+        """Before absorbing: price overrides and the projects the hook needs as dicts, when due."""
+        if self.prices is not None:
+            await self._retry("load price overrides", self.prices.refresh)
+            if self.prices.version != self._prices_version and self._pricer is not None:
+                self._pricer.clear()
+                self._prices_version = self.prices.version
+        if self._hook_projects is not None:
+            async def load() -> None:
+                self._python_projects = frozenset(await self._hook_projects()) or None
+            await self._retry("load eval rules", load)
+
     def _absorb(self, records: list[Record]) -> None:
         """Decode and enrich a poll's records into the batch (runs in a thread: CPU work)."""
         batch = self._batch
-        overrides = self.prices.get if self.prices is not None else _no_overrides
-        for r in records:
+        sink = batch.sink
+        native = self._pricer is not None and (self.on_spans is None or self._hook_projects is not None)
+        offload_bytes = self.offload_bytes if self.blobs is not None else None
+        python_projects = self._python_projects
+        self._record_bytes = max((self._record_bytes + sum(len(r.value) for r in records) // len(records)) // 2, 1)
+        for i, r in enumerate(records):
+            if batch.bytes >= self.batch_bytes:
+                self._carry = records[i:]  # the next batch's
+                return
             batch.records.append(r)
+            batch.bytes += len(r.value)
             if r.topic == TOPIC_SCORES:
                 try:
-                    batch.sink.add_score(orjson.loads(r.value))
+                    sink.add_score(orjson.loads(r.value))
                     batch.score_records.append(r)
                 except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
                     self._to_dlq(batch, r, exc)
@@ -240,6 +303,22 @@ class SpanProcessor:
             written = self._already_written(r)
             doubtful = (written and r.offset > self._clean_through.get(r.partition, -1)) \
                 or self._doubt_left.get(r.partition, 0) > 0
+            if native and not written and not doubtful:
+                try:
+                    made = sink.add_record(r.value, r.partition, r.offset, self._pricer, offload_bytes, python_projects)
+                except Exception:  # (a price lookup failing): the Python path makes the row, or names the error
+                    made = None
+                if made is not None:
+                    key = made[:3]
+                    if not self.seen.add(key):
+                        sink.drop_last()
+                        self.stats["duplicates"] += 1
+                        metrics.RECORDS.labels("duplicate").inc()
+                        continue
+                    batch.keys.append(key)
+                    batch.ingested.append(made[3] / 1e6)
+                    batch.span_records.append(r)
+                    continue
             try:
                 span = decode(r.value)
                 if doubtful:
@@ -253,18 +332,43 @@ class SpanProcessor:
                     self.stats["skipped_redelivered"] += 1
                     metrics.RECORDS.labels("skipped_redelivered").inc()
                     continue
-                enrich(span, overrides(span["project_id"]))
-                offload_payloads(span, self.blobs, self.offload_bytes)
+                enrich(span, self.prices.get(span["project_id"]) if self.prices is not None else None)
+                offloaded = self._offload(span)
             except Exception as exc:  # any failure on one record must not stop the partition
                 self._to_dlq(batch, r, exc)
                 continue
-            if not self.seen.add((span["project_id"], span["trace_id"], span["span_id"])):
+            if not self.seen.add(_key(span)):
                 self.stats["duplicates"] += 1
                 metrics.RECORDS.labels("duplicate").inc()
                 continue
-            batch.sink.add_span(span, r.partition, r.offset)
-            batch.spans.append(span)
-            batch.span_records.append(r)
+            if offloaded:
+                self._add_span(batch, span, r)
+            else:
+                batch.unoffloaded.append((span, r))
+
+    def _offload(self, span: dict[str, Any]) -> bool:
+        """Offload the span's big payloads; False when the blob store failed (retried at the write)."""
+        try:
+            offload_payloads(span, self.blobs, self.offload_bytes)
+        except BlobStoreUnavailable as exc:
+            log.warning("blob store write failed (%s); retried before the batch is written", exc)
+            return False
+        return True
+
+    def _add_span(self, batch: _Batch, span: dict[str, Any], r: Record) -> None:
+        batch.sink.add_span(span, r.partition, r.offset)
+        batch.keys.append(_key(span))
+        batch.ingested.append(span["ingested_at"].timestamp())
+        batch.spans.append(span)
+        batch.span_records.append(r)
+
+    def _offload_the_rest(self, batch: _Batch) -> None:
+        """The payloads the blob store refused at absorb time: offloaded now, then their spans added."""
+        while batch.unoffloaded:
+            span, r = batch.unoffloaded[0]
+            offload_payloads(span, self.blobs, self.offload_bytes)  # raises while the store is down
+            self._add_span(batch, span, r)
+            batch.unoffloaded.pop(0)
 
     def _already_written(self, r: Record) -> bool:
         return r.offset <= self._progress.get(r.partition, -1)
@@ -312,10 +416,12 @@ class SpanProcessor:
         not repeated when only the hook failed.
         """
         n_scores = len(batch.sink.score_rows)
+        if batch.unoffloaded:
+            await self._retry("blob store write", lambda: asyncio.to_thread(self._offload_the_rest, batch))
         started = time.perf_counter()
         await self._retry("sink flush", lambda: self._write(batch))
         metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
-        n_spans = len(batch.spans)
+        n_spans = len(batch.keys)
         if self.on_spans is not None and batch.spans:
             await self._retry("post-write hook", lambda: self.on_spans(batch.spans))
         if batch.doubt_minutes:
@@ -336,10 +442,9 @@ class SpanProcessor:
         self.stats["scores"] += n_scores
         metrics.RECORDS.labels("span_persisted").inc(n_spans)
         metrics.RECORDS.labels("score_persisted").inc(n_scores)
-        now = datetime.now(timezone.utc)
-        for span in batch.spans:
-            if span.get("ingested_at") is not None:
-                metrics.FRESHNESS_SECONDS.observe(max((now - span["ingested_at"]).total_seconds(), 0.0))
+        now = time.time()
+        for ingested in batch.ingested:
+            metrics.FRESHNESS_SECONDS.observe(max(now - ingested, 0.0))
 
     async def _write(self, batch: _Batch) -> None:
         await self._publish_dlq(batch)
@@ -350,7 +455,11 @@ class SpanProcessor:
                 self._to_dlq(batch, (batch.span_records if table == "spans" else batch.score_records)[index], exc)
                 if table == "spans":
                     bad_spans.add(index)
-            batch.spans = [s for i, s in enumerate(batch.spans) if i not in bad_spans]
+            bad_keys = {batch.keys[i] for i in bad_spans}
+            kept = [i for i in range(len(batch.keys)) if i not in bad_spans]
+            batch.keys = [batch.keys[i] for i in kept]
+            batch.ingested = [batch.ingested[i] for i in kept]
+            batch.spans = [s for s in batch.spans if (s["project_id"], s["trace_id"], s["span_id"]) not in bad_keys]
             await self._publish_dlq(batch)
 
     async def _publish_dlq(self, batch: _Batch) -> None:

@@ -12,6 +12,7 @@
 //! The convention tables are not restated here: `ingest.native` passes `ingest.conventions`'
 //! tables to `configure` at import.
 
+mod processor;
 mod spans_block;
 
 use pyo3::exceptions::PyValueError;
@@ -1191,5 +1192,7 @@ fn evalforge_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_otlp_protobuf, m)?)?;
     m.add_function(wrap_pyfunction!(format_float_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(spans_block::encode_span_block, m)?)?;
+    m.add_class::<processor::SpanBlock>()?;
+    m.add_class::<processor::Pricer>()?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDateTime, PyDelta, PyDeltaAccess, PyDateAccess, PyDict, PyList, PyString, PyTimeAccess, PyTuple, PyTzInfo, PyTzInfoAccess};
 
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Str,
     UInt(u64), // max value
     F64,
@@ -23,7 +23,7 @@ enum Kind {
     StrMap,
 }
 
-fn kind_of(ch_type: &str) -> Option<Kind> {
+pub(crate) fn kind_of(ch_type: &str) -> Option<Kind> {
     let bare = ch_type.strip_prefix("LowCardinality(").and_then(|t| t.strip_suffix(')')).unwrap_or(ch_type);
     Some(match bare {
         "String" => Kind::Str,
@@ -41,7 +41,7 @@ fn kind_of(ch_type: &str) -> Option<Kind> {
     })
 }
 
-fn varint(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -86,7 +86,7 @@ fn micros(value: &Bound<PyAny>, utc: &Bound<PyTzInfo>) -> PyResult<i64> {
 }
 
 /// One column's Native data, filled row by row.
-struct Column {
+pub(crate) struct Column {
     kind: Kind,
     data: Vec<u8>,
     aux: Vec<u8>,      // Nullable: the null map; Map: the values column
@@ -94,11 +94,80 @@ struct Column {
 }
 
 impl Column {
-    fn new(kind: Kind) -> Self {
+    pub(crate) fn new(kind: Kind) -> Self {
         Column { kind, data: Vec::new(), aux: Vec::new(), offsets: Vec::new() }
     }
 
-    fn push(&mut self, value: &Bound<PyAny>, utc: &Bound<PyTzInfo>) -> PyResult<()> {
+    /// Bytes of data held.
+    pub(crate) fn size(&self) -> usize {
+        self.data.len() + self.aux.len() + 8 * self.offsets.len()
+    }
+
+    /// Where the column ends now: ``truncate`` to it drops the rows pushed after.
+    pub(crate) fn mark(&self) -> [usize; 3] {
+        [self.data.len(), self.aux.len(), self.offsets.len()]
+    }
+
+    pub(crate) fn truncate(&mut self, mark: [usize; 3]) {
+        self.data.truncate(mark[0]);
+        self.aux.truncate(mark[1]);
+        self.offsets.truncate(mark[2]);
+    }
+
+    pub(crate) fn push_text(&mut self, text: &str) {
+        varint(&mut self.data, text.len() as u64);
+        self.data.extend_from_slice(text.as_bytes());
+    }
+
+    /// A count into a UInt column; false when it does not fit.
+    pub(crate) fn push_uint(&mut self, n: u64) -> bool {
+        let Kind::UInt(max) = self.kind else { return false };
+        if n > max {
+            return false;
+        }
+        let width = match max {
+            0xff => 1,
+            0xffff => 2,
+            0xffff_ffff => 4,
+            _ => 8,
+        };
+        self.data.extend_from_slice(&n.to_le_bytes()[..width]);
+        true
+    }
+
+    pub(crate) fn push_f64(&mut self, value: Option<f64>) {
+        if matches!(self.kind, Kind::NullableF64) {
+            self.aux.push(u8::from(value.is_none()));
+        }
+        self.data.extend_from_slice(&value.unwrap_or(0.0).to_le_bytes());
+    }
+
+    pub(crate) fn push_micros(&mut self, micros: i64) {
+        let Kind::Time(per_second) = self.kind else { return };
+        self.data.extend_from_slice(&micros.div_euclid(1_000_000 / per_second).to_le_bytes());
+    }
+
+    pub(crate) fn push_texts<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a str>) {
+        let count = items.len() as u64;
+        for item in items {
+            varint(&mut self.data, item.len() as u64);
+            self.data.extend_from_slice(item.as_bytes());
+        }
+        self.offsets.push(self.offsets.last().copied().unwrap_or(0) + count);
+    }
+
+    pub(crate) fn push_pairs<'a>(&mut self, items: impl ExactSizeIterator<Item = (&'a str, &'a str)>) {
+        let count = items.len() as u64;
+        for (key, value) in items {
+            varint(&mut self.data, key.len() as u64);
+            self.data.extend_from_slice(key.as_bytes());
+            varint(&mut self.aux, value.len() as u64);
+            self.aux.extend_from_slice(value.as_bytes());
+        }
+        self.offsets.push(self.offsets.last().copied().unwrap_or(0) + count);
+    }
+
+    pub(crate) fn push(&mut self, value: &Bound<PyAny>, utc: &Bound<PyTzInfo>) -> PyResult<()> {
         match self.kind {
             Kind::Str => put_str(&mut self.data, value)?,
             Kind::UInt(max) => {
@@ -156,7 +225,7 @@ impl Column {
     }
 
     /// The type named in the block, and the data in Native layout.
-    fn write(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
         let type_name = match self.kind {
             Kind::Str => "String",
             Kind::UInt(0xff) => "UInt8",
@@ -184,7 +253,7 @@ impl Column {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }

@@ -365,3 +365,57 @@ async def test_a_batch_never_outgrows_batch_rows_and_a_backlog_is_absorbed_in_sm
     assert _count(clickhouse, project) == 40
     assert sum(written) == 40 and max(written) == 10
     assert sum(absorbed) == 40 and max(absorbed) <= 3
+
+
+@pytest.mark.asyncio
+async def test_batches_are_bounded_by_bytes_too(private_bus, clickhouse):
+    """Spans with big payloads: a batch is written once its records add up to batch_bytes, well before
+    batch_rows, so an insert (and the process's memory) stays bounded."""
+    project = uuid.uuid4().hex[:12]
+    written: list[int] = []
+
+    async def on_spans(spans):
+        written.append(len(spans))
+
+    spans = [make_span(project, i, input="x" * 20_000) for i in range(30)]
+    size = len(as_message(spans[0])[1])
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-bytes", batch_rows=1000, batch_ms=60_000,
+                         batch_bytes=5 * size, on_spans=on_spans)
+    task = await _run(proc)
+    try:
+        await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
+        await _wait_for(lambda: proc.stats["spans"] >= 25)
+    finally:
+        proc.stop()
+        await task
+    assert _count(clickhouse, project) == 30
+    assert sum(written) == 30 and max(written[:-1]) <= 6  # the last batch is the SIGTERM flush
+
+
+@pytest.mark.asyncio
+async def test_blob_store_unavailable_commits_nothing_loses_nothing(private_bus, clickhouse, s3_endpoint):
+    """S3 refusing writes (here: the bucket is gone) is an outage, not a bad record: spans with big
+    payloads wait, nothing is committed or dead-lettered, and all of it lands once S3 is back."""
+    from core.blobs import S3BlobStore
+
+    blobs = S3BlobStore(f"s3://outage-{uuid.uuid4().hex[:8]}?endpoint={s3_endpoint}")  # no such bucket yet
+    project = uuid.uuid4().hex[:12]
+    spans = [make_span(project, i, input=f"{i}:" + "x" * 40_000) for i in range(5)] + [make_span(project, i) for i in range(5, 10)]
+    proc = SpanProcessor(private_bus, clickhouse, blobs, group="g-blob-outage", batch_ms=100)
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in spans])
+    task = await _run(proc)
+    try:
+        await _wait_for(lambda: proc.stats["insert_retries"] >= 2)
+        pending = await private_bus._r.xpending(STREAM_PREFIX + TOPIC_SPANS, "g-blob-outage")
+        assert pending["pending"] == len(spans) and _count(clickhouse, project) == 0 and proc.stats["dlq"] == 0
+        await asyncio.to_thread(blobs.ensure_bucket)  # S3 is back
+        await _wait_for(lambda: proc.stats["spans"] >= len(spans))
+    finally:
+        proc.stop()
+        await task
+    assert proc.stats["dlq"] == 0 and _count(clickhouse, project) == len(spans)
+    refs = dict(clickhouse.query("SELECT span_id, input_ref FROM spans WHERE project_id = {p:String} AND input_ref != ''",
+                                 parameters={"p": project}).result_rows)
+    assert len(refs) == 5
+    for span in spans[:5]:
+        assert blobs.get(refs[span["span_id"]]).decode() == span["input"]
