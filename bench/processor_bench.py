@@ -149,6 +149,20 @@ def _sinks(client, values: list[tuple[bytes, bytes]], blobs, source: str):
         yield sink
 
 
+class NullSpans:
+    """The worker's ClickHouse client, with its span inserts sent to ``bench_null.spans`` (ENGINE = Null:
+    chDB parses each block and keeps nothing); every other call goes to the real tables."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def raw_insert(self, table, *args, **kwargs):
+        return self._client.raw_insert("bench_null.spans" if table == "spans" else table, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
 def raw_ceiling(client, values: list[tuple[bytes, bytes]], blobs) -> dict:
     """Insert the same rows the sink builds (SPAN_COLUMNS order) in 5,000-row batches straight
     through clickhouse-connect; only the insert calls are timed."""
@@ -274,6 +288,22 @@ def main(argv: list[str] | None = None) -> int:
                 (f"{name}: rows/s", f"{st['rows'] / st['seconds']:,.0f}"),
                 (f"{name}: CPU per row us / cores", f"{st['cpu'] / st['rows'] * 1e6:.1f} / {st['cpu'] / st['seconds']:.2f}"),
             )
+        ])
+        # The processor's own share: the same worker and records, its span inserts parsed by chDB into a
+        # Null-engine copy of `spans` (no parts, no views), as if ClickHouse ran on other machines
+        client.command("CREATE DATABASE IF NOT EXISTS bench_null")
+        client.command("CREATE TABLE bench_null.spans AS spans ENGINE = Null")
+        null = asyncio.run(run_worker(broker.bootstrap, NullSpans(client), blobs, args.spans,
+                                      group=f"bench-null-{uuid.uuid4().hex[:8]}", source_suffix="#null"))
+        null_s = null["done"] - null["started"]
+        null_rate = ((args.spans - null["first_flush"][1]) / (null["done"] - null["first_flush"][0])
+                     if null["first_flush"] and null["done"] > null["first_flush"][0] else args.spans / null_s)
+        print_table("processor without storage: the same worker, span inserts into a Null-engine table", [
+            ("spans/s, first flush to last flush", f"{null_rate:,.0f}"),
+            ("worker process CPU (cores)", f"{null['cpu'] / null_s:.2f}"),
+            ("worker CPU per span us", f"{null['cpu'] / args.spans * 1e6:.1f}"
+             f"  -> {args.spans / null['cpu']:,.0f} spans per CPU-second"),
+            ("load average", loadavg()),
         ])
         worker_rate = steady or args.spans / total
         print_table("summary", [
