@@ -43,6 +43,12 @@ GC_THRESHOLDS = (50_000, 20, 100)
 POLL_RECORDS = 1000
 
 
+# How long after a partition comes to a member its records are checked against ClickHouse before they
+# are written: a client retry of a span written before the member started (a restart, a rebalance) is
+# not in its memory of recent spans, and the per-minute rollups would count it twice. Exporters retry
+# within about a minute (OTLP's back-off); after the window the memory covers them.
+DEDUP_WINDOW_S = 300.0
+
 # The GIL is handed over every 5 ms by default: a thread coming back from chDB (an insert done, an
 # API read) waits up to that long each time while the absorb thread runs Python. A finer interval
 # makes those short steps prompt; the CPU-bound threads lose nothing measurable.
@@ -120,6 +126,7 @@ class SpanProcessor:
         self.batch_bytes = batch_bytes
         self._record_bytes = 1024  # a record's size, as lately seen: polls stay near batch_bytes
         self._carry: list[Record] = []
+        self._cold_until: dict[int, float] = {}  # per partition: when its records stop being checked (DEDUP_WINDOW_S)
         self.offload_bytes = offload_bytes
         self.on_spans = on_spans  # async callback(list[span]) after each insert, before the commit
         self.prices = prices  # per-project price overrides (PostgreSQL), None: the shipped table only
@@ -183,6 +190,11 @@ class SpanProcessor:
                 if records:
                     await self._load_progress(consumer, records)
                     await self._refresh_hook_state()
+                    now = time.monotonic()
+                    cold = [r for r in records if r.topic == TOPIC_SPANS and self._cold_until.get(r.partition, 0) > now
+                            and not self._already_written(r)]
+                    if cold:
+                        await self._retry("duplicate check", lambda: asyncio.to_thread(self._remember_written, cold))
                     if self._revokes != revokes or consumer.assignments < self._drop_until:
                         continue  # a revoke came since they were polled: delivered again after the rebalance
                     self._absorbing = asyncio.ensure_future(asyncio.to_thread(self._absorb, records))
@@ -400,6 +412,27 @@ class SpanProcessor:
         # longer vouches for the partition, until this member hands it over itself.
         retire_handovers(self.clickhouse, self.source, [p for p in partitions if handed_over.get(p, -1) >= 0])
         self._progress_loaded |= partitions
+        # (a partition nothing was written from holds no span a retry could repeat: retries share its key)
+        self._cold_until.update(dict.fromkeys([p for p in partitions if p in progress], time.monotonic() + DEDUP_WINDOW_S))
+
+    def _remember_written(self, records: list[Record]) -> None:
+        """Put the spans of ``records`` that ClickHouse already holds in the memory of recent spans, so
+        that they are dropped as duplicates (client retries of spans written before this member came)."""
+        keys = set()
+        for r in records:
+            try:
+                rec = orjson.loads(r.value)
+                keys.add((rec["project_id"], rec["trace_id"], rec["span_id"]))
+            except Exception:  # noqa: BLE001 - a bad record is dead-lettered by the absorb step
+                continue
+        if not keys:
+            return
+        found = self.clickhouse.query(
+            "SELECT project_id, trace_id, span_id FROM trace_spans WHERE (project_id, trace_id) IN {pairs:Array(Tuple(String, String))}",
+            parameters={"pairs": sorted({(p, t) for p, t, _ in keys})}).result_rows
+        for key in found:
+            if tuple(key) in keys:
+                self.seen.add(tuple(key))
 
     def _to_dlq(self, batch: _Batch, r: Record, exc: Exception) -> None:
         metrics.RECORDS.labels("dead_lettered").inc()

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import time
 import uuid
+from datetime import datetime, timezone
 
 import orjson
 import pytest
@@ -419,3 +420,26 @@ async def test_blob_store_unavailable_commits_nothing_loses_nothing(private_bus,
     assert len(refs) == 5
     for span in spans[:5]:
         assert blobs.get(refs[span["span_id"]]).decode() == span["input"]
+
+
+@pytest.mark.asyncio
+async def test_a_client_retry_reaching_a_restarted_worker_counts_once(private_bus, clickhouse):
+    """The SDK re-sends spans a worker wrote before it restarted: the new worker's memory of recent spans
+    is empty, so ClickHouse is asked, and the rollups still count each span once."""
+    project = uuid.uuid4().hex[:12]
+    first = [make_span(project, i) for i in range(10)]
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in first])
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-dup-restart", batch_ms=100)
+    await _run_until(proc, lambda: proc.stats["spans"] >= 10)
+    retried = [{**s, "ingested_at": datetime.now(timezone.utc)} for s in first[:5]]
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in retried + [make_span(project, i) for i in range(10, 15)]])
+    again = SpanProcessor(private_bus, clickhouse, None, group="g-dup-restart", batch_ms=100)
+    await _run_until(again, lambda: again.stats["spans"] + again.stats["duplicates"] >= 10)
+    assert again.stats["duplicates"] == 5 and again.stats["spans"] == 5
+    assert _count(clickhouse, project) == 15
+    requests, cost = clickhouse.query("SELECT sum(requests), sum(cost) FROM metrics_1m WHERE project_id = {p:String}",
+                                      parameters={"p": project}).result_rows[0]
+    assert requests == 15
+    [(stored,)] = clickhouse.query("SELECT sum(cost) FROM spans FINAL WHERE project_id = {p:String}",
+                                   parameters={"p": project}).result_rows
+    assert abs(cost - stored) < 1e-9
