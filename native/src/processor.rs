@@ -19,7 +19,7 @@ use pyo3::types::{PyBytes, PyDict, PyString, PyTzInfo};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::spans_block::{kind_of, put_bytes, varint, Column, Kind};
+use crate::spans_block::{days_from_civil, kind_of, put_bytes, varint, Column, Kind};
 
 /// `core.span.COLUMNS`, in order: the fast path writes exactly these.
 const COLUMNS: [(&str, &str); 45] = [
@@ -128,16 +128,6 @@ fn digits(text: &[u8]) -> Option<i64> {
         return None;
     }
     Some(text.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Microseconds since the epoch of a time as the bus writes it (`2026-11-20T12:00:03.253000Z`,

@@ -56,7 +56,7 @@ fn put_str(out: &mut Vec<u8>, value: &Bound<PyAny>) -> PyResult<()> {
     Ok(())
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -170,18 +170,11 @@ impl Column {
     pub(crate) fn push(&mut self, value: &Bound<PyAny>, utc: &Bound<PyTzInfo>) -> PyResult<()> {
         match self.kind {
             Kind::Str => put_str(&mut self.data, value)?,
-            Kind::UInt(max) => {
+            Kind::UInt(_) => {
                 let n: u64 = value.extract()?;
-                if n > max {
+                if !self.push_uint(n) {
                     return Err(PyValueError::new_err(format!("{n} is out of range")));
                 }
-                let width = match max {
-                    0xff => 1,
-                    0xffff => 2,
-                    0xffff_ffff => 4,
-                    _ => 8,
-                };
-                self.data.extend_from_slice(&n.to_le_bytes()[..width]);
             }
             Kind::F64 => self.data.extend_from_slice(&value.extract::<f64>()?.to_le_bytes()),
             Kind::NullableF64 => {
