@@ -136,8 +136,7 @@ class ClickHouseSink:
 
     def span_row_lists(self) -> list[list[Any]]:
         """The span rows as lists in ``SPAN_COLUMNS`` order."""
-        rows = [span if isinstance(span, dict) else self.rebuild(span) for span in self.span_rows]
-        return [[span[c] for c in COLUMNS] + [self.source, p, o] for span, (p, o) in zip(rows, self.span_bus)]
+        return [self._span_row_list(i) for i in range(len(self.span_rows))]
 
     def span_columns(self) -> list[list[Any]]:
         """The span rows column by column, in ``SPAN_COLUMNS`` order (a column-oriented insert)."""
@@ -179,25 +178,34 @@ class ClickHouseSink:
         rejected = []
         if table == "spans":
             self._block = None  # rows written here leave the batch: a retry must not write them again
-            rows, columns = self.span_row_lists(), SPAN_COLUMNS
+            # in bus order: a span added late (its payload waited for the blob store) must not land
+            # after spans behind it, or a crash meanwhile would leave the progress past it
+            order = sorted(range(len(self.span_rows)), key=self.span_bus.__getitem__)
+            columns = SPAN_COLUMNS
         else:
-            rows, columns = list(self.score_rows), SCORE_COLUMNS
-        indexed = list(enumerate(rows))
-        while indexed:
-            index, row = indexed[0]
+            order, columns = list(range(len(self.score_rows))), SCORE_COLUMNS
+        for done, index in enumerate(order):
             try:
+                row = self._span_row_list(index) if table == "spans" else self.score_rows[index]
                 self._client.insert(table, [row], column_names=columns)
             except DATA_ERRORS as exc:
                 rejected.append((table, index, exc))
             except Exception:
+                left = sorted(order[done:])
                 if table == "spans":
-                    done = len(rows) - len(indexed)
-                    self.span_rows, self.span_bus = self.span_rows[done:], self.span_bus[done:]
+                    self.span_rows = [self.span_rows[i] for i in left]
+                    self.span_bus = [self.span_bus[i] for i in left]
                 else:
-                    self.score_rows = [r for _, r in indexed]
+                    self.score_rows = [self.score_rows[i] for i in left]
                 raise
-            indexed.pop(0)
         return rejected
+
+    def _span_row_list(self, index: int) -> list[Any]:
+        span = self.span_rows[index]
+        if not isinstance(span, dict):
+            span = self.rebuild(span)  # raises a data error for a record the Python path refuses
+        partition, offset = self.span_bus[index]
+        return [span[c] for c in COLUMNS] + [self.source, partition, offset]
 
 
 def wrote_partition(client, source: str, partition: int) -> bool:

@@ -194,6 +194,7 @@ class SpanProcessor:
                     cold = [r for r in records if r.topic == TOPIC_SPANS and self._cold_until.get(r.partition, 0) > now
                             and not self._already_written(r)]
                     if cold:
+                        await self._finish_flush()  # one query at a time on the client (a server's session)
                         await self._retry("duplicate check", lambda: asyncio.to_thread(self._remember_written, cold))
                     if self._revokes != revokes or consumer.assignments < self._drop_until:
                         continue  # a revoke came since they were polled: delivered again after the rebalance
@@ -416,23 +417,29 @@ class SpanProcessor:
         self._cold_until.update(dict.fromkeys([p for p in partitions if p in progress], time.monotonic() + DEDUP_WINDOW_S))
 
     def _remember_written(self, records: list[Record]) -> None:
-        """Put the spans of ``records`` that ClickHouse already holds in the memory of recent spans, so
-        that they are dropped as duplicates (client retries of spans written before this member came)."""
-        keys = set()
+        """Put the spans of ``records`` that ClickHouse already holds from *other* bus records in the memory
+        of recent spans, so that they are dropped as duplicates (client retries of spans written before
+        this member came). A row from the record itself is no duplicate: a crash may have left it in
+        ``trace_spans`` and not in ``spans``, and it is written again."""
+        own: dict[tuple[str, str, str], set[tuple[int, int]]] = {}
         for r in records:
             try:
                 rec = orjson.loads(r.value)
-                keys.add((rec["project_id"], rec["trace_id"], rec["span_id"]))
+                key = (rec["project_id"], rec["trace_id"], rec["span_id"])
             except Exception:  # noqa: BLE001 - a bad record is dead-lettered by the absorb step
                 continue
-        if not keys:
+            if all(isinstance(part, str) and part for part in key):
+                own.setdefault(key, set()).add((r.partition, r.offset))
+        if not own:
             return
         found = self.clickhouse.query(
-            "SELECT project_id, trace_id, span_id FROM trace_spans WHERE (project_id, trace_id) IN {pairs:Array(Tuple(String, String))}",
-            parameters={"pairs": sorted({(p, t) for p, t, _ in keys})}).result_rows
-        for key in found:
-            if tuple(key) in keys:
-                self.seen.add(tuple(key))
+            "SELECT project_id, trace_id, span_id, bus_source, bus_partition, bus_offset FROM trace_spans "
+            "WHERE (project_id, trace_id) IN {pairs:Array(Tuple(String, String))}",
+            parameters={"pairs": sorted({(p, t) for p, t, _ in own})}).result_rows
+        for project_id, trace_id, span_id, source, partition, offset in found:
+            key = (project_id, trace_id, span_id)
+            if key in own and not (source == self.source and (partition, offset) in own[key]):
+                self.seen.add(key)
 
     def _to_dlq(self, batch: _Batch, r: Record, exc: Exception) -> None:
         metrics.RECORDS.labels("dead_lettered").inc()

@@ -74,7 +74,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
 }
 
 /// One canonical record; every column must be there with its JSON type (serde refuses otherwise).
+/// A key it does not know is refused too: serde would skip it unchecked, where orjson may reject it.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Record<'a> {
     #[serde(borrow)] project_id: Cow<'a, str>,
     #[serde(borrow)] trace_id: Cow<'a, str>,
@@ -182,7 +184,7 @@ struct Prices {
 #[pyclass]
 pub struct Pricer {
     resolve: Py<PyAny>,
-    memo: HashMap<String, Option<std::sync::Arc<Prices>>>,
+    memo: HashMap<(String, String, String, String), Option<std::sync::Arc<Prices>>>,
 }
 
 #[pymethods]
@@ -200,7 +202,7 @@ impl Pricer {
 impl Pricer {
     fn prices(&mut self, py: Python, project: &str, provider: &str, model: &str, request_model: &str)
               -> PyResult<Option<std::sync::Arc<Prices>>> {
-        let key = format!("{project}\0{provider}\0{model}\0{request_model}");
+        let key = (project.to_owned(), provider.to_owned(), model.to_owned(), request_model.to_owned());
         if let Some(found) = self.memo.get(&key) {
             return Ok(found.clone());
         }

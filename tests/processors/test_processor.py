@@ -14,7 +14,9 @@ import pytest
 from core.bus import TOPIC_SPANS, TOPIC_SPANS_DLQ
 from core.bus.redis_streams import STREAM_PREFIX
 from core.pricing import Usage, compute_cost
-from stream_processors.worker import SpanProcessor
+from core.span import decode
+from stream_processors.sink import ClickHouseSink
+from stream_processors.worker import SpanProcessor, enrich_row
 from tests.processors.conftest import as_message, make_span
 
 
@@ -443,3 +445,25 @@ async def test_a_client_retry_reaching_a_restarted_worker_counts_once(private_bu
     [(stored,)] = clickhouse.query("SELECT sum(cost) FROM spans FINAL WHERE project_id = {p:String}",
                                    parameters={"p": project}).result_rows
     assert abs(cost - stored) < 1e-9
+
+
+@pytest.mark.asyncio
+async def test_the_duplicate_check_skips_a_records_own_row_and_bad_records(private_bus, clickhouse):
+    """A row in trace_spans written from the same bus record is no client retry (a crash can leave it
+    there without its `spans` row, and it must be written again); bad records never stop the check."""
+    from core.bus import Record
+
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-dedup-check")
+    project = uuid.uuid4().hex[:12]
+    span = make_span(project, 1)
+    sink = ClickHouseSink(clickhouse, proc.source)
+    sink.add_span(enrich_row(decode(as_message(span)[1]), None, None, 32 * 1024), 2, 41)
+    await asyncio.to_thread(sink.flush)
+    key = (project, span["trace_id"], span["span_id"])
+    value = as_message(span)[1]
+    bad = [orjson.dumps({**span, "project_id": None}), orjson.dumps({**span, "project_id": 5}), b"{not json"]
+    records = [Record(TOPIC_SPANS, 2, 41, None, value)] + [Record(TOPIC_SPANS, 2, 50 + i, None, v) for i, v in enumerate(bad)]
+    await asyncio.to_thread(proc._remember_written, records)
+    assert key not in proc.seen._seen  # its own row
+    await asyncio.to_thread(proc._remember_written, [Record(TOPIC_SPANS, 2, 99, None, value)])
+    assert key in proc.seen._seen  # the same span from another record: a client retry
