@@ -310,7 +310,7 @@ class SpanProcessor:
                 try:
                     sink.add_score(orjson.loads(r.value))
                     batch.score_records.append(r)
-                except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
+                except (ValueError, TypeError, AttributeError) as exc:  # a timestamp that does not parse too
                     self._to_dlq(batch, r, exc)
                 continue
             written = self._already_written(r)
@@ -346,11 +346,13 @@ class SpanProcessor:
                     metrics.RECORDS.labels("skipped_redelivered").inc()
                     continue
                 enrich(span, self.prices.get(span["project_id"]) if self.prices is not None else None)
+                key = _key(span)
+                hash(key)  # ids of a type no key can hold (a list) are the record's fault
                 offloaded = self._offload(span)
             except Exception as exc:  # any failure on one record must not stop the partition
                 self._to_dlq(batch, r, exc)
                 continue
-            if not self.seen.add(_key(span)):
+            if not self.seen.add(key):
                 self.stats["duplicates"] += 1
                 metrics.RECORDS.labels("duplicate").inc()
                 continue

@@ -467,3 +467,18 @@ async def test_the_duplicate_check_skips_a_records_own_row_and_bad_records(priva
     assert key not in proc.seen._seen  # its own row
     await asyncio.to_thread(proc._remember_written, [Record(TOPIC_SPANS, 2, 99, None, value)])
     assert key in proc.seen._seen  # the same span from another record: a client retry
+
+
+@pytest.mark.asyncio
+async def test_records_with_ids_or_timestamps_of_the_wrong_shape_are_dead_lettered(private_bus, clickhouse):
+    from core.bus import TOPIC_SCORES
+
+    project = uuid.uuid4().hex[:12]
+    good = [make_span(project, i) for i in range(3)]
+    listed = orjson.loads(as_message(make_span(project, 5))[1])
+    listed["trace_id"] = ["not", "a", "string"]
+    await private_bus.publish(TOPIC_SPANS, [as_message(good[0]), (b"k", orjson.dumps(listed)), *map(as_message, good[1:])])
+    await private_bus.publish(TOPIC_SCORES, [(b"k", orjson.dumps({"project_id": project, "name": "x", "timestamp": "yesterday"}))])
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-shapes", batch_ms=100)
+    await _run_until(proc, lambda: _count(clickhouse, project) == 3 and proc.stats["dlq"] == 2)
+    assert proc.stats["spans"] == 3
