@@ -1191,7 +1191,6 @@ fn evalforge_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(encode_otlp_protobuf, m)?)?;
     m.add_function(wrap_pyfunction!(format_float_for_tests, m)?)?;
-    m.add_function(wrap_pyfunction!(spans_block::encode_span_block, m)?)?;
     m.add_class::<processor::SpanBlock>()?;
     m.add_class::<processor::Pricer>()?;
     Ok(())

@@ -1,16 +1,17 @@
-//! Span rows -> one ClickHouse Native block, for the processor's inserts (`stream_processors/sink.py`).
+//! The columns of a ClickHouse Native block, filled row by row: from span dicts (`Column::push`, used by
+//! `processor::SpanBlock::add_dict`) or from the native record path's own values (`push_text` ...).
 //!
 //! clickhouse-connect spends ~20 us of Python per span row encoding a column-oriented Native block;
 //! this writes the same values in ~4 us. (RowBinary would be simpler to write, but chDB parses it at
 //! ~33 us per span row against ~15 us for Native.) LowCardinality columns are sent as their plain
 //! types, which the server converts on insert. Values are converted exactly as
 //! clickhouse-connect converts them; anything else (None in a non-Nullable column, a negative count,
-//! a non-string in a String column, ...) raises ValueError naming the row and column, and the sink
+//! a non-string in a String column, ...) raises ValueError naming the column, and the sink
 //! then inserts that batch through clickhouse-connect, which finds and dead-letters the bad rows.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDateTime, PyDelta, PyDeltaAccess, PyDateAccess, PyDict, PyList, PyString, PyTimeAccess, PyTuple, PyTzInfo, PyTzInfoAccess};
+use pyo3::types::{PyDateTime, PyDelta, PyDeltaAccess, PyDateAccess, PyDict, PyList, PyString, PyTimeAccess, PyTuple, PyTzInfo, PyTzInfoAccess};
 
 #[derive(Clone, Copy)]
 pub(crate) enum Kind {
@@ -249,57 +250,4 @@ impl Column {
 pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
-}
-
-/// ``rows`` (span dicts) -> a Native block of ``columns`` (name, ClickHouse type) followed by the
-/// three bus columns: ``bus_source`` = ``source``, then each row's ``(bus_partition UInt16,
-/// bus_offset UInt64)`` from ``bus``.
-#[pyfunction]
-pub fn encode_span_block<'py>(
-    py: Python<'py>,
-    rows: &Bound<'py, PyList>,
-    columns: Vec<(String, String)>,
-    source: &str,
-    bus: &Bound<'py, PyList>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let utc = PyTzInfo::utc(py)?;
-    let mut spec = Vec::with_capacity(columns.len());
-    for (name, ch_type) in &columns {
-        let kind = kind_of(ch_type).ok_or_else(|| PyValueError::new_err(format!("column {name}: type {ch_type} not supported")))?;
-        spec.push((PyString::intern(py, name), name.as_str(), Column::new(kind)));
-    }
-    if bus.len() != rows.len() {
-        return Err(PyValueError::new_err("one (partition, offset) per row"));
-    }
-    let (mut sources, mut partitions, mut offsets) =
-        (Column::new(Kind::Str), Column::new(Kind::UInt(0xffff)), Column::new(Kind::UInt(u64::MAX)));
-    let source_value = PyString::new(py, source).into_any();
-    for (i, row) in rows.iter().enumerate() {
-        let row = row.cast::<PyDict>()?;
-        for (key, name, column) in spec.iter_mut() {
-            let value = row
-                .get_item(&*key)?
-                .ok_or_else(|| PyValueError::new_err(format!("row {i}: column {name} is missing")))?;
-            column.push(&value, &utc).map_err(|e| PyValueError::new_err(format!("row {i}: column {name}: {e}")))?;
-        }
-        let position = bus.get_item(i)?;
-        let position = position.cast::<PyTuple>()
-            .map_err(|e| PyValueError::new_err(format!("row {i}: bus position: {e}")))?;
-        sources.push(&source_value, &utc)?;
-        partitions.push(&position.get_item(0)?, &utc).map_err(|e| PyValueError::new_err(format!("row {i}: bus_partition: {e}")))?;
-        offsets.push(&position.get_item(1)?, &utc).map_err(|e| PyValueError::new_err(format!("row {i}: bus_offset: {e}")))?;
-    }
-    let size: usize = spec.iter().map(|(_, _, c)| c.data.len() + c.aux.len() + 8 * c.offsets.len() + 64).sum();
-    let mut out = Vec::with_capacity(size + sources.data.len() + 10 * rows.len() + 256);
-    varint(&mut out, (spec.len() + 3) as u64);
-    varint(&mut out, rows.len() as u64);
-    for (_, name, column) in &spec {
-        put_bytes(&mut out, name.as_bytes());
-        column.write(&mut out);
-    }
-    for (name, column) in [("bus_source", &sources), ("bus_partition", &partitions), ("bus_offset", &offsets)] {
-        put_bytes(&mut out, name.as_bytes());
-        column.write(&mut out);
-    }
-    Ok(PyBytes::new(py, &out))
 }

@@ -33,8 +33,10 @@ class Overrides:
 
 
 def _python_block(values: list[bytes], prices=None, blobs=None, offload_bytes: int = 32 * 1024) -> bytes:
-    rows = [enrich_row(decode(v), prices, blobs, offload_bytes) for v in values]
-    return _native.encode_span_block(rows, sink_module._ROW_TYPES, SOURCE, [(3, i) for i in range(len(rows))])
+    block = _native.SpanBlock(sink_module._ROW_TYPES, SOURCE)
+    for i, value in enumerate(values):
+        block.add_dict(enrich_row(decode(value), prices, blobs, offload_bytes), 3, i)
+    return block.block()
 
 
 def _native_block(values: list[bytes], prices=None, offload_bytes: int | None = None):
