@@ -62,10 +62,14 @@ def collect_less_often() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
+def _overrides(prices: PriceOverrides | None, project_id: str) -> list[dict[str, Any]] | None:
+    return prices.get(project_id) if prices is not None else None
+
+
 def enrich_row(span: dict[str, Any], prices: PriceOverrides | None, blobs: BlobStore | None,
                offload_bytes: int) -> dict[str, Any]:
     """A decoded record made into its row by the Python path (the reference of the native one)."""
-    enrich(span, prices.get(span["project_id"]) if prices is not None else None)
+    enrich(span, _overrides(prices, span["project_id"]))
     offload_payloads(span, blobs, offload_bytes)
     return span
 
@@ -78,7 +82,7 @@ def price_resolver(prices: PriceOverrides | None):
     """The native path's price lookup: (units, tiers) of the entry enrichment would price a call
     with, or None (unknown model)."""
     def resolve(project_id: str, provider: str, model: str, request_model: str):
-        entry = pricing.call_entry(provider, model, request_model, prices.get(project_id) if prices else None)
+        entry = pricing.call_entry(provider, model, request_model, _overrides(prices, project_id))
         return None if entry is None else (entry.units, entry.tiers)
     return resolve
 
@@ -190,9 +194,7 @@ class SpanProcessor:
                 if records:
                     await self._load_progress(consumer, records)
                     await self._refresh_hook_state()
-                    now = time.monotonic()
-                    cold = [r for r in records if r.topic == TOPIC_SPANS and self._cold_until.get(r.partition, 0) > now
-                            and not self._already_written(r)]
+                    cold = self._cold(records)
                     if cold:
                         await self._finish_flush()  # one query at a time on the client (a server's session)
                         await self._retry("duplicate check", lambda: asyncio.to_thread(self._remember_written, cold))
@@ -345,7 +347,7 @@ class SpanProcessor:
                     self.stats["skipped_redelivered"] += 1
                     metrics.RECORDS.labels("skipped_redelivered").inc()
                     continue
-                enrich(span, self.prices.get(span["project_id"]) if self.prices is not None else None)
+                enrich(span, _overrides(self.prices, span["project_id"]))
                 key = _key(span)
                 hash(key)  # ids of a type no key can hold (a list) are the record's fault
                 offloaded = self._offload(span)
@@ -417,6 +419,15 @@ class SpanProcessor:
         self._progress_loaded |= partitions
         # (a partition nothing was written from holds no span a retry could repeat: retries share its key)
         self._cold_until.update(dict.fromkeys([p for p in partitions if p in progress], time.monotonic() + DEDUP_WINDOW_S))
+
+    def _cold(self, records: list[Record]) -> list[Record]:
+        """The span records to check against ClickHouse (DEDUP_WINDOW_S); none once every window closed."""
+        if not self._cold_until:
+            return []
+        now = time.monotonic()
+        self._cold_until = {p: until for p, until in self._cold_until.items() if until > now}
+        return [r for r in records if r.topic == TOPIC_SPANS and r.partition in self._cold_until
+                and not self._already_written(r)]
 
     def _remember_written(self, records: list[Record]) -> None:
         """Put the spans of ``records`` that ClickHouse already holds from *other* bus records in the memory
@@ -501,7 +512,7 @@ class SpanProcessor:
             kept = [i for i in range(len(batch.keys)) if i not in bad_spans]
             batch.keys = [batch.keys[i] for i in kept]
             batch.ingested = [batch.ingested[i] for i in kept]
-            batch.spans = [s for s in batch.spans if (s["project_id"], s["trace_id"], s["span_id"]) not in bad_keys]
+            batch.spans = [s for s in batch.spans if _key(s) not in bad_keys]
             await self._publish_dlq(batch)
 
     async def _publish_dlq(self, batch: _Batch) -> None:
