@@ -70,7 +70,7 @@ class ClickHouseSink:
     """Collects rows and writes them in one insert per table on ``flush``.
 
     Span rows are encoded into a Native block as they come, by the native extension: bus records it
-    decodes and enriches itself (``add_record``, ~6 us a record), or span dicts of the Python path
+    decodes and enriches itself (``add_record``, ~8-11 us a record), or span dicts of the Python path
     (``add_span``, ~4 us a row, where clickhouse-connect's encoding takes ~20 us of Python). A batch
     with a row it refuses (a value that does not fit its column) and every batch without the extension
     go through clickhouse-connect, which also finds the bad rows; the records the native path took are
