@@ -150,7 +150,7 @@ def test_prometheus_metrics_and_readiness(stack):
 
     def persisted() -> float:
         text = stack.client.get("/metrics").text
-        line = next((l for l in text.splitlines() if l.startswith('evalforge_processor_records_total{outcome="span_persisted"}')), None)
+        line = next((ln for ln in text.splitlines() if ln.startswith('evalforge_processor_records_total{outcome="span_persisted"}')), None)
         return float(line.split()[-1]) if line else 0.0
 
     before = persisted()

@@ -41,7 +41,7 @@ def test_agreement_between_human_and_judge_scores(stack):
     judge = [True, False, False, False, True, True]
     now = datetime.now(timezone.utc)
     rows = []
-    for i, (h, j) in enumerate(zip(human, judge)):
+    for h, j in zip(human, judge):
         trace, span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
         human_row = Score("helpful", h).to_row(project_id, trace, span, timestamp=now)
         human_row["source"] = "human"

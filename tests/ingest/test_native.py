@@ -210,7 +210,6 @@ def requests(draw: st.DrawFn, wild: bool | None = None) -> bytes:
     """Half the requests are "plain" (valid spans, unique keys, scalar values: the native path must
     take most of them), half are wild (anything goes: the native path must decline or be exact)."""
     wild = draw(st.booleans()) if wild is None else wild
-    values = _wild if wild else _plain
     req = ExportTraceServiceRequest()
     for _ in range(draw(st.integers(1, 2))):
         rs = req.resource_spans.add()
