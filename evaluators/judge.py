@@ -123,7 +123,7 @@ class JudgeConfig(EvaluatorConfig, LLMSettings):
 
 
 @register
-class LLMJudge(Evaluator):
+class LLMJudge(Evaluator[JudgeConfig]):
     """Scores a span with a judge model and a rubric (helpfulness, correctness, faithfulness, toxicity, custom).
 
     Runtime deps: ``guard`` (JudgeGuard: per-project rate limit and spend cap), ``api_key``.
