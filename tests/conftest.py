@@ -229,3 +229,19 @@ async def private_bus(tmp_path):
     yield bus
     await bus.close()
     server.stop()
+
+
+# Figures a test measures and the run should show (e.g. how often a native path took its cases):
+# tests append lines with ``report(...)``; they are printed at the end of the run, passed or not.
+REPORTED: list[str] = []
+
+
+def report(line: str) -> None:
+    REPORTED.append(line)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if REPORTED:
+        terminalreporter.section("figures reported by tests")
+        for line in REPORTED:
+            terminalreporter.write_line(line)
