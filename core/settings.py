@@ -93,10 +93,6 @@ class Settings(BaseSettings):
     judge_calls_per_minute: float = 60.0  # per project, shared by all eval workers; 0 = unlimited
     judge_daily_budget_usd: float = 0.0  # per project and UTC day; 0 = no cap
 
-    @property
-    def judge_hosts(self) -> frozenset[str]:
-        return frozenset(h.strip().lower() for h in self.judge_allowed_hosts.split(",") if h.strip())
-
     @field_validator("bus_url")
     @classmethod
     def _bus(cls, v: str) -> str:
