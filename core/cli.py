@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval-rules":
             from evaluators.rules_cli import run as run_eval_rules
 
-            return run_eval_rules(args, lambda fn: _with_postgres(settings, fn), settings.judge_hosts)
+            return run_eval_rules(args, lambda fn: _with_postgres(settings, fn), settings)
         elif args.command == "demo":
             from core.demo import run_demo
 
