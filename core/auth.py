@@ -16,11 +16,14 @@ SCOPES = ("full", "ingest")  # full: read, admin and send; ingest: send spans an
 
 @dataclass(frozen=True, slots=True)
 class Project:
-    """The project a request's key belongs to, and what that key may do."""
+    """The project of a request (named by its API key, or chosen by a signed-in user) and what the
+    caller may do there: a key's ``scope``, a user's ``role`` (a ``full`` key acts as an admin)."""
 
     id: str
     name: str
     scope: str = "full"
+    role: str = "admin"
+    user_id: str | None = None  # set when the caller is a signed-in user, not a key
 
 
 def hash_key(secret: str) -> str:
