@@ -274,3 +274,21 @@ class LoginThrottle:
 
     async def succeeded(self, email: str) -> None:
         await self._redis.delete(self._keys(email, "")[0])
+
+
+# -- invitations --
+
+def redeem_invitation(conn, invitation_id: str, project_id: str, user_id: str, role: str) -> bool:
+    """Mark the invitation used and give the user its role (never lowering a higher one they have).
+
+    False if it was used or revoked meanwhile. Call inside a transaction that also made the user.
+    """
+    cur = conn.execute("UPDATE invitations SET accepted_at = now() WHERE id = %s AND accepted_at IS NULL "
+                       "AND revoked_at IS NULL AND expires_at > now()", (invitation_id,))
+    if cur.rowcount == 0:
+        return False
+    row = conn.execute("SELECT role FROM memberships WHERE project_id = %s AND user_id = %s",
+                       (project_id, user_id)).fetchone()
+    if row is None or ROLE_RANK[row[0]] < ROLE_RANK[role]:
+        set_membership(conn, project_id, user_id, role)
+    return True

@@ -50,11 +50,12 @@ def _routers(kind: str) -> list:
         from evaluators.review_api import router as review_router
         from evaluators.rules_api import router as eval_rules_router
         from query_api.routers.auth import router as auth_router
+        from query_api.routers.members import router as members_router
         from query_api.routers.projects import router as projects_router
         from stream_processors.alerts.rules_api import router as alert_rules_router
 
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router,
-                    auth_router, projects_router]
+                    auth_router, projects_router, members_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
 

@@ -11,13 +11,20 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from core.accounts import User, csrf_token_for, hash_password, normalize_email, verify_password
+from core.accounts import (User, create_user, csrf_token_for, hash_password, normalize_email, redeem_invitation, sha256,
+                           verify_password)
 from core.deps import CSRF_COOKIE, SESSION_COOKIE, ServicesDep, SignedInUserDep, session_user
 from core.services import Services
 
 router = APIRouter(prefix="/api/v1/auth", tags=["accounts"])
 
 WRONG_LOGIN = "wrong email or password"
+
+
+class AcceptInviteIn(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+    name: str = Field("", max_length=200)
 
 
 class LoginIn(BaseModel):
@@ -93,6 +100,38 @@ async def login(body: LoginIn, request: Request, response: Response, services: S
         raise HTTPException(401, WRONG_LOGIN) from None  # same answer as for an unknown address
     user = await check_password_throttled(request, services, email, body.password)
     return await sign_in(request, response, services, user)
+
+
+@router.post("/accept-invite")
+async def accept_invite(body: AcceptInviteIn, request: Request, response: Response, services: ServicesDep) -> dict:
+    """Join the invitation's project and sign in: a new user chooses a password (and name); someone
+    who already has an account signs in with theirs."""
+    async with services.pg.connection() as conn:  # type: ignore[union-attr]
+        cur = await conn.execute(
+            "SELECT id, project_id, email, role FROM invitations WHERE token_hash = %s AND accepted_at IS NULL "
+            "AND revoked_at IS NULL AND expires_at > now()", (sha256(body.token),))
+        invitation = await cur.fetchone()
+        cur = await conn.execute("SELECT id FROM users WHERE email = %s", (invitation[2],)) if invitation else None
+        existing = await cur.fetchone() if cur else None
+    if invitation is None:
+        raise HTTPException(400, "token: unknown, expired, revoked or already used invitation")
+    invitation_id, project_id, email, role = invitation
+    if existing:
+        user = await check_password_throttled(request, services, email, body.password)
+
+    def redeem() -> User | None:
+        with services.pg_sync() as conn, conn.transaction():
+            joining = user if existing else create_user(conn, email, body.password, body.name)
+            return joining if redeem_invitation(conn, invitation_id, project_id, joining.id, role) else None
+
+    try:
+        joined = await asyncio.to_thread(redeem)
+    except ValueError as exc:  # a password too short or long; an account made meanwhile with this email
+        raise HTTPException(400, str(exc)) from None
+    if joined is None:
+        raise HTTPException(400, "token: unknown, expired, revoked or already used invitation")
+    await services.sessions.forget_memberships(joined.id)  # type: ignore[union-attr]
+    return await sign_in(request, response, services, joined)
 
 
 @router.get("/me")
