@@ -26,6 +26,13 @@ class Project:
     user_id: str | None = None  # set when the caller is a signed-in user, not a key
 
 
+def read_credentials(path) -> dict[str, str]:
+    """The ``NAME=value`` lines of the ``credentials`` file the first ``evalforge up`` writes
+    (EVALFORGE_API_KEY, EVALFORGE_ADMIN_EMAIL, EVALFORGE_ADMIN_PASSWORD)."""
+    with open(path) as f:
+        return dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+
+
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
