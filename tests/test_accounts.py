@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import redis
 
-from core.accounts import LoginThrottle, create_user, set_membership
+from core.accounts import LoginThrottle, create_user, set_membership, sha256
 from core.auth import ensure_project
 
 
@@ -131,6 +131,17 @@ def test_state_changing_request_with_the_cookie_needs_the_csrf_header(client, st
     assert sent.status_code == 200, sent.text
 
 
+def test_another_site_cannot_sign_in_or_out_in_the_browser(client, stack):
+    user, password = _user(stack)
+    # an HTML form can only send form or text/plain bodies: login reads JSON only (no login CSRF)
+    form = client.post("/api/v1/auth/login", content=f'{{"email": "{user.email}", "password": "{password}"}}',
+                       headers={"Content-Type": "text/plain"})
+    assert form.status_code == 400 and "ef_session" not in client.cookies
+    body = _login(client, user, password).json()
+    assert client.post("/api/v1/auth/logout").status_code == 403  # no CSRF header: still signed in
+    assert client.get("/api/v1/auth/me").json()["user"]["id"] == body["user"]["id"]
+
+
 def test_bearer_keys_need_no_csrf_and_win_over_a_cookie(client, stack):
     project_id, key = stack.create_key()
     _signed_in(client, stack, "viewer")  # a viewer's cookie is in the jar
@@ -160,6 +171,12 @@ def test_viewer_reads_but_cannot_write_or_manage_keys(client, stack):
 
 def test_member_writes_data_but_not_keys_or_prices(client, stack):
     _, headers = _signed_in(client, stack, "member")
+    # a human score from the dashboard goes through the same ingest endpoint as the SDK's
+    score = client.post("/api/v1/scores", headers=headers, json={"name": "thumbs", "value": True,
+                                                                  "trace_id": uuid.uuid4().hex})
+    assert score.status_code == 202, score.text
+    assert client.post("/api/v1/scores", headers={"X-EvalForge-Project": headers["X-EvalForge-Project"]},
+                       json={"name": "thumbs", "value": True, "trace_id": uuid.uuid4().hex}).status_code == 403
     rule = client.post("/api/v1/eval-rules", headers=headers, json={"name": "json", "evaluator": "json_valid"})
     assert rule.status_code == 201, rule.text
     assert client.delete(f"/api/v1/eval-rules/{rule.json()['id']}", headers=headers).status_code == 200
@@ -253,3 +270,26 @@ def test_projects_list_and_create(client, stack):
     client.cookies.clear()
     assert len(client.get("/api/v1/projects", headers=stack.headers(key)).json()) == 1
     assert client.post("/api/v1/projects", headers=stack.headers(key), json={"name": "x"}).status_code == 403
+
+
+def test_an_expired_session_is_refused(client, stack):
+    project_id, _ = _signed_in(client, stack, "member")
+    with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE user_sessions SET expires_at = now() - interval '1 second' WHERE token_hash = %s",
+                     (sha256(client.cookies["ef_session"]),))
+    assert client.get("/api/v1/auth/me").status_code == 401
+    assert client.get("/api/v1/traces", headers={"X-EvalForge-Project": project_id}).status_code == 401
+
+
+def test_a_hash_made_with_weaker_parameters_is_upgraded_at_sign_in(client, stack):
+    from argon2 import PasswordHasher
+
+    user, password = _user(stack)
+    weak = PasswordHasher(time_cost=1, memory_cost=8192).hash(password)
+    with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (weak, user.id))
+        assert _login(client, user, password).status_code == 200
+        upgraded = conn.execute("SELECT password_hash FROM users WHERE id = %s", (user.id,)).fetchone()[0]
+    assert upgraded != weak and not PasswordHasher().check_needs_rehash(upgraded)
+    client.cookies.clear()
+    assert _login(client, user, password).status_code == 200
