@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import orjson
 from argon2 import PasswordHasher
@@ -147,7 +148,7 @@ class SessionStore:
         self._redis = redis
         self._ttl = max(cache_seconds, 1.0)
         self.lifetime = timedelta(hours=lifetime_hours)
-        self._local: dict[str, tuple[float, object]] = {}
+        self._local: dict[str, tuple[float, Any]] = {}
 
     async def create(self, user_id: str) -> str:
         token = secrets.token_urlsafe(32)
@@ -162,25 +163,26 @@ class SessionStore:
     async def user_for_token(self, token: str) -> User | None:
         if not token or len(token) > 200:
             return None
-        key = self.SESSION_PREFIX + sha256(token)
-        now = time.time()
+        digest = sha256(token)
+        key = self.SESSION_PREFIX + digest
         hit = self._local.get(key)
         if hit and hit[0] > time.monotonic():
-            value = hit[1]
+            found = hit[1]
         else:
-            value = await self._load_session(key, sha256(token))
-            self._remember(key, value)
-        if value is None or value[3] <= now:  # type: ignore[index]
+            found = await self._load_session(key, digest)
+            self._remember(key, found)
+        if found is None:
             return None
-        user_id, email, name, _ = value  # type: ignore[misc]
-        return User(user_id, email, name)
+        user, expires = found
+        return user if expires > time.time() else None
 
-    async def _load_session(self, key: str, digest: str):
+    async def _load_session(self, key: str, digest: str) -> tuple[User, float] | None:
         cached = await self._redis.get(key)
         if cached is not None:
             if cached == b"-":
                 return None
-            return tuple(orjson.loads(cached))
+            user_id, email, name, expires = orjson.loads(cached)
+            return User(user_id, email, name), float(expires)
         async with self._pg.connection() as conn:
             # Loaded at most once per cache lifetime, so last_seen_at costs one write per that period.
             cur = await conn.execute(
@@ -188,9 +190,12 @@ class SessionStore:
                 "WHERE s.token_hash = %s AND u.id = s.user_id AND s.expires_at > now() "
                 "RETURNING u.id, u.email, u.name, s.expires_at", (digest,))
             row = await cur.fetchone()
-        value = (row[0], row[1], row[2], row[3].timestamp()) if row else None
-        await self._redis.set(key, orjson.dumps(value) if value else "-", ex=int(self._ttl))
-        return value
+        if row is None:
+            await self._redis.set(key, "-", ex=int(self._ttl))
+            return None
+        user, expires = User(row[0], row[1], row[2]), row[3].timestamp()
+        await self._redis.set(key, orjson.dumps([user.id, user.email, user.name, expires]), ex=int(self._ttl))
+        return user, expires
 
     async def delete(self, token: str) -> None:
         digest = sha256(token)
@@ -203,7 +208,7 @@ class SessionStore:
         key = self.MEMBERS_PREFIX + user_id
         hit = self._local.get(key)
         if hit and hit[0] > time.monotonic():
-            return hit[1]  # type: ignore[return-value]
+            return hit[1]
         cached = await self._redis.get(key)
         if cached is not None:
             found = {pid: (name, role) for pid, name, role in orjson.loads(cached)}
@@ -222,7 +227,7 @@ class SessionStore:
         """After a role change, removal or new project: the next request reads PostgreSQL."""
         await self._forget(self.MEMBERS_PREFIX + user_id)
 
-    def _remember(self, key: str, value: object) -> None:
+    def _remember(self, key: str, value: Any) -> None:
         if len(self._local) > 10_000:
             self._local.clear()
         self._local[key] = (time.monotonic() + self._ttl / 3, value)

@@ -83,6 +83,7 @@ async def check_password_throttled(request: Request, services: Services, email: 
     if not ok:
         await throttle.failed(email, ip)  # type: ignore[union-attr]
         raise HTTPException(401, WRONG_LOGIN)
+    assert row is not None  # a match is only possible against a stored hash
     await throttle.succeeded(email)  # type: ignore[union-attr]
     if rehash:  # the library's default parameters grew since this hash was made
         new_hash = await asyncio.to_thread(hash_password, password)

@@ -9,7 +9,7 @@ import psycopg
 
 from core.accounts import sha256
 
-from .test_accounts import _login, _signed_in, _user, client  # noqa: F401  (client is a fixture)
+from .conftest import login, make_user, signed_in
 
 
 def _members(client, headers) -> dict[str, str]:
@@ -20,9 +20,9 @@ def _members(client, headers) -> dict[str, str]:
 
 def test_admin_changes_roles_and_removes_members_but_not_owners(client, stack):
     project_id, _ = stack.create_key()
-    owner, owner_pw = _user(stack, "owner", project_id)
-    viewer, viewer_pw = _user(stack, "viewer", project_id)
-    _, headers = _signed_in(client, stack, "admin", project_id)
+    owner, owner_pw = make_user(stack, "owner", project_id)
+    viewer, viewer_pw = make_user(stack, "viewer", project_id)
+    _, headers = signed_in(client, stack, "admin", project_id)
     assert _members(client, headers)[viewer.email] == "viewer"
 
     promoted = client.patch(f"/api/v1/members/{viewer.id}", headers=headers, json={"role": "member"})
@@ -37,7 +37,7 @@ def test_admin_changes_roles_and_removes_members_but_not_owners(client, stack):
 
     # the change takes effect on the member's next request (the role cache is dropped)
     client.cookies.clear()
-    r = _login(client, viewer, viewer_pw)
+    r = login(client, viewer, viewer_pw)
     member_headers = {"X-EvalForge-Project": project_id, "X-CSRF-Token": r.json()["csrf_token"]}
     rule = client.post("/api/v1/eval-rules", headers=member_headers, json={"name": "j", "evaluator": "json_valid"})
     assert rule.status_code == 201, rule.text
@@ -46,38 +46,38 @@ def test_admin_changes_roles_and_removes_members_but_not_owners(client, stack):
     assert client.delete(f"/api/v1/members/{owner.id}", headers=member_headers).status_code == 403
 
     client.cookies.clear()
-    _login(client, owner, owner_pw)
+    login(client, owner, owner_pw)
     owner_headers = {"X-EvalForge-Project": project_id, "X-CSRF-Token": client.cookies["ef_csrf"]}
     removed = client.delete(f"/api/v1/members/{viewer.id}", headers=owner_headers)
     assert removed.status_code == 200, removed.text
     assert viewer.email not in _members(client, owner_headers)
     # the removed user now finds no such project
     client.cookies.clear()
-    _login(client, viewer, viewer_pw)
+    login(client, viewer, viewer_pw)
     assert client.get("/api/v1/traces", headers={"X-EvalForge-Project": project_id}).status_code == 404
 
 
 def test_the_last_owner_stays(client, stack):
-    project_id, headers = _signed_in(client, stack, "owner")
+    project_id, headers = signed_in(client, stack, "owner")
     me = client.get("/api/v1/auth/me").json()["user"]["id"]
     demote = client.patch(f"/api/v1/members/{me}", headers=headers, json={"role": "admin"})
     assert demote.status_code == 409 and "owner" in demote.json()["error"]
     assert client.delete(f"/api/v1/members/{me}", headers=headers).status_code == 409
     # with a second owner, the first may step down
-    other, _ = _user(stack, "viewer", project_id)
+    other, _ = make_user(stack, "viewer", project_id)
     assert client.patch(f"/api/v1/members/{other.id}", headers=headers, json={"role": "owner"}).status_code == 200
     assert client.patch(f"/api/v1/members/{me}", headers=headers, json={"role": "admin"}).status_code == 200
 
 
 def test_anyone_may_leave(client, stack):
-    project_id, headers = _signed_in(client, stack, "viewer")
+    project_id, headers = signed_in(client, stack, "viewer")
     me = client.get("/api/v1/auth/me").json()["user"]["id"]
     assert client.delete(f"/api/v1/members/{me}", headers=headers).status_code == 200
     assert client.get("/api/v1/projects").json() == []
 
 
 def test_invitation_makes_a_new_user_a_member_and_signs_them_in(client, stack):
-    project_id, headers = _signed_in(client, stack, "admin")
+    project_id, headers = signed_in(client, stack, "admin")
     email = f"New.Person-{uuid.uuid4().hex[:6]}@Example.com"
     made = client.post("/api/v1/invitations", headers=headers, json={"email": email, "role": "viewer"})
     assert made.status_code == 201, made.text
@@ -111,8 +111,8 @@ def test_invitation_makes_a_new_user_a_member_and_signs_them_in(client, stack):
 
 
 def test_invitation_for_an_existing_user_needs_their_password(client, stack):
-    project_id, headers = _signed_in(client, stack, "owner")
-    existing, password = _user(stack)
+    project_id, headers = signed_in(client, stack, "owner")
+    existing, password = make_user(stack)
     token = client.post("/api/v1/invitations", headers=headers, json={"email": existing.email, "role": "admin"}).json()["token"]
     revoked = client.post("/api/v1/invitations", headers=headers, json={"email": "r@example.com"}).json()
     assert client.delete(f"/api/v1/invitations/{revoked['id']}", headers=headers).status_code == 200
@@ -125,13 +125,13 @@ def test_invitation_for_an_existing_user_needs_their_password(client, stack):
     assert {p["id"]: p["role"] for p in ok.json()["projects"]} == {project_id: "admin"}
     # the existing password was kept
     client.cookies.clear()
-    assert _login(client, existing, password).status_code == 200
+    assert login(client, existing, password).status_code == 200
 
 
 def test_viewer_cannot_invite_and_members_of_another_project_are_hidden(client, stack):
-    _, headers = _signed_in(client, stack, "viewer")
+    _, headers = signed_in(client, stack, "viewer")
     project_b, _ = stack.create_key()
-    _user(stack, "owner", project_b)
+    make_user(stack, "owner", project_b)
     assert client.post("/api/v1/invitations", headers=headers, json={"email": "x@example.com"}).status_code == 403
     assert client.get("/api/v1/invitations", headers=headers).status_code == 403
     assert client.get("/api/v1/members", headers={"X-EvalForge-Project": project_b}).status_code == 404

@@ -12,8 +12,7 @@ import psycopg
 
 from core.auth import read_credentials
 
-from .test_accounts import client  # noqa: F401  (a fixture)
-from .test_cli import CLI, REPO, Up, _env, data_dir  # noqa: F401  (data_dir is a fixture)
+from tests.test_cli import CLI, REPO, Up, _env
 
 
 def _users(postgres_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
@@ -78,7 +77,7 @@ def test_reset_password_replaces_it_and_ends_sessions(client, stack):
     assert missing.returncode == 1 and "no user" in missing.stderr
 
 
-def test_first_up_creates_the_admin_prints_the_password_and_writes_credentials(data_dir):  # noqa: F811
+def test_first_up_creates_the_admin_prints_the_password_and_writes_credentials(data_dir):
     up = Up(data_dir)
     up.start()
     try:

@@ -8,64 +8,18 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg
-import pytest
-import redis
 
-from core.accounts import LoginThrottle, create_user, set_membership, sha256
-from core.auth import ensure_project
+from core.accounts import sha256
 
-
-@pytest.fixture
-def client(stack):
-    """The stack's client with an empty cookie jar and no failed-login counts (all tests share an address)."""
-
-    def reset():
-        stack.client.cookies.clear()
-        with redis.Redis.from_url(stack.settings.redis_url) as r:
-            for key in r.scan_iter(LoginThrottle.PREFIX + "*"):
-                r.delete(key)
-
-    reset()
-    yield stack.client
-    reset()
-
-
-def _user(stack, role: str | None = None, project_id: str | None = None, password: str = "correct horse 1"):
-    """A new user (unique email), optionally a member of ``project_id`` with ``role``."""
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-    with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
-        user = create_user(conn, email, password, name="Ada")
-        if role:
-            set_membership(conn, project_id, user.id, role)
-    return user, password
-
-
-def _login(client, user, password, **kw):
-    return client.post("/api/v1/auth/login", json={"email": user.email, "password": password}, **kw)
-
-
-def _signed_in(client, stack, role: str, project_id: str | None = None):
-    """A user with ``role`` in a project (new unless given), signed in: (project_id, csrf headers)."""
-    if project_id is None:
-        project_id, _ = stack.create_key()
-    user, password = _user(stack, role, project_id)
-    r = _login(client, user, password)
-    assert r.status_code == 200, r.text
-    return project_id, {"X-EvalForge-Project": project_id, "X-CSRF-Token": r.json()["csrf_token"]}
-
-
-def _cookie_header(response, name: str) -> str:
-    headers = [h for h in response.headers.get_list("set-cookie") if h.startswith(f"{name}=")]
-    assert len(headers) == 1, response.headers.get_list("set-cookie")
-    return headers[0].lower()
+from .conftest import cookie_header, login, make_user, signed_in
 
 
 def test_login_me_logout(client, stack):
     project_id, _ = stack.create_key()
-    user, password = _user(stack, "member", project_id)
+    user, password = make_user(stack, "member", project_id)
 
     assert client.get("/api/v1/auth/me").status_code == 401
-    r = _login(client, user, password)
+    r = login(client, user, password)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["user"] == {"id": user.id, "email": user.email, "name": "Ada"}
@@ -89,8 +43,8 @@ def test_login_me_logout(client, stack):
 
 
 def test_wrong_password_and_unknown_email_get_the_same_401(client, stack):
-    user, _ = _user(stack)
-    wrong = _login(client, user, "not the password")
+    user, _ = make_user(stack)
+    wrong = login(client, user, "not the password")
     unknown = client.post("/api/v1/auth/login", json={"email": "nobody@example.com", "password": "whatever1"})
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json() == unknown.json() == {"error": "wrong email or password"}
@@ -99,20 +53,20 @@ def test_wrong_password_and_unknown_email_get_the_same_401(client, stack):
 
 
 def test_cookie_flags_and_secure_under_https(client, stack):
-    user, password = _user(stack)
-    plain = _login(client, user, password)
-    session, csrf = _cookie_header(plain, "ef_session"), _cookie_header(plain, "ef_csrf")
+    user, password = make_user(stack)
+    plain = login(client, user, password)
+    session, csrf = cookie_header(plain, "ef_session"), cookie_header(plain, "ef_csrf")
     assert "httponly" in session and "samesite=lax" in session and "path=/" in session and "secure" not in session
     assert "httponly" not in csrf and "samesite=lax" in csrf  # the page's script reads it
     # behind a TLS-terminating proxy, and served over https directly
-    proxied = _login(client, user, password, headers={"X-Forwarded-Proto": "https"})
+    proxied = login(client, user, password, headers={"X-Forwarded-Proto": "https"})
     direct = client.post("https://testserver/api/v1/auth/login", json={"email": user.email, "password": password})
     for r in (proxied, direct):
-        assert "; secure" in _cookie_header(r, "ef_session") and "; secure" in _cookie_header(r, "ef_csrf")
+        assert "; secure" in cookie_header(r, "ef_session") and "; secure" in cookie_header(r, "ef_csrf")
 
 
 def test_state_changing_request_with_the_cookie_needs_the_csrf_header(client, stack):
-    project_id, headers = _signed_in(client, stack, "admin")
+    project_id, headers = signed_in(client, stack, "admin")
     without = {"X-EvalForge-Project": project_id}
     refused = client.post("/api/v1/api-keys", headers=without, json={"scope": "ingest"})
     assert refused.status_code == 403 and refused.json() == {"error": "CSRF token missing or wrong"}
@@ -132,26 +86,26 @@ def test_state_changing_request_with_the_cookie_needs_the_csrf_header(client, st
 
 
 def test_another_site_cannot_sign_in_or_out_in_the_browser(client, stack):
-    user, password = _user(stack)
+    user, password = make_user(stack)
     # an HTML form can only send form or text/plain bodies: login reads JSON only (no login CSRF)
     form = client.post("/api/v1/auth/login", content=f'{{"email": "{user.email}", "password": "{password}"}}',
                        headers={"Content-Type": "text/plain"})
     assert form.status_code == 400 and "ef_session" not in client.cookies
-    body = _login(client, user, password).json()
+    body = login(client, user, password).json()
     assert client.post("/api/v1/auth/logout").status_code == 403  # no CSRF header: still signed in
     assert client.get("/api/v1/auth/me").json()["user"]["id"] == body["user"]["id"]
 
 
 def test_bearer_keys_need_no_csrf_and_win_over_a_cookie(client, stack):
     project_id, key = stack.create_key()
-    _signed_in(client, stack, "viewer")  # a viewer's cookie is in the jar
+    signed_in(client, stack, "viewer")  # a viewer's cookie is in the jar
     r = client.post("/api/v1/eval-rules", headers=stack.headers(key), json={"name": "json", "evaluator": "json_valid"})
     assert r.status_code == 201, r.text
     assert client.get("/api/v1/projects/current", headers=stack.headers(key)).json()["id"] == project_id
 
 
 def test_viewer_reads_but_cannot_write_or_manage_keys(client, stack):
-    project_id, headers = _signed_in(client, stack, "viewer")
+    project_id, headers = signed_in(client, stack, "viewer")
     assert client.get("/api/v1/traces", headers=headers).status_code == 200
     assert client.get("/api/v1/eval-rules", headers=headers).status_code == 200
     assert client.get("/api/v1/projects/current", headers=headers).json() == {
@@ -170,7 +124,7 @@ def test_viewer_reads_but_cannot_write_or_manage_keys(client, stack):
 
 
 def test_member_writes_data_but_not_keys_or_prices(client, stack):
-    _, headers = _signed_in(client, stack, "member")
+    _, headers = signed_in(client, stack, "member")
     # a human score from the dashboard goes through the same ingest endpoint as the SDK's
     score = client.post("/api/v1/scores", headers=headers, json={"name": "thumbs", "value": True,
                                                                   "trace_id": uuid.uuid4().hex})
@@ -195,7 +149,7 @@ def test_user_of_project_a_gets_404_for_project_b(client, stack):
                          "ingested_at": now, "status": "ok"}])
     assert client.get(f"/api/v1/traces/{trace_b}", headers=stack.headers(key_b)).status_code == 200
 
-    project_a, headers = _signed_in(client, stack, "owner")
+    project_a, headers = signed_in(client, stack, "owner")
     other = {**headers, "X-EvalForge-Project": project_b}
     for path in (f"/api/v1/traces/{trace_b}", "/api/v1/traces", "/api/v1/api-keys", "/api/v1/eval-rules",
                  f"/api/v1/traces/{trace_b}?project=x"):
@@ -213,17 +167,17 @@ def test_user_of_project_a_gets_404_for_project_b(client, stack):
 
 
 def test_repeated_wrong_passwords_are_throttled(client, stack):
-    user, password = _user(stack)
+    user, password = make_user(stack)
     limit = stack.settings.login_max_failures
     for _ in range(limit):
-        assert _login(client, user, "wrong password").status_code == 401
-    r = _login(client, user, password)  # even the right password waits now
+        assert login(client, user, "wrong password").status_code == 401
+    r = login(client, user, password)  # even the right password waits now
     assert r.status_code == 429
     assert 0 < int(r.headers["Retry-After"]) <= stack.settings.login_lockout_seconds
     assert "ef_session" not in client.cookies
     # another account from the same address is not locked by this one's failures
-    other, other_password = _user(stack)
-    assert _login(client, other, other_password).status_code == 200
+    other, other_password = make_user(stack)
+    assert login(client, other, other_password).status_code == 200
 
 
 def test_failures_per_address_are_throttled_across_emails(client, stack):
@@ -231,15 +185,15 @@ def test_failures_per_address_are_throttled_across_emails(client, stack):
     for i in range(ip_limit):
         r = client.post("/api/v1/auth/login", json={"email": f"guess{i}@example.com", "password": "guess-guess"})
         assert r.status_code == 401
-    user, password = _user(stack)
-    r = _login(client, user, password)
+    user, password = make_user(stack)
+    r = login(client, user, password)
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
 
 
 def test_passwords_are_stored_as_argon2_hashes_and_nowhere_in_clear(client, stack):
     password = f"clear-text-{uuid.uuid4().hex}"
-    user, _ = _user(stack, password=password)
-    assert _login(client, user, password).status_code == 200
+    user, _ = make_user(stack, password=password)
+    assert login(client, user, password).status_code == 200
     with psycopg.connect(stack.postgres_url) as conn:
         stored = conn.execute("SELECT password_hash FROM users WHERE id = %s", (user.id,)).fetchone()[0]
         assert stored.startswith("$argon2id$")
@@ -251,7 +205,7 @@ def test_passwords_are_stored_as_argon2_hashes_and_nowhere_in_clear(client, stac
 
 
 def test_projects_list_and_create(client, stack):
-    project_id, headers = _signed_in(client, stack, "viewer")
+    project_id, headers = signed_in(client, stack, "viewer")
     assert [p["id"] for p in client.get("/api/v1/projects").json()] == [project_id]
     made = client.post("/api/v1/projects", headers=headers, json={"name": f"mine-{uuid.uuid4().hex[:8]}"})
     assert made.status_code == 201, made.text
@@ -273,7 +227,7 @@ def test_projects_list_and_create(client, stack):
 
 
 def test_an_expired_session_is_refused(client, stack):
-    project_id, _ = _signed_in(client, stack, "member")
+    project_id, _ = signed_in(client, stack, "member")
     with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
         conn.execute("UPDATE user_sessions SET expires_at = now() - interval '1 second' WHERE token_hash = %s",
                      (sha256(client.cookies["ef_session"]),))
@@ -284,12 +238,12 @@ def test_an_expired_session_is_refused(client, stack):
 def test_a_hash_made_with_weaker_parameters_is_upgraded_at_sign_in(client, stack):
     from argon2 import PasswordHasher
 
-    user, password = _user(stack)
+    user, password = make_user(stack)
     weak = PasswordHasher(time_cost=1, memory_cost=8192).hash(password)
     with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
         conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (weak, user.id))
-        assert _login(client, user, password).status_code == 200
+        assert login(client, user, password).status_code == 200
         upgraded = conn.execute("SELECT password_hash FROM users WHERE id = %s", (user.id,)).fetchone()[0]
     assert upgraded != weak and not PasswordHasher().check_needs_rehash(upgraded)
     client.cookies.clear()
-    assert _login(client, user, password).status_code == 200
+    assert login(client, user, password).status_code == 200
