@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, field_validator
 
 from core.accounts import ROLE_RANK, normalize_email, sha256
@@ -103,7 +103,7 @@ async def remove_member(user_id: str, project: ReadProjectDep, services: Service
 
 
 @router.post("/invitations", status_code=201)
-async def invite(body: InvitationIn, project: AdminProjectDep, services: ServicesDep) -> dict:
+async def invite(body: InvitationIn, request: Request, project: AdminProjectDep, services: ServicesDep) -> dict:
     """An invitation link for ``email`` with ``role``; the token is shown once (stored as a hash)."""
     _check_may_touch_owners(project, body.role)
     token = INVITE_PREFIX + secrets.token_urlsafe(32)
@@ -119,7 +119,9 @@ async def invite(body: InvitationIn, project: AdminProjectDep, services: Service
             "INSERT INTO invitations (id, project_id, email, role, token_hash, invited_by, expires_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (invitation_id, project.id, body.email, body.role, sha256(token), project.user_id, expires))
-    url = f"{services.settings.resolved_public_url.rstrip('/')}/accept-invite?token={token}"
+    # The dashboard's invitation page, on the address the admin is using unless a public URL is set.
+    base = services.settings.public_url or str(request.base_url)
+    url = f"{base.rstrip('/')}/invite?token={token}"
     return {"id": invitation_id, "email": body.email, "role": body.role, "token": token, "url": url,
             "expires_at": expires.isoformat(), "note": "shown once; send the link to the person invited"}
 
