@@ -144,7 +144,8 @@ def parse_filters(source: Mapping[str, Any], *, allowed_extra: Iterable[str] = (
 
     Unknown parameter names are rejected too, so a typo never silently widens a query.
     """
-    extra = set(allowed_extra)
+    # ``project`` names the project of a signed-in user's plain GET link (core/deps.py), not a filter.
+    extra = set(allowed_extra) | {"project"}
     for key in source.keys():
         if key not in FILTER_PARAMS and key not in extra:
             raise BadParam(key, "unknown parameter")
