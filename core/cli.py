@@ -62,8 +62,9 @@ def _routers(kind: str) -> list:
         routers.append(ingest_router)
     if kind in ("up", "query"):
         from query_api.router import router as query_router
+        from query_api.web import router as web_router
 
-        routers.append(query_router)
+        routers += [query_router, web_router]
     return routers
 
 
