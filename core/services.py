@@ -136,7 +136,9 @@ async def open_services(
         if "bus" in needed:
             redis_url = urls["redis"]
             svc.bus = open_bus(settings.bus_url, redis_url=redis_url, partitions=settings.kafka_partitions,
-                               timeout_s=settings.bus_timeout_seconds)
+                               timeout_s=settings.bus_timeout_seconds,
+                               replication_factor=settings.kafka_replication_factor,
+                               min_insync_replicas=settings.kafka_min_insync_replicas)
             try:
                 await svc.bus.start()
                 if migrate:
