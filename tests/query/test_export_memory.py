@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import tracemalloc
 import uuid
-from datetime import datetime, timedelta, timezone, UTC
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
