@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import redis
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
@@ -29,7 +30,9 @@ def open_clickhouse(url: str):
 
     if url.startswith("chdb://"):
         return clickhouse_connect.get_client(dsn=url)
-    return clickhouse_connect.get_client(dsn=url, compress="lz4", connect_timeout=5)
+    # No session: a ClickHouse server refuses a second query in a session while one runs, and the
+    # services' client is used from many threads at once. Nothing here relies on session state.
+    return clickhouse_connect.get_client(dsn=url, compress="lz4", connect_timeout=5, autogenerate_session_id=False)
 
 
 @dataclass
@@ -46,6 +49,13 @@ class Services:
     sessions: SessionStore | None = None
     login_throttle: LoginThrottle | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def sync_redis(self) -> redis.Redis:
+        """The one blocking Redis client (a connection pool) for code running in worker threads."""
+        client = self.extras.get("sync_redis")
+        if client is None:
+            client = self.extras["sync_redis"] = redis.Redis.from_url(self.urls["redis"], socket_connect_timeout=5)
+        return client
 
     def pg_sync(self) -> psycopg.Connection:
         """A short-lived blocking connection (CLI, migrations)."""
@@ -84,6 +94,8 @@ class Services:
             await self.pg.close()
         if self.redis is not None:
             await self.redis.aclose()
+        if (sync_redis := self.extras.pop("sync_redis", None)) is not None:
+            sync_redis.close()
         if self.clickhouse is not None and not self.urls.get("clickhouse", "").startswith("chdb://"):
             self.clickhouse.close()
         if self.embedded is not None:
@@ -139,7 +151,9 @@ async def open_services(
         if "bus" in needed:
             redis_url = urls["redis"]
             svc.bus = open_bus(settings.bus_url, redis_url=redis_url, partitions=settings.kafka_partitions,
-                               timeout_s=settings.bus_timeout_seconds)
+                               timeout_s=settings.bus_timeout_seconds,
+                               replication_factor=settings.kafka_replication_factor,
+                               min_insync_replicas=settings.kafka_min_insync_replicas)
             try:
                 await svc.bus.start()
                 if migrate:

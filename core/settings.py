@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     blob_url: str = Field("", description="s3://bucket?endpoint=http://…&region=… | file:///path | empty = <data_dir>/blobs")
 
     kafka_partitions: int = 8
+    # 0: chosen by `migrate` from the brokers it finds: min(3, brokers) replicas, min.insync one less
+    kafka_replication_factor: int = Field(0, ge=0)
+    kafka_min_insync_replicas: int = Field(0, ge=0)
     processor_group: str = "evalforge-processors"
     sink_batch_rows: int = 5000
     sink_batch_ms: int = 1000
