@@ -111,16 +111,17 @@ def create_user(conn, email: str, password: str, name: str = "") -> User:
     return user
 
 
-def set_password(conn, email: str, password: str) -> bool:
-    """Replace a user's password and end their sessions; False if there is no such user."""
+def set_password(conn, email: str, password: str) -> list[str] | None:
+    """Replace a user's password and end their sessions; the ended sessions' hashes (for the caches),
+    or None if there is no such user."""
     check_password(password)
     row = conn.execute(
         "UPDATE users SET password_hash = %s, password_changed_at = now() WHERE email = %s RETURNING id",
         (hash_password(password), normalize_email(email))).fetchone()
     if row is None:
-        return False
-    conn.execute("DELETE FROM user_sessions WHERE user_id = %s", (row[0],))
-    return True
+        return None
+    ended = conn.execute("DELETE FROM user_sessions WHERE user_id = %s RETURNING token_hash", (row[0],)).fetchall()
+    return [r[0] for r in ended]
 
 
 def set_membership(conn, project_id: str, user_id: str, role: str) -> None:
@@ -202,6 +203,11 @@ class SessionStore:
         async with self._pg.connection() as conn:
             await conn.execute("DELETE FROM user_sessions WHERE token_hash = %s", (digest,))
         await self._forget(self.SESSION_PREFIX + digest)
+
+    async def forget_sessions(self, token_hashes: list[str]) -> None:
+        """Drop sessions ended in PostgreSQL (a new password) from the caches."""
+        for digest in token_hashes:
+            await self._forget(self.SESSION_PREFIX + digest)
 
     async def memberships(self, user_id: str) -> dict[str, tuple[str, str]]:
         """project id -> (project name, role) for every project the user belongs to."""

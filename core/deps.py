@@ -49,7 +49,7 @@ async def signed_in_user(request: Request, services: ServicesDep) -> User:
     """For routes about the user rather than a project (``/auth/me``, creating a project)."""
     user = await session_user(request, services)
     if user is None:
-        if request.headers.get("authorization"):
+        if request.headers.get("authorization") and request.method not in SAFE_METHODS:
             raise HTTPException(403, "this needs a signed-in user; an API key belongs to one project")
         raise HTTPException(401, "not signed in")
     return user

@@ -11,8 +11,8 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from core.accounts import (User, create_user, csrf_token_for, hash_password, normalize_email, redeem_invitation, sha256,
-                           verify_password)
+from core.accounts import (User, create_user, csrf_token_for, hash_password, normalize_email, redeem_invitation, set_password,
+                           sha256, verify_password)
 from core.deps import CSRF_COOKIE, SESSION_COOKIE, ServicesDep, SignedInUserDep, session_user
 from core.services import Services
 
@@ -25,6 +25,11 @@ class AcceptInviteIn(BaseModel):
     token: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=1024)
     name: str = Field("", max_length=200)
+
+
+class PasswordIn(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
 
 
 class LoginIn(BaseModel):
@@ -138,6 +143,30 @@ async def accept_invite(body: AcceptInviteIn, request: Request, response: Respon
 @router.get("/me")
 async def me(user: SignedInUserDep, request: Request, services: ServicesDep) -> dict:
     return await session_body(services, user, request.cookies[SESSION_COOKIE])
+
+
+@router.post("/password")
+async def change_password(body: PasswordIn, user: SignedInUserDep, request: Request, response: Response,
+                          services: ServicesDep) -> dict:
+    """A new password (the current one is asked again, throttled like sign-in); every session of the
+    user ends, and this browser gets a new one."""
+    try:
+        await check_password_throttled(request, services, user.email, body.current_password)
+    except HTTPException as exc:
+        if exc.status_code != 401:
+            raise
+        raise HTTPException(400, "current_password: wrong password") from None  # 401 would read as signed out
+    try:
+        ended = await asyncio.to_thread(_set_password, services, user.email, body.new_password)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc).replace("password:", "new_password:", 1)) from None
+    await services.sessions.forget_sessions(ended)  # type: ignore[union-attr]
+    return await sign_in(request, response, services, user)
+
+
+def _set_password(services: Services, email: str, password: str) -> list[str]:
+    with services.pg_sync() as conn:
+        return set_password(conn, email, password) or []
 
 
 @router.post("/logout", status_code=204)

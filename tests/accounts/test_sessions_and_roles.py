@@ -247,3 +247,30 @@ def test_a_hash_made_with_weaker_parameters_is_upgraded_at_sign_in(client, stack
     assert upgraded != weak and not PasswordHasher().check_needs_rehash(upgraded)
     client.cookies.clear()
     assert login(client, user, password).status_code == 200
+
+
+def test_changing_the_password_ends_every_other_session_at_once(client, stack):
+    user, password = make_user(stack)
+    old = login(client, user, password)
+    old_token = client.cookies["ef_session"]
+    client.cookies.clear()
+    assert client.get("/api/v1/auth/me", headers={"Cookie": f"ef_session={old_token}"}).status_code == 200  # cached now
+    csrf = login(client, user, password).json()["csrf_token"]
+    assert old.json()["csrf_token"] != csrf
+
+    change = "/api/v1/auth/password"
+    wrong = client.post(change, headers={"X-CSRF-Token": csrf}, json={"current_password": "nope", "new_password": "x" * 12})
+    assert wrong.status_code == 400 and wrong.json()["error"].startswith("current_password")
+    short = client.post(change, headers={"X-CSRF-Token": csrf}, json={"current_password": password, "new_password": "x"})
+    assert short.status_code == 400 and short.json()["error"].startswith("new_password")
+    assert client.post(change, json={"current_password": password, "new_password": "y" * 12}).status_code == 403
+    done = client.post(change, headers={"X-CSRF-Token": csrf}, json={"current_password": password, "new_password": "new one 12"})
+    assert done.status_code == 200, done.text
+
+    assert client.get("/api/v1/auth/me").status_code == 200  # this browser got a new session
+    current = client.cookies["ef_session"]
+    client.cookies.clear()
+    assert client.get("/api/v1/auth/me", headers={"Cookie": f"ef_session={old_token}"}).status_code == 401
+    assert client.get("/api/v1/auth/me", headers={"Cookie": f"ef_session={current}"}).status_code == 200
+    assert login(client, user, password).status_code == 401
+    assert login(client, user, "new one 12").status_code == 200
