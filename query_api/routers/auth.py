@@ -117,17 +117,16 @@ async def accept_invite(body: AcceptInviteIn, request: Request, response: Respon
             "SELECT id, project_id, email, role FROM invitations WHERE token_hash = %s AND accepted_at IS NULL "
             "AND revoked_at IS NULL AND expires_at > now()", (sha256(body.token),))
         invitation = await cur.fetchone()
-        cur = await conn.execute("SELECT id FROM users WHERE email = %s", (invitation[2],)) if invitation else None
-        existing = await cur.fetchone() if cur else None
-    if invitation is None:
-        raise HTTPException(400, "token: unknown, expired, revoked or already used invitation")
-    invitation_id, project_id, email, role = invitation
-    if existing:
-        user = await check_password_throttled(request, services, email, body.password)
+        if invitation is None:
+            raise HTTPException(400, "token: unknown, expired, revoked or already used invitation")
+        invitation_id, project_id, email, role = invitation
+        cur = await conn.execute("SELECT 1 FROM users WHERE email = %s", (email,))
+        has_account = await cur.fetchone() is not None
+    user = await check_password_throttled(request, services, email, body.password) if has_account else None
 
     def redeem() -> User | None:
         with services.pg_sync() as conn, conn.transaction():
-            joining = user if existing else create_user(conn, email, body.password, body.name)
+            joining = user or create_user(conn, email, body.password, body.name)
             return joining if redeem_invitation(conn, invitation_id, project_id, joining.id, role) else None
 
     try:
