@@ -9,6 +9,7 @@ within ``auth_cache_seconds`` everywhere and at once on the replica that made th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -17,12 +18,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+T = TypeVar("T")
 ROLES = ("viewer", "member", "admin", "owner")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 MIN_PASSWORD_CHARS = 8
@@ -134,6 +137,18 @@ def set_membership(conn, project_id: str, user_id: str, role: str) -> None:
 
 def user_count(conn) -> int:
     return conn.execute("SELECT count(*) FROM users").fetchone()[0]
+
+
+class HashingSlots:
+    """At most ``slots`` argon2 computations at once. Each holds 64 MiB and a core for 0.1-0.4 s, so a
+    flood of sign-ins waits here instead of exhausting memory or the event loop's thread pool."""
+
+    def __init__(self, slots: int = 2):
+        self._semaphore = asyncio.Semaphore(slots)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._semaphore:
+            return await asyncio.to_thread(fn, *args)
 
 
 # -- sessions (async, on the services' pool and Redis) --

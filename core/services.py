@@ -11,7 +11,7 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
-from core.accounts import LoginThrottle, SessionStore
+from core.accounts import HashingSlots, LoginThrottle, SessionStore
 from core.auth import Authenticator
 from core.blobs import BlobStore, S3BlobStore, open_blob_store
 from core.bus import ALL_TOPICS, Bus, BusUnavailable, open_bus
@@ -45,6 +45,7 @@ class Services:
     auth: Authenticator | None = None
     sessions: SessionStore | None = None
     login_throttle: LoginThrottle | None = None
+    password_hashing: HashingSlots = field(default_factory=HashingSlots)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def pg_sync(self) -> psycopg.Connection:

@@ -6,8 +6,6 @@ token that state-changing requests must echo in ``X-CSRF-Token``.
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
@@ -84,14 +82,14 @@ async def check_password_throttled(request: Request, services: Services, email: 
     async with services.pg.connection() as conn:  # type: ignore[union-attr]
         cur = await conn.execute("SELECT id, email, name, password_hash FROM users WHERE email = %s", (email,))
         row = await cur.fetchone()
-    ok, rehash = await asyncio.to_thread(verify_password, row[3] if row else None, password)
+    ok, rehash = await services.password_hashing.run(verify_password, row[3] if row else None, password)
     if not ok:
         await throttle.failed(email, ip)  # type: ignore[union-attr]
         raise HTTPException(401, WRONG_LOGIN)
     assert row is not None  # a match is only possible against a stored hash
     await throttle.succeeded(email)  # type: ignore[union-attr]
     if rehash:  # the library's default parameters grew since this hash was made
-        new_hash = await asyncio.to_thread(hash_password, password)
+        new_hash = await services.password_hashing.run(hash_password, password)
         async with services.pg.connection() as conn:  # type: ignore[union-attr]
             await conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (new_hash, row[0]))
     return User(row[0], row[1], row[2])
@@ -130,7 +128,7 @@ async def accept_invite(body: AcceptInviteIn, request: Request, response: Respon
             return joining if redeem_invitation(conn, invitation_id, project_id, joining.id, role) else None
 
     try:
-        joined = await asyncio.to_thread(redeem)
+        joined = await services.password_hashing.run(redeem)  # hashes a new user's password
     except ValueError as exc:  # a password too short or long; an account made meanwhile with this email
         raise HTTPException(400, str(exc)) from None
     if joined is None:
@@ -156,7 +154,7 @@ async def change_password(body: PasswordIn, user: SignedInUserDep, request: Requ
             raise
         raise HTTPException(400, "current_password: wrong password") from None  # 401 would read as signed out
     try:
-        ended = await asyncio.to_thread(_set_password, services, user.email, body.new_password)
+        ended = await services.password_hashing.run(_set_password, services, user.email, body.new_password)
     except ValueError as exc:
         raise HTTPException(400, str(exc).replace("password:", "new_password:", 1)) from None
     await services.sessions.forget_sessions(ended)  # type: ignore[union-attr]
