@@ -159,6 +159,9 @@ def test_user_of_project_a_gets_404_for_project_b(client, stack):
     # a plain link names the project in the query string instead of the header
     assert client.get(f"/api/v1/traces/{trace_b}?project={project_b}").status_code == 404
     assert client.get(f"/api/v1/traces?project={project_a}").status_code == 200
+    export_a = client.get(f"/api/v1/export?project={project_a}&format=jsonl")
+    assert export_a.status_code == 200 and export_a.text == ""  # A has no spans; B's are not exported
+    assert client.get(f"/api/v1/export?project={project_b}&format=jsonl").status_code == 404
     # in the user's own project, B's trace does not exist either
     assert client.get(f"/api/v1/traces/{trace_b}", headers=headers).status_code == 404
     # without naming a project, the request is refused naming the header
