@@ -1,5 +1,5 @@
-"""Password hashing without services: argon2 at rest, the same answer for unknown users, and a bound
-on concurrent hashes (each holds 64 MiB)."""
+"""Accounts pieces without services: argon2 at rest, the same answer for unknown users, a bound on
+concurrent hashes (each holds 64 MiB), CSRF tokens, and deleting a project's payload files."""
 
 from __future__ import annotations
 
@@ -55,3 +55,19 @@ def test_no_more_than_the_allowed_hashes_run_at_once():
 
     assert asyncio.run(flood()) == list(range(8))
     assert most == 2
+
+
+def test_file_blob_store_deletes_one_projects_payloads(tmp_path):
+    from core.blobs import FileBlobStore
+
+    store = FileBlobStore(tmp_path / "blobs")
+    store.put("p1/t1/s1/input", b"a")
+    store.put("p1/t2/s1/output", b"b")
+    store.put("p10/t1/s1/input", b"c")  # shares the first characters, not the folder
+    assert store.delete_prefix("p1") == 2
+    assert store.get("p10/t1/s1/input") == b"c"
+    with pytest.raises(FileNotFoundError):
+        store.get("p1/t1/s1/input")
+    assert store.delete_prefix("p1") == 0 and store.delete_prefix("") == 0
+    with pytest.raises(ValueError):
+        store.delete_prefix("../outside")
