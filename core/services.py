@@ -12,7 +12,7 @@ import redis
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
-from core.accounts import LoginThrottle, SessionStore
+from core.accounts import HashingSlots, LoginThrottle, SessionStore
 from core.auth import Authenticator
 from core.blobs import BlobStore, S3BlobStore, open_blob_store
 from core.bus import ALL_TOPICS, Bus, BusUnavailable, open_bus
@@ -48,6 +48,7 @@ class Services:
     auth: Authenticator | None = None
     sessions: SessionStore | None = None
     login_throttle: LoginThrottle | None = None
+    password_hashing: HashingSlots = field(default_factory=HashingSlots)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def sync_redis(self) -> redis.Redis:
