@@ -12,8 +12,8 @@ const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2"
 /** A time series chart (uPlot: canvas, smooth at 10,000+ points). Clicking near a point calls
  * ``onPick(x index, series index)``. The same numbers are in a visually hidden table, for screen
  * readers (and tests). */
-export function Chart({ title, xs, series, format, onPick, height = 220 }: {
-  title: string; xs: number[]; series: Series[]; format: (v: number | null) => string;
+export function Chart({ title, xs, series, format, onPick, xRange, height = 220 }: {
+  title: string; xs: number[]; series: Series[]; format: (v: number | null) => string; xRange?: [number, number];
   onPick?: (xIndex: number, seriesIndex: number) => void; height?: number;
 }) {
   const host = useRef<HTMLDivElement>(null);
@@ -28,6 +28,7 @@ export function Chart({ title, xs, series, format, onPick, height = 220 }: {
                                               points: { show: xs.length < 60 }, value: (_u: uPlot, v: number | null) => format(v) }))],
       axes: [{}, { values: (_u: uPlot, vals: number[]) => vals.map((v) => format(v)), size: 70 }],
       cursor: { focus: { prox: 30 } },
+      scales: xRange ? { x: { time: true, range: () => xRange } } : undefined,
       legend: { show: series.length > 1 },
     };
     const plot = new uPlot(opts, [xs, ...series.map((s) => s.values)] as uPlot.AlignedData, el);
@@ -47,7 +48,7 @@ export function Chart({ title, xs, series, format, onPick, height = 220 }: {
     const resize = new ResizeObserver(() => plot.setSize({ width: Math.max(300, el.clientWidth), height }));
     resize.observe(el);
     return () => { resize.disconnect(); plot.destroy(); };
-  }, [xs, series, height, format]);
+  }, [xs, series, height, format, xRange?.[0], xRange?.[1]]); // eslint-disable-line react-hooks/exhaustive-deps
   return (
     <figure className="chart" aria-label={title} data-testid={`chart-${title}`} data-drawn={xs.length > 0 ? "1" : "0"}>
       <figcaption>{title}</figcaption>
