@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     max_scores_per_request: int = 1_000
     ingest_max_inflight_bytes: int = Field(
         256 * 1024 * 1024, description="request-body bytes one ingest process holds at most; beyond, 503 + Retry-After (0 = no cap)")
+    redis_timeout_seconds: float = 5.0  # a command on the shared Redis (auth cache, rate limits) waits this long
     ingest_thread_decode_bytes: int = Field(
         256 * 1024, description="bodies this large or larger are decompressed and decoded off the event loop")
     rate_limit_spans_per_second: float = 0.0  # 0 = unlimited
