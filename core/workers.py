@@ -75,6 +75,13 @@ async def supervise(job: Callable[..., Awaitable[None]], services: object, stopp
                 break
             error = "returned before shutdown"
             log.error("background worker %s %s; restarting in %.0f s", state.name, error, backoff)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():  # the supervisor itself is being cancelled: shutdown
+                state.status = "stopped"
+                raise
+            error = "cancelled from inside"  # e.g. an inner task the worker awaited was cancelled
+            log.exception("background worker %s was cancelled; restarting in %.0f s", state.name, backoff)
         except Exception as exc:  # any death of a worker is restarted, whatever its cause
             error = f"{type(exc).__name__}: {exc}"[:300]
             log.exception("background worker %s died; restarting in %.0f s", state.name, backoff)
