@@ -26,7 +26,7 @@ from core.ratelimit import RateLimiter
 from core.services import Services
 from core.span import encode
 from core.tokens import fill_missing_tokens
-from ingest import metrics, native
+from ingest import metrics, native, openapi
 from ingest.admission import ClientGone, content_encoding, decompress, inflight, off_loop, read_raw_body
 from ingest.json_batch import BatchError, decode_span_batch, validate_score
 from ingest.normalize import Limits
@@ -148,7 +148,8 @@ def _decode_otlp_body(body: bytes, kind: str, project_id: str, limits: Limits,
     return None, decode_otlp(body, kind, project_id, limits=limits)
 
 
-@router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)")
+@router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)",
+             openapi_extra=openapi.OTLP_TRACES)
 async def otlp_traces(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     content_type = request.headers.get("content-type")
     try:
@@ -196,7 +197,7 @@ def _parse_json(body: bytes) -> Any:
         raise HTTPException(400, f"body: invalid JSON: {exc}") from None
 
 
-@router.post("/api/v1/spans", summary="JSON span batch for non-OTel clients")
+@router.post("/api/v1/spans", summary="JSON span batch for non-OTel clients", openapi_extra=openapi.SPAN_BATCH)
 async def json_spans(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     limits = _limits(services)
 
@@ -234,7 +235,8 @@ def _score_ids(headers: Headers, project_id: str, count: int) -> list[str]:
     return [hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:32] for i in range(count)]
 
 
-@router.post("/api/v1/scores", summary="Feedback / human / SDK scores for a trace or span")
+@router.post("/api/v1/scores", summary="Feedback / human / SDK scores for a trace or span",
+             openapi_extra=openapi.SCORES)
 async def post_scores(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     try:
         with inflight(services).reservation() as held:
