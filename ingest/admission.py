@@ -14,7 +14,7 @@ import asyncio
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from fastapi import HTTPException, Request
 from starlette.requests import ClientDisconnect
@@ -60,7 +60,7 @@ class Reservation:
         self.held = 0
         metrics.INFLIGHT_BYTES.set(self._budget.used)
 
-    def __enter__(self) -> Reservation:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

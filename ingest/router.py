@@ -27,11 +27,25 @@ from core.services import Services
 from core.span import encode
 from core.tokens import fill_missing_tokens
 from ingest import metrics, native, openapi
-from ingest.admission import ClientGone, content_encoding, decompress, inflight, off_loop, read_raw_body
+from ingest.admission import (
+    ClientGone,
+    content_encoding,
+    decompress,
+    inflight,
+    off_loop,
+    read_raw_body,
+)
 from ingest.json_batch import BatchError, decode_span_batch, validate_score
 from ingest.normalize import Limits
 from ingest.otlp import (
-    JSON, PROTOBUF, DecodeResult, OTLPDecodeError, UnsupportedContentType, decode_otlp, encode_error, encode_response,
+    JSON,
+    PROTOBUF,
+    DecodeResult,
+    OTLPDecodeError,
+    UnsupportedContentType,
+    decode_otlp,
+    encode_error,
+    encode_response,
     media_type,
 )
 

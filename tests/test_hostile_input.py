@@ -8,10 +8,13 @@ import base64
 import threading
 import time
 import uuid
+from typing import Self
 
 import orjson
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
 NUL = "a\x00b"
@@ -169,7 +172,7 @@ class _ReadyzProbe:
             self.latencies.append(time.perf_counter() - started)
             time.sleep(0.02)
 
-    def __enter__(self) -> _ReadyzProbe:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 EXAMPLES_PER_OPERATION = 20
 
 
-def _send(stack, case, key: str):  # noqa: ANN001, ANN202 - a schemathesis Case, an httpx response
+def _send(stack, case, key: str):
     kwargs = case.as_transport_kwargs(base_url="http://testserver")
     headers = {**(kwargs.pop("headers", None) or {}), "Authorization": f"Bearer {key}"}
     body = {}
@@ -40,7 +40,7 @@ def test_no_operation_answers_5xx(stack):
         @given(case=operation.as_strategy())
         @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
-        def fuzz(case) -> None:  # noqa: ANN001
+        def fuzz(case) -> None:
             response = _send(stack, case, key)
             assert response.status_code < 500, (f"{case.method} {case.formatted_path} -> {response.status_code}: "
                                                 f"{response.text[:300]}\n{case.as_curl_command()}")

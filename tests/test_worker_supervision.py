@@ -5,6 +5,7 @@ answering 200 and /readyz "ok")."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from starlette.testclient import TestClient
@@ -42,7 +43,7 @@ def test_a_dying_worker_fails_readyz_and_is_restarted(redis_url, service_root, m
         state = down.json()["workers"]["flaky_worker"]
         assert state["last_error"] == "ConnectionError: bus read timed out" and state["restarts"] >= 1
         _wait(lambda: len(runs) >= 3)  # it keeps trying, further apart each time
-        gaps = [b - a for a, b in zip(runs, runs[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(runs)]
         assert gaps[1] > gaps[0]
         broken["yes"] = False
         up = _wait(lambda: (r := client.get("/readyz")).status_code == 200 and r)

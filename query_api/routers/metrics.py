@@ -6,8 +6,20 @@ from fastapi import APIRouter, Request
 
 from core.deps import ProjectDep, ServicesDep
 from query_api.filters import BadParam, parse_filters
-from query_api.metrics_sql import AGGREGATIONS, METRICS, MetricQuery, default_aggregation, run_metric
-from query_api.routers.common import documented_query, http_errors, int_param, one_of, text_param
+from query_api.metrics_sql import (
+    AGGREGATIONS,
+    METRICS,
+    MetricQuery,
+    default_aggregation,
+    run_metric,
+)
+from query_api.routers.common import (
+    documented_query,
+    http_errors,
+    int_param,
+    one_of,
+    text_param,
+)
 
 router = APIRouter(tags=["metrics"])
 METRIC_PARAMS = ("metric", "aggregation", "group_by", "interval", "limit")

@@ -6,7 +6,13 @@ from fastapi import APIRouter, HTTPException, Request
 
 from core.deps import ProjectDep, ServicesDep
 from query_api.filters import parse_filters
-from query_api.routers.common import documented_query, http_errors, int_param, one_of, text_param
+from query_api.routers.common import (
+    documented_query,
+    http_errors,
+    int_param,
+    one_of,
+    text_param,
+)
 from query_api.traces_sql import SORTS, get_trace, list_traces
 
 router = APIRouter(tags=["traces"])
