@@ -179,8 +179,7 @@ def to_record(
     if not isinstance(resource, Resource):
         resource = make_resource(resource, *(scope or ("", "")), limits=limits)
     _validate(span)
-    if len(span.attributes) > limits.max_attributes:
-        raise SpanRejected("attributes", f"{len(span.attributes)} attributes; the limit is {limits.max_attributes} per span")
+    check_attribute_count(len(span.attributes), limits)
     max_attr = limits.max_attribute_bytes
     counter = [resource.truncated]
     attrs = dict(resource.attributes)
@@ -272,6 +271,13 @@ def to_record(
     if counter[0]:
         attrs[_TRUNCATED_KEY] = str(counter[0])
     return rec
+
+
+def check_attribute_count(count: int, limits: Limits) -> None:
+    """Raise :class:`SpanRejected` for a span with more attributes than ``limits`` allow (decoders call
+    it before converting the attributes, which is most of the work for a hostile span)."""
+    if count > limits.max_attributes:
+        raise SpanRejected("attributes", f"{count} attributes; the limit is {limits.max_attributes} per span")
 
 
 def _special(key, value, attrs, tags, indexed, limit, counter) -> None:  # type: ignore[no-untyped-def]
