@@ -189,3 +189,31 @@ def test_a_stalled_redis_is_503_with_retry_after_not_500(migrated_postgres, s3_b
             assert client.post("/v1/traces", content=_protobuf(1), headers=headers).status_code == 200
     finally:
         redis_server.stop()
+
+
+def test_scores_share_the_spans_admission_rate_limit_and_metrics(migrated_postgres, redis_url, s3_blob_url,
+                                                                 service_root, key):
+    from starlette.testclient import TestClient
+
+    app = _app({"rate_limit_spans_per_second": 0.5, "rate_limit_burst": 3}, migrated_postgres, redis_url,
+               s3_blob_url, service_root / "scores-admission")
+    trace = uuid.uuid4().hex
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(app) as client:
+
+        def rejected_rate_limited() -> float:
+            for line in client.get("/metrics").text.splitlines():
+                if line.startswith('evalforge_ingest_scores_rejected_total{reason="rate_limited"}'):
+                    return float(line.split()[-1])
+            return 0.0
+
+        before = rejected_rate_limited()
+        ok = client.post("/api/v1/scores", headers=headers, json={"scores": [
+            {"name": "thumbs", "value": True, "trace_id": trace}] * 3})
+        assert ok.status_code == 202
+        limited = client.post("/api/v1/scores", headers=headers, json={"name": "thumbs", "value": True, "trace_id": trace})
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert rejected_rate_limited() == before + 1
+        # the same bucket as spans: the project's spans wait too
+        spans = client.post("/v1/traces", content=_protobuf(1), headers={**headers, "Content-Type": "application/x-protobuf"})
+        assert spans.status_code == 429
