@@ -135,7 +135,9 @@ async def open_services(
             svc.embedded = EmbeddedStack(settings.data_dir.resolve(), embedded_parts)
             urls.update(await asyncio.to_thread(svc.embedded.start))
         if "redis" in needed:
-            svc.redis = aioredis.from_url(urls["redis"], socket_connect_timeout=5)
+            # A read timeout: a stalled Redis becomes a 503 (core.request_guard), not a request that hangs.
+            svc.redis = aioredis.from_url(urls["redis"], socket_connect_timeout=5,
+                                          socket_timeout=settings.redis_timeout_seconds)
             await _reach("EVALFORGE_REDIS_URL", svc.redis.ping())
         if "postgres" in needed:
             if migrate:

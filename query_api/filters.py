@@ -81,7 +81,10 @@ def parse_time(param: str, value: str) -> datetime:
         raise BadParam(param, f"not an ISO-8601 time or Unix seconds: {value[:40]!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    dt = dt.astimezone(timezone.utc)
+    try:
+        dt = dt.astimezone(timezone.utc)  # year 1 or 9999 with an offset leaves datetime's range
+    except OverflowError:
+        raise BadParam(param, "out of range (years 1970-2200)") from None
     if not 1970 <= dt.year <= 2200:
         raise BadParam(param, "out of range (years 1970-2200)")
     return dt

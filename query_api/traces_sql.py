@@ -32,6 +32,9 @@ class NotFound(LookupError):
     """The trace / session does not exist in the caller's project (answered as 404)."""
 
 
+_MAX_CURSOR_MICROS = int(datetime(2262, 1, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000  # spans' Int64 ns range
+
+
 def encode_cursor(key: Any, trace_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([key, trace_id])).decode().rstrip("=")
 
@@ -82,6 +85,8 @@ def _newest_roots(client, project_id: str, f: Filters, desc: bool, limit: int,
     7, then 30, then without bound, stopping once a page is full: a page of recent traces then reads
     a day of data instead of the whole project."""
     key, tid = decode_cursor(cursor, int) if cursor else (None, "")
+    if key is not None and not 0 <= key <= _MAX_CURSOR_MICROS:  # a forged one: datetime cannot hold it
+        raise BadParam("cursor", "malformed; pass next_cursor from the previous page unchanged")
     lookbacks: list[timedelta | None] = [None]
     if desc:
         anchor = (datetime.fromtimestamp(key / 1e6, tz=timezone.utc) if key is not None

@@ -25,6 +25,11 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
+/// The longest attribute list (span, resource, event) or tag list this path takes. Duplicate keys
+/// are found by scanning what came before, quadratic in the list: a request with longer lists (rare;
+/// a hostile one has 100k) goes to the Python path, which is linear and applies the span limits.
+const MAX_LIST: usize = 64;
+
 // ---------------------------------------------------------------------------------------------
 // configuration (from ingest.conventions / ingest.normalize / core.span)
 
@@ -348,7 +353,7 @@ fn event(buf: &[u8]) -> Option<Event<'_>> {
             (2, 2) => e.name = r.string()?,
             (3, 2) => {
                 let (key, value) = key_value(r.bytes()?)?;
-                if e.attributes.iter().any(|(k, _)| *k == key) {
+                if e.attributes.len() >= MAX_LIST || e.attributes.iter().any(|(k, _)| *k == key) {
                     return None; // protobuf -> dict keeps one value per key
                 }
                 e.attributes.push((key, value));
@@ -394,6 +399,7 @@ fn span(buf: &[u8]) -> Option<Span<'_>> {
             (6, 0) => s.kind = r.varint()? as i32,
             (7, 1) => s.start_ns = r.fixed64()?,
             (8, 1) => s.end_ns = r.fixed64()?,
+            (9, 2) if s.attributes.len() >= MAX_LIST => return None,
             (9, 2) => s.attributes.push(key_value(r.bytes()?)?),
             (10, 0) | (12, 0) | (14, 0) => {
                 r.varint()?;
@@ -428,6 +434,9 @@ struct Resource {
 }
 
 fn resource(cfg: &Config, attrs: &[(&str, Val)], scope: (&str, &str), lim: &Limits) -> Option<Resource> {
+    if attrs.len() > MAX_LIST {
+        return None;
+    }
     let mut res = Resource { columns: Default::default(), attributes: Vec::with_capacity(attrs.len() + 2) };
     let mut ranks = [99i64; 3];
     for (i, (key, value)) in attrs.iter().enumerate() {
@@ -731,6 +740,9 @@ fn add_tags(tags: &mut Vec<String>, value: &Val) -> Option<()> {
         Val::Str(text) if text.starts_with('[') => return None, // a JSON list to parse
         single => std::slice::from_ref(single),
     };
+    if tags.len() + items.len() > MAX_LIST {
+        return None;
+    }
     for item in items {
         let tag = match item {
             Val::Str(text) => text.to_string(),

@@ -6,14 +6,27 @@ from fastapi import APIRouter, Request
 
 from core.deps import ProjectDep, ServicesDep
 from query_api.filters import BadParam, parse_filters
-from query_api.metrics_sql import AGGREGATIONS, METRICS, MetricQuery, default_aggregation, run_metric
-from query_api.routers.common import http_errors, int_param, one_of, text_param
+from query_api.metrics_sql import (
+    AGGREGATIONS,
+    METRICS,
+    MetricQuery,
+    default_aggregation,
+    run_metric,
+)
+from query_api.routers.common import (
+    documented_query,
+    http_errors,
+    int_param,
+    one_of,
+    text_param,
+)
 
 router = APIRouter(tags=["metrics"])
 METRIC_PARAMS = ("metric", "aggregation", "group_by", "interval", "limit")
 
 
-@router.get("/metrics")
+@router.get("/metrics", openapi_extra=documented_query(("metric", list(METRICS)), ("aggregation", list(AGGREGATIONS)),
+                                                      "group_by", "interval", "limit"))
 def metrics(request: Request, project: ProjectDep, services: ServicesDep) -> dict:
     """metric: requests | latency | ttft | cost | input_tokens | output_tokens | errors | error_rate |
     tokens_per_second | score (with score_name); aggregation: count | sum | avg | min | max | p50 |
