@@ -276,7 +276,7 @@ def _span_detail(row: tuple, blobs) -> dict[str, Any]:
     for key in ("cost", "ttft_ms", "tokens_per_second", "duration_ms"):
         span[key] = num(span[key])
     span["tags"] = list(span["tags"])
-    span["attributes"] = {k: _json_or_text(v) for k, v in (span["attributes"] or {}).items()}
+    span["attributes"] = {k: attribute_value(v) for k, v in (span["attributes"] or {}).items()}
     events = _json_or_text(span["events"]) if span["events"] else []
     span["events"] = events if isinstance(events, list) else []
     for field in ("input", "output"):
@@ -289,6 +289,19 @@ def _span_detail(row: tuple, blobs) -> dict[str, Any]:
                 span[f"{field}_error"] = f"payload unavailable: {type(exc).__name__}"
     span["children"] = []
     return span
+
+
+def attribute_value(value: str) -> Any:
+    """A stored attribute as the API shows it. Ingest keeps an OTLP string as it was sent and writes
+    other values as JSON, so the stored text alone cannot tell the string "false" from the boolean:
+    only JSON objects and arrays (structured values, and JSON sent as a string such as OpenInference
+    ``metadata``) are parsed; every scalar stays the text it was ("9.10" is not 9.1, a 23-digit id
+    is not a float)."""
+    if value[:1] in ("{", "[") or value.lstrip()[:1] in ("{", "["):
+        parsed = _json_or_text(value)
+        if isinstance(parsed, (dict, list)):
+            return parsed
+    return value
 
 
 def _json_or_text(value: str) -> Any:
