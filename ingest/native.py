@@ -47,6 +47,17 @@ def _configure() -> bool:
 
 AVAILABLE = _configure()
 
+# Conventions only the Python path maps (messages to convert into the canonical shape, time to first
+# token from events, Vercel's "provider.api"): a request holding any of them goes there. Matched as
+# protobuf encodes them (field tag, length, text: an attribute key is KeyValue field 1, an event name
+# Span.Event field 2), so "gen_ai.prompt" never matches "ai.prompt"; a substring test costs ~1 us a MB.
+_PYTHON_ONLY_KEYS = ("ai.prompt.messages", "ai.prompt", "ai.response.text", "ai.response.toolCalls",
+                     "ai.toolCall.args", "ai.toolCall.input", "ai.toolCall.result", "ai.toolCall.output",
+                     "ai.model.provider", "request_data", "response_data")
+PYTHON_ONLY_MARKERS = tuple(
+    [b"\x0a" + bytes([len(k)]) + k.encode() for k in _PYTHON_ONLY_KEYS]
+    + [b"\x12" + bytes([len(n)]) + n.encode() for n in sorted(c.FIRST_TOKEN_EVENTS)])
+
 
 def encode_otlp(body: bytes, project_id: str, limits: Limits, offload_chars: int,
                 ingested_at: datetime) -> list[tuple[bytes, bytes]] | None:
@@ -54,7 +65,7 @@ def encode_otlp(body: bytes, project_id: str, limits: Limits, offload_chars: int
 
     ``offload_chars``: a payload longer than this goes to the blob store, which Python does.
     """
-    if not AVAILABLE:
+    if not AVAILABLE or any(marker in body for marker in PYTHON_ONLY_MARKERS):
         return None
     stamp = orjson.dumps(ingested_at, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
     return _native.encode_otlp_protobuf(body, project_id, stamp, limits.max_attribute_bytes,

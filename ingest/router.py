@@ -23,6 +23,7 @@ from core.services import Services
 from core.span import encode
 from core.tokens import fill_missing_tokens
 from ingest import metrics, native
+from ingest.duplicates import mark_duplicate_calls, mark_duplicate_messages
 from ingest.body import read_body
 from ingest.json_batch import BatchError, decode_span_batch, validate_score
 from ingest.normalize import Limits
@@ -75,6 +76,7 @@ async def _publish(services: Services, messages: list[tuple[bytes, bytes]]) -> N
 async def _accept(services: Services, project_id: str, records: list[dict[str, Any]]) -> None:
     """Admit, offload big payloads, publish keyed by trace id; raises HTTPException (413 / 429 / 503)."""
     await _admit(services, project_id, len(records))
+    mark_duplicate_calls(records)
     threshold = services.settings.payload_offload_bytes
     if any(len(r.get("input") or "") > threshold or len(r.get("output") or "") > threshold for r in records):
         def offload(r: dict[str, Any]) -> int:
@@ -89,9 +91,11 @@ async def _accept(services: Services, project_id: str, records: list[dict[str, A
 async def _accept_native(services: Services, project_id: str, messages: list[tuple[bytes, bytes]]) -> None:
     """:func:`_accept` for messages the native path already encoded (nothing to offload)."""
     await _admit(services, project_id, len(messages))
-    await _publish(services, messages)
+    await _publish(services, mark_duplicate_messages(messages))
 
 
+# A trailing slash is the same endpoint, not a 307 redirect (exporters do not re-POST the body).
+@router.post("/v1/traces/", include_in_schema=False)
 @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)")
 async def otlp_traces(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     content_type = request.headers.get("content-type")
@@ -136,6 +140,7 @@ async def otlp_traces(request: Request, project: IngestProjectDep, services: Ser
     return Response(encode_response(len(result.rejected), result.error_message(), kind), media_type=kind)
 
 
+@router.post("/api/v1/spans/", include_in_schema=False)
 @router.post("/api/v1/spans", summary="JSON span batch for non-OTel clients")
 async def json_spans(request: Request, project: IngestProjectDep, services: ServicesDep) -> JSONResponse:
     body = await read_body(request, services.settings.max_body_bytes)
@@ -155,6 +160,7 @@ async def json_spans(request: Request, project: IngestProjectDep, services: Serv
     return JSONResponse({"accepted": len(records), "rejected": [r.as_dict() for r in rejected]})
 
 
+@router.post("/api/v1/scores/", include_in_schema=False)
 @router.post("/api/v1/scores", summary="Feedback / human / SDK scores for a trace or span")
 async def post_scores(request: Request, project: IngestProjectDep, services: ServicesDep) -> JSONResponse:
     body = await read_body(request, services.settings.max_body_bytes)
