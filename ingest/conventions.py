@@ -23,7 +23,7 @@ _register("kind", "evalforge.span.kind", "openinference.span.kind", "langfuse.ob
 _register("operation", "evalforge.operation", "gen_ai.operation.name", "llm.request.type")
 _register("provider", "evalforge.provider", "gen_ai.provider.name", "gen_ai.system", "llm.provider",
           "llm.system")
-_register("request_model", "evalforge.request_model", "gen_ai.request.model")
+_register("request_model", "evalforge.request_model", "gen_ai.request.model", "llm.request.model_name")
 _register("response_model", "evalforge.model", "gen_ai.response.model", "langfuse.observation.model.name",
           "llm.model_name", "llm.response.model")
 _register("input_tokens", "evalforge.usage.input_tokens", "gen_ai.usage.input_tokens",
@@ -62,7 +62,7 @@ for slot, keys in {"kind": ("ai.operationId",), "provider": ("ai.model.provider"
                    "input_tokens": ("ai.usage.promptTokens", "ai.usage.inputTokens"),
                    "output_tokens": ("ai.usage.completionTokens", "ai.usage.outputTokens"),
                    "total_tokens": ("ai.usage.totalTokens",), "cache_read": ("ai.usage.cachedInputTokens",),
-                   "reasoning": ("ai.usage.reasoningTokens",), "ttft_ms": ("ai.response.msToFirstChunk",)}.items():
+                   "reasoning": ("ai.usage.reasoningTokens",), "ttft_ms": ("ai.response.msToFirstChunk", "ai.stream.msToFirstChunk")}.items():
     for key in keys:
         _SLOTS[key] = (slot, 50)
 # the Anthropic SDK's own spans (com.anthropic.sdk.python) name cache writes so
@@ -121,7 +121,7 @@ _KIND_ALIASES = {
 }
 # span events that mark the first token of a stream (OpenInference; OpenLLMetry's first chunk event)
 FIRST_TOKEN_EVENTS = frozenset(("First Token Stream Event", "gen_ai.content.completion.chunk",
-                                "llm.content.completion.chunk"))
+                                "llm.content.completion.chunk", "ai.stream.firstChunk"))
 _OPERATION_ALIASES = {"completion": "text_completion", "embedding": "embeddings"}
 _OPERATION_KINDS = {
     "chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "embedding",

@@ -53,7 +53,7 @@ AVAILABLE = _configure()
 # Span.Event field 2), so "gen_ai.prompt" never matches "ai.prompt"; a substring test costs ~1 us a MB.
 _PYTHON_ONLY_KEYS = ("ai.prompt.messages", "ai.prompt", "ai.response.text", "ai.response.toolCalls",
                      "ai.toolCall.args", "ai.toolCall.input", "ai.toolCall.result", "ai.toolCall.output",
-                     "ai.model.provider", "request_data", "response_data")
+                     "ai.model.provider", "request_data", "response_data", "llm.invocation_parameters")
 PYTHON_ONLY_MARKERS = tuple(
     [b"\x0a" + bytes([len(k)]) + k.encode() for k in _PYTHON_ONLY_KEYS]
     + [b"\x12" + bytes([len(n)]) + n.encode() for n in sorted(c.FIRST_TOKEN_EVENTS)])

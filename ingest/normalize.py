@@ -223,7 +223,7 @@ def to_record(
         value = found[slot][2]
         text[slot] = value if type(value) is str else _as_text(value)
     get = text.get
-    request_model = get("request_model", "")
+    request_model = get("request_model", "") or _invocation_model(span.attributes)
     start_ns, end_ns = span.start_ns, span.end_ns
     # copying a ready record and setting what varies is ~4x cheaper than a 45-key dict display
     rec = _TEMPLATE.copy()
@@ -269,6 +269,18 @@ def to_record(
     if counter[0]:
         attrs[_TRUNCATED_KEY] = str(counter[0])
     return rec
+
+
+def _invocation_model(attributes: dict[str, Any]) -> str:
+    """OpenInference keeps the requested model only in ``llm.invocation_parameters`` (a JSON object)."""
+    params = attributes.get("llm.invocation_parameters")
+    if isinstance(params, str) and params.startswith("{"):
+        try:
+            model = orjson.loads(params).get("model")
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
+        return model if isinstance(model, str) else ""
+    return ""
 
 
 def _special(key, value, attrs, tags, indexed, limit, counter) -> None:  # type: ignore[no-untyped-def]

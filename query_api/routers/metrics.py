@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from core.deps import ProjectDep, ServicesDep
 from query_api.filters import BadParam, parse_filters
 from query_api.metrics_sql import AGGREGATIONS, METRICS, MetricQuery, default_aggregation, run_metric
-from query_api.routers.openapi_params import METRICS, openapi_parameters
+from query_api.routers.openapi_params import METRICS as METRICS_PARAMETERS, openapi_parameters
 from query_api.routers.common import http_errors, int_param, one_of, text_param
 
 router = APIRouter(tags=["metrics"])
@@ -17,7 +17,7 @@ METRIC_PARAMS = ("metric", "aggregation", "group_by", "interval", "limit")
 MODEL_CALL_METRICS = ("requests", "latency")
 
 
-@router.get("/metrics", openapi_extra=openapi_parameters(METRICS))
+@router.get("/metrics", openapi_extra=openapi_parameters(METRICS_PARAMETERS))
 def metrics(request: Request, project: ProjectDep, services: ServicesDep) -> dict:
     """metric: requests | latency | ttft | cost | input_tokens | output_tokens | errors | error_rate |
     tokens_per_second | score (with score_name); aggregation: count | sum | avg | min | max | p50 |

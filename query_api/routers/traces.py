@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from core.deps import ProjectDep, ServicesDep
 from query_api.filters import parse_filters
-from query_api.routers.openapi_params import TRACES, openapi_parameters
+from query_api.routers.openapi_params import TRACES as TRACES_PARAMETERS, openapi_parameters
 from query_api.routers.common import http_errors, int_param, one_of, text_param
 from query_api.traces_sql import SORTS, get_trace, list_traces
 
@@ -14,7 +14,7 @@ router = APIRouter(tags=["traces"])
 LIST_PARAMS = ("sort", "order", "limit", "cursor")
 
 
-@router.get("/traces", openapi_extra=openapi_parameters(TRACES))
+@router.get("/traces", openapi_extra=openapi_parameters(TRACES_PARAMETERS))
 def traces(request: Request, project: ProjectDep, services: ServicesDep) -> dict:
     """Traces of the key's project. Filters: from, to, model, provider, name, status, user_id,
     session_id, tag, environment, release, kind, prompt_name, prompt_version, min/max_latency_ms,
