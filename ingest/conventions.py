@@ -70,7 +70,7 @@ _SLOTS["gen_ai.usage.cache_write.input_tokens"] = ("cache_creation", 2)
 _register("session_id", "evalforge.session_id", "gen_ai.conversation.id", "langfuse.session.id", "session.id",
           "traceloop.association.properties.session_id")
 _register("user_id", "evalforge.user_id", "langfuse.user.id", "user.id",
-          "traceloop.association.properties.user_id")
+          "traceloop.association.properties.user_id", "llm.user")
 _register("environment", "evalforge.environment", "langfuse.environment", "deployment.environment.name",
           "deployment.environment")
 _register("release", "evalforge.release", "langfuse.release", "service.version")

@@ -208,8 +208,10 @@ def to_record(
             attrs[key] = _attr_str(value, max_attr, counter)
     for prefix, messages in indexed.items():
         slot, rank, _ = _INDEXED[prefix]
-        convert = from_openinference if prefix.startswith("llm.") else from_indexed_genai
-        value = [convert(messages[i]) for i in sorted(messages)]
+        if prefix.startswith("llm."):
+            value = [from_openinference(messages[i]) for i in sorted(messages)]
+        else:
+            value = _indexed_genai_messages([messages[i] for i in sorted(messages)])
         current = found.get(slot)
         if current is None or rank < current[0]:
             found[slot] = (rank, prefix, value)
@@ -269,6 +271,20 @@ def to_record(
     if counter[0]:
         attrs[_TRUNCATED_KEY] = str(counter[0])
     return rec
+
+
+def _indexed_genai_messages(flats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``gen_ai.prompt.N.*`` / ``gen_ai.completion.N.*`` -> canonical messages. LiteLLM numbers the
+    tool calls of one reply as completions (``gen_ai.completion.1.function_call.name`` with no role
+    or content): those join the message before them."""
+    out: list[dict[str, Any]] = []
+    for flat in flats:
+        message = from_indexed_genai(flat)
+        if out and not message["role"] and all(p["type"] == "tool_call" for p in message["parts"]):
+            out[-1]["parts"] += message["parts"]
+        else:
+            out.append(message)
+    return out
 
 
 def _invocation_model(attributes: dict[str, Any]) -> str:

@@ -207,3 +207,26 @@ def test_native_messages_are_marked_like_records():
     assert marked == [(r["trace_id"].encode(), encode(r)) for r in records]
     assert orjson.loads(marked[0][1])["attributes"][DUPLICATE_OF] == "b" * 16
     assert marked[2] is messages[2]
+
+
+def test_litellm_otel_callback_shape():
+    """litellm/integrations/opentelemetry.py: traceloop keys, tool calls numbered as completions."""
+    rec = record({
+        "metadata.user_api_key_alias": "team-a", "gen_ai.request.model": "gpt-4o", "llm.request.type": "acompletion",
+        "gen_ai.system": "openai", "llm.is_streaming": "False", "llm.user": "end-user-9",
+        "gen_ai.response.id": "chatcmpl-7", "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "llm.usage.total_tokens": 40, "gen_ai.usage.completion_tokens": 15, "gen_ai.usage.prompt_tokens": 25,
+        "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": "weather in Paris and Lyon?",
+        "gen_ai.completion.0.finish_reason": "tool_calls", "gen_ai.completion.0.role": "assistant",
+        "gen_ai.completion.0.function_call.name": "get_weather",
+        "gen_ai.completion.0.function_call.arguments": '{"city": "Paris"}',
+        "gen_ai.completion.1.function_call.name": "get_weather",
+        "gen_ai.completion.1.function_call.arguments": '{"city": "Lyon"}',
+    })
+    assert (rec["provider"], rec["model"], rec["kind"], rec["user_id"]) == ("openai", "gpt-4o-2024-08-06", "llm",
+                                                                           "end-user-9")
+    assert (rec["input_tokens"], rec["output_tokens"], rec["total_tokens"]) == (25, 15, 40)
+    assert rec["attributes"]["llm.is_streaming"] == "False"  # a string stays a string
+    [reply] = json.loads(rec["output"])
+    assert reply["role"] == "assistant" and reply["finish_reason"] == "tool_calls"
+    assert [p["arguments"] for p in reply["parts"]] == [{"city": "Paris"}, {"city": "Lyon"}]
