@@ -194,3 +194,33 @@ def test_openapi_documents_query_parameters(stack):
     for path, extra in (("/api/v1/traces", LIST_PARAMS), ("/api/v1/metrics", METRIC_PARAMS)):
         names = {p["name"] for p in spec["paths"][path]["get"]["parameters"] if p["in"] == "query"}
         assert names == set(FILTER_PARAMS) | set(extra), path
+
+
+def test_ingest_paths_accept_a_trailing_slash_without_redirect(stack):
+    _, key = stack.create_key()
+    body, trace_id = encode_spans([]).SerializeToString(), "ab" * 16
+    otlp = stack.client.post("/v1/traces/", content=body, follow_redirects=False,
+                             headers={**stack.headers(key), "Content-Type": "application/x-protobuf"})
+    assert otlp.status_code == 200, otlp.text
+    now = datetime.now(timezone.utc).isoformat()
+    spans = stack.client.post("/api/v1/spans/", headers=stack.headers(key), follow_redirects=False, json={"spans": [
+        {"trace_id": trace_id, "span_id": "cd" * 8, "name": "step", "start_time": now, "end_time": now}]})
+    assert spans.status_code == 200 and spans.json()["accepted"] == 1, spans.text
+    scores = stack.client.post("/api/v1/scores/", headers=stack.headers(key), follow_redirects=False,
+                               json={"scores": [{"trace_id": trace_id, "name": "thumbs", "value": 1}]})
+    assert scores.status_code not in (307, 308, 404, 405), scores.text
+
+
+def test_prices_are_always_json_floats(stack):
+    _, key = stack.create_key()
+    shipped = stack.client.get("/api/v1/model-prices/match", headers=stack.headers(key),
+                               params={"provider": "openai", "model": "gpt-4o"}).json()
+    prices = shipped["entry"]["prices"]
+    assert prices["output"] == 10 and all(type(v) is float for v in prices.values()), prices
+    put = stack.client.put("/api/v1/model-prices", headers=stack.headers(key), json={
+        "model": "acme-llm", "prices": {"input": 1, "output": 2},
+        "tiers": [{"above_input_tokens": 1000, "prices": {"input": 3}}]}).json()
+    assert all(type(v) is float for v in put["prices"].values())
+    assert type(put["tiers"][0]["prices"]["input"]) is float and type(put["tiers"][0]["above_input_tokens"]) is int
+    listed = stack.client.get("/api/v1/model-prices", headers=stack.headers(key)).json()["overrides"]
+    assert all(type(v) is float for o in listed for v in o["prices"].values())
