@@ -224,3 +224,58 @@ def test_prices_are_always_json_floats(stack):
     assert type(put["tiers"][0]["prices"]["input"]) is float and type(put["tiers"][0]["above_input_tokens"]) is int
     listed = stack.client.get("/api/v1/model-prices", headers=stack.headers(key)).json()["overrides"]
     assert all(type(v) is float for o in listed for v in o["prices"].values())
+
+
+@pytest.fixture(scope="module")
+def ingest_url(stack):
+    """A real ingest port on the stack's parts (the SDK exports over HTTP): the stack's processor persists."""
+    from core.cli import INGEST_PARTS
+    from core.http import build_app
+    from ingest.router import router
+    from tests.harness.live_server import LiveServer
+
+    with LiveServer(build_app(stack.settings, parts=INGEST_PARTS, routers=[router])) as server:
+        yield server.url
+
+
+def test_sdk_stream_ttft_throughput_and_unpriced_failure_end_to_end(stack, ingest_url, llm):
+    import evalforge
+
+    _, key = stack.create_key()
+    evalforge.init(api_key=key, endpoint=ingest_url, schedule_delay=0.05, service_name="sdk-interop")
+    try:
+        client = evalforge.wrap(anthropic.Anthropic(base_url=llm.url, api_key="x", max_retries=0,
+                                                    open_telemetry=False))
+
+        seen = {}
+
+        @evalforge.observe(name="turn")
+        def turn() -> str:
+            seen["start"] = time.perf_counter()
+            with client.messages.stream(model="claude-3-5-sonnet-20241022", max_tokens=64,
+                                        messages=[{"role": "user", "content": "hi"}]) as stream:
+                for _ in stream.text_stream:  # what the user saw: the first text, timed from the call
+                    seen.setdefault("first_text", time.perf_counter())
+            with pytest.raises(anthropic.RateLimitError):
+                client.messages.create(model="error-429", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+            return evalforge.current_trace_id()
+
+        trace_id = turn()
+        assert evalforge.flush(10)
+    finally:
+        evalforge.shutdown(2)
+
+    def whole_trace():
+        got = stack.client.get(f"/api/v1/traces/{trace_id}", headers=stack.headers(key))
+        return got.json() if got.status_code == 200 and got.json()["span_count"] == 3 else None
+    [root] = _wait(whole_trace)["spans"]
+    streamed, failed = sorted(root["children"], key=lambda s: s["start_time"])
+    # the first content token: at least the server's hold-back, and within 10 % of what the caller saw
+    observed_ms = (seen["first_text"] - seen["start"]) * 1000
+    assert TRUE_TTFT * 1000 <= streamed["ttft_ms"] == pytest.approx(observed_ms, rel=0.1)
+    generation_s = (streamed["duration_ms"] - streamed["ttft_ms"]) / 1000
+    assert streamed["tokens_per_second"] == pytest.approx(streamed["output_tokens"] / generation_s, rel=1e-9)
+    assert streamed["cost"] is not None and streamed["cost"] > 0
+    # a 429 reported no usage: nothing counted, nothing priced (the prompt text is still there)
+    assert failed["status"] == "error" and failed["input"]
+    assert (failed["input_tokens"], failed["output_tokens"], failed["cost"]) == (0, 0, None)
