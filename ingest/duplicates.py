@@ -32,8 +32,8 @@ from typing import Any
 import orjson
 
 DUPLICATE_OF = "evalforge.duplicate_of"
-RESPONSE_ID_KEYS = ("gen_ai.response.id", "llm.response.id")
-_LLM = b'"kind":"llm"'
+RESPONSE_ID_KEYS = ("gen_ai.response.id",)
+_RESPONSE_ID_NEEDLES = tuple(b'"' + key.encode() + b'":"' for key in RESPONSE_ID_KEYS)
 
 
 def _response_id(rec: dict[str, Any]) -> str:
@@ -106,7 +106,7 @@ def mark_duplicate_calls(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     members: dict[int, list[dict[str, Any]]] = {}
     for i, rec in enumerate(calls):
         members.setdefault(root(i), []).append(rec)
-    by_id = {(r["trace_id"], r["span_id"]): r for r in records}
+    by_id = {(r["trace_id"], r["span_id"]): r for r in calls}  # depth counts model-call ancestors only
     marked = []
     for recs in members.values():
         if len(recs) < 2:
@@ -122,10 +122,61 @@ def mark_duplicate_calls(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return marked
 
 
+_TRACE_KEY, _SPAN_KEY, _PARENT_KEY, _NAME_KEY = b'","trace_id":"', b'","span_id":"', b'","parent_span_id":"', \
+    b'","name":"'
+_KIND_LLM = b'","kind":"llm"'
+
+
+def _head(data: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(trace id, span id, parent span id) of a model-call record as ``core.span.encode`` writes it
+    (COLUMNS order: project, ids, name, kind), read at fixed offsets; None for any other record."""
+    at = data.find(_TRACE_KEY, 0, 300)
+    if at < 0:
+        return None
+    trace = at + len(_TRACE_KEY)
+    span = trace + 32 + len(_SPAN_KEY)
+    parent = span + 16 + len(_PARENT_KEY)
+    if data[trace + 32:span] != _SPAN_KEY or data[span + 16:parent] != _PARENT_KEY:
+        return None
+    parent_end = parent + 16 if data[parent:parent + 1] != b'"' else parent
+    if data[parent_end:parent_end + len(_NAME_KEY)] != _NAME_KEY:
+        return None
+    kind = data.find(b'","kind":"', parent_end + len(_NAME_KEY))  # a name's own quotes are escaped
+    if kind < 0 or data[kind:kind + len(_KIND_LLM)] != _KIND_LLM:
+        return None
+    return data[trace:trace + 32], data[span:span + 16], data[parent:parent_end]
+
+
+def _response_id_bytes(data: bytes) -> bytes:
+    for key in _RESPONSE_ID_NEEDLES:
+        at = data.rfind(key)  # attributes come after the payloads, near the end
+        if at >= 0:
+            start = at + len(key)
+            return data[start:data.find(b'"', start)]
+    return b""
+
+
 def mark_duplicate_messages(messages: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """:func:`mark_duplicate_calls` for bus messages the native path encoded: only model-call records
-    are decoded (a request with fewer than two costs a substring test per record)."""
-    candidates = [i for i, (_, data) in enumerate(messages) if _LLM in data]
+    """:func:`mark_duplicate_calls` for bus messages the native path encoded. Only the records that may
+    be one call with another (a model call whose parent or child is a model call of its trace, or whose
+    response id another one repeats) are decoded: the ids are read off the record's head, so a request
+    of independent calls costs a few substring tests per record. The decision over those records is the
+    decision over the whole request (every group member, and every model-call ancestor of one, is among
+    them)."""
+    heads: dict[int, tuple[bytes, bytes, bytes, bytes]] = {}  # index -> (trace, span, parent, response id)
+    for i, (_, data) in enumerate(messages):
+        if ids := _head(data):
+            heads[i] = (*ids, _response_id_bytes(data))
+    if len(heads) < 2:
+        return messages
+    spans = {(t, s) for t, s, _, _ in heads.values()}
+    parents = {(t, p) for t, _, p, _ in heads.values() if p and (t, p) in spans}
+    rid_seen: dict[bytes, int] = {}
+    for _, _, _, rid in heads.values():
+        if rid:
+            rid_seen[rid] = rid_seen.get(rid, 0) + 1
+    candidates = [i for i, (t, s, p, rid) in heads.items()
+                  if (t, p) in spans or (t, s) in parents or (rid and rid_seen[rid] > 1)]
     if len(candidates) < 2:
         return messages
     records = [orjson.loads(messages[i][1]) for i in candidates]

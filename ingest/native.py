@@ -30,12 +30,22 @@ log = logging.getLogger(__name__)
 _native = _loader.load()
 
 
+# Attributes only the Python path maps (messages to convert into the canonical shape, Vercel's
+# "provider.api", OpenInference's invocation parameters). They are handed to the extension as prefixes
+# to decline, like the indexed message lists, instead of as slots; spans with a first-token event
+# (conventions.FIRST_TOKEN_EVENTS, listed in lib.rs too) are declined by the extension itself.
+PYTHON_ONLY_KEYS = ("ai.prompt", "ai.response.text", "ai.response.toolCalls", "ai.toolCall.", "ai.model.provider",
+                    "request_data", "response_data", "llm.invocation_parameters")
+
+
 def _configure() -> bool:
     if _native is None:
         return False
+    slots = {key: spec for key, spec in c._SLOTS.items() if not key.startswith(PYTHON_ONLY_KEYS)}
     try:
         _native.configure(
-            list(COLUMNS), c._SLOTS, sorted(c._TAG_KEYS), list(c._INDEXED_PREFIXES), list(c._METADATA_PREFIXES),
+            list(COLUMNS), slots, sorted(c._TAG_KEYS), list(c._INDEXED_PREFIXES) + list(PYTHON_ONLY_KEYS),
+            list(c._METADATA_PREFIXES),
             _RESOURCE_KEYS, c._KIND_ALIASES, c._OPERATION_ALIASES, c._OPERATION_KINDS, list(_OTEL_KINDS),
             PREVIEW_CHARS,
         )
@@ -47,16 +57,6 @@ def _configure() -> bool:
 
 AVAILABLE = _configure()
 
-# Conventions only the Python path maps (messages to convert into the canonical shape, time to first
-# token from events, Vercel's "provider.api"): a request holding any of them goes there. Matched as
-# protobuf encodes them (field tag, length, text: an attribute key is KeyValue field 1, an event name
-# Span.Event field 2), so "gen_ai.prompt" never matches "ai.prompt"; a substring test costs ~1 us a MB.
-_PYTHON_ONLY_KEYS = ("ai.prompt.messages", "ai.prompt", "ai.response.text", "ai.response.toolCalls",
-                     "ai.toolCall.args", "ai.toolCall.input", "ai.toolCall.result", "ai.toolCall.output",
-                     "ai.model.provider", "request_data", "response_data", "llm.invocation_parameters")
-PYTHON_ONLY_MARKERS = tuple(
-    [b"\x0a" + bytes([len(k)]) + k.encode() for k in _PYTHON_ONLY_KEYS]
-    + [b"\x12" + bytes([len(n)]) + n.encode() for n in sorted(c.FIRST_TOKEN_EVENTS)])
 
 
 def encode_otlp(body: bytes, project_id: str, limits: Limits, offload_chars: int,
@@ -65,7 +65,7 @@ def encode_otlp(body: bytes, project_id: str, limits: Limits, offload_chars: int
 
     ``offload_chars``: a payload longer than this goes to the blob store, which Python does.
     """
-    if not AVAILABLE or any(marker in body for marker in PYTHON_ONLY_MARKERS):
+    if not AVAILABLE:
         return None
     stamp = orjson.dumps(ingested_at, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
     return _native.encode_otlp_protobuf(body, project_id, stamp, limits.max_attribute_bytes,

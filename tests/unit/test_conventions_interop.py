@@ -230,3 +230,20 @@ def test_litellm_otel_callback_shape():
     [reply] = json.loads(rec["output"])
     assert reply["role"] == "assistant" and reply["finish_reason"] == "tool_calls"
     assert [p["arguments"] for p in reply["parts"]] == [{"city": "Paris"}, {"city": "Lyon"}]
+
+
+def test_native_messages_decode_only_possible_duplicates_and_agree_with_records():
+    root = record({"name": "plain"}, span_id="f" * 16)
+    # OpenLLMetry's Anthropic span is a sibling of the SDK's (both under the app's root), same response id
+    inst = record(INSTRUMENTOR, span_id="b" * 16, parent="f" * 16)
+    sdk = record(SDK, span_id="a" * 16, parent="f" * 16)
+    independent = [record({**SDK, "gen_ai.response.id": f"msg_{i}"}, span_id=f"{i:016x}", parent="f" * 16)
+                   for i in range(10, 20)]
+    records = [root, *independent]
+    messages = [(r["trace_id"].encode(), encode(r)) for r in records]
+    assert mark_duplicate_messages(messages) is messages  # nothing to decode, nothing changed
+    records = [root, sdk, *independent, inst]
+    messages = [(r["trace_id"].encode(), encode(r)) for r in records]
+    marked = mark_duplicate_messages(messages)
+    assert mark_duplicate_calls(records) == [sdk]
+    assert marked == [(r["trace_id"].encode(), encode(r)) for r in records]
