@@ -90,7 +90,7 @@ def mark_duplicate_calls(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     calls = [r for r in records if r.get("kind") == "llm"]
     if len(calls) < 2:
         return []
-    # union-find over pairs; requests hold few model calls, so the pairwise scan is cheap
+    # union-find over the pairs that can be one call: a call and its parent, calls sharing a response id
     group = list(range(len(calls)))
 
     def root(i: int) -> int:
@@ -99,14 +99,26 @@ def mark_duplicate_calls(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             i = group[i]
         return i
 
-    for i in range(len(calls)):
-        for j in range(i + 1, len(calls)):
-            if root(i) != root(j) and _same_call(calls[i], calls[j]):
-                group[root(j)] = root(i)
+    def join(i: int, j: int) -> None:
+        if root(i) != root(j) and _same_call(calls[i], calls[j]):
+            group[root(j)] = root(i)
+
+    index = {(r["trace_id"], r["span_id"]): i for i, r in enumerate(calls)}
+    by_response: dict[str, list[int]] = {}
+    for i, rec in enumerate(calls):
+        parent = index.get((rec["trace_id"], rec["parent_span_id"])) if rec["parent_span_id"] else None
+        if parent is not None:
+            join(parent, i)
+        if response_id := _response_id(rec):
+            by_response.setdefault(response_id, []).append(i)
+    for same in by_response.values():
+        for a in range(len(same)):
+            for b in range(a + 1, len(same)):
+                join(same[a], same[b])
     members: dict[int, list[dict[str, Any]]] = {}
     for i, rec in enumerate(calls):
         members.setdefault(root(i), []).append(rec)
-    by_id = {(r["trace_id"], r["span_id"]): r for r in calls}  # depth counts model-call ancestors only
+    by_id = {key: calls[i] for key, i in index.items()}  # depth counts model-call ancestors only
     marked = []
     for recs in members.values():
         if len(recs) < 2:
