@@ -31,7 +31,8 @@ from typing import Any
 
 import orjson
 
-DUPLICATE_OF = "evalforge.duplicate_of"
+from core.span import DUPLICATE_OF
+
 RESPONSE_ID_KEYS = ("gen_ai.response.id",)
 _RESPONSE_ID_NEEDLES = tuple(b'"' + key.encode() + b'":"' for key in RESPONSE_ID_KEYS)
 

@@ -14,11 +14,10 @@ from typing import Any
 
 import orjson
 
+from core.span import DUPLICATE_OF
 from query_api.filters import (READ_SETTINGS, TRACE_DURATION, TRACE_STATUS, BadParam, Binder, Filters,
                                trace_filter_subquery, window_conditions)
 from query_api.timefmt import iso_from_micros, num
-
-DUPLICATE_OF = "evalforge.duplicate_of"  # ingest.duplicates.DUPLICATE_OF (query_api does not import ingest)
 
 SORTS = {  # sort key -> trace-level aggregate (the start_time sort reads root spans instead)
     "start_time": None,

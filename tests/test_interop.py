@@ -279,3 +279,37 @@ def test_sdk_stream_ttft_throughput_and_unpriced_failure_end_to_end(stack, inges
     # a 429 reported no usage: nothing counted, nothing priced (the prompt text is still there)
     assert failed["status"] == "error" and failed["input"]
     assert (failed["input_tokens"], failed["output_tokens"], failed["cost"]) == (0, 0, None)
+
+
+def test_eval_rules_score_a_call_recorded_twice_once(stack):
+    """The anthropic SDK's own span and an instrumentor's for one call: one evaluation, on the counted one."""
+    project_id, key = stack.create_key()
+    rule = stack.client.post("/api/v1/eval-rules", headers=stack.headers(key), json={
+        "name": "says bonjour", "evaluator": "contains",
+        "config": {"expected": "Bonjour", "score_name": "bonjour"}, "filter": {"provider": "anthropic"},
+        "sampling_rate": 1.0})
+    assert rule.status_code == 201, rule.text
+    time.sleep(5.5)  # the trigger refreshes its rules every 5 s
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "dup-eval"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("instrumentor")
+    usage = {"gen_ai.provider.name": "anthropic", "gen_ai.operation.name": "chat", "gen_ai.request.model": "claude-x",
+             "gen_ai.response.id": "msg_dup_1", "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 3}
+    with tracer.start_as_current_span("messages.create", attributes={
+            **usage, "gen_ai.output.messages": '[{"role": "assistant", "parts": [{"type": "text", "content": "Bonjour!"}]}]'}):
+        with provider.get_tracer("com.anthropic.sdk.python").start_as_current_span(
+                "anthropic.messages.create", attributes={**usage, "gen_ai.output.messages": '"Bonjour!"'}):
+            pass
+    provider.shutdown()
+    spans = memory.get_finished_spans()
+    assert stack.client.post("/v1/traces", content=encode_spans(spans).SerializeToString(), headers={
+        **stack.headers(key), "Content-Type": "application/x-protobuf"}).status_code == 200
+    instrumentor = next(format(s.context.span_id, "016x") for s in spans if s.name == "messages.create")
+    scored = _wait(lambda: stack.clickhouse.query(
+        "SELECT span_id FROM scores FINAL WHERE project_id = {p:String} AND name = 'bonjour'",
+        parameters={"p": project_id}).result_rows, timeout=40)
+    time.sleep(2)  # a second job, had one been published, is handled by now
+    assert stack.clickhouse.query(
+        "SELECT span_id FROM scores FINAL WHERE project_id = {p:String} AND name = 'bonjour'",
+        parameters={"p": project_id}).result_rows == scored == [(instrumentor,)]

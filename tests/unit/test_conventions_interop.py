@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 import orjson
 
 from core.span import encode
-from ingest.duplicates import DUPLICATE_OF, mark_duplicate_calls, mark_duplicate_messages
+from core.span import DUPLICATE_OF
+from ingest.duplicates import mark_duplicate_calls, mark_duplicate_messages
 from ingest.normalize import RawSpan, to_record
 
 TRACE = "5b8efff798038103d269b633813fc60c"
