@@ -34,9 +34,13 @@ import orjson
 
 from core.span import empty_record, ns_to_datetime
 from ingest.conventions import (
-    _COUNT_SLOTS, _DIRECT_TEXT_SLOTS, _INDEXED, _INDEXED_KEY, _INDEXED_PREFIXES, _KIND_ALIASES,
+    FIRST_TOKEN_EVENTS, _COUNT_SLOTS, _DIRECT_TEXT_SLOTS, _INDEXED, _INDEXED_KEY, _INDEXED_PREFIXES, _KIND_ALIASES,
     _METADATA_PREFIXES, _OPERATION_ALIASES, _OPERATION_KINDS, _SLOTS, _SPECIAL_KEYS, _SPECIAL_PREFIXES,
     _TAG_KEYS, _TEXT_SLOTS, _TOKEN_SLOTS,
+)
+from ingest.messages import (
+    from_chat_messages, from_indexed_genai, from_openinference, logfire_input, logfire_output, vercel_output,
+    vercel_prompt,
 )
 
 PREVIEW_CHARS = 200
@@ -214,7 +218,10 @@ def to_record(
         raise SpanRejected(f"attributes.{key[:100]}", exc.message) from None
     for prefix, messages in indexed.items():
         slot, rank, _ = _INDEXED[prefix]
-        value = [messages[i] for i in sorted(messages)]
+        if prefix.startswith("llm."):
+            value = [from_openinference(messages[i]) for i in sorted(messages)]
+        else:
+            value = _indexed_genai_messages([messages[i] for i in sorted(messages)])
         current = found.get(slot)
         if current is None or rank < current[0]:
             found[slot] = (rank, prefix, value)
@@ -228,7 +235,7 @@ def to_record(
         value = found[slot][2]
         text[slot] = value if type(value) is str else _as_text(value)
     get = text.get
-    request_model = get("request_model", "")
+    request_model = get("request_model", "") or _invocation_model(span.attributes)
     start_ns, end_ns = span.start_ns, span.end_ns
     # copying a ready record and setting what varies is ~4x cheaper than a 45-key dict display
     rec = _TEMPLATE.copy()
@@ -251,19 +258,22 @@ def to_record(
     if text:
         for slot in _DIRECT_TEXT_SLOTS.intersection(text):
             rec[slot] = text[slot]
-        if "provider" in text:
-            rec["provider"] = text["provider"].lower()
+        if "provider" in text:  # Vercel AI SDK names the API too: "openai.chat" is openai
+            rec["provider"] = text["provider"].lower().partition(".")[0]
     _set_operation_and_kind(rec, get)
     if span.status_code or span.status_message or span.events or "level" in found or "error_type" in found:
         _set_status(rec, span, get, max_attr, counter)
     if not _TOKEN_SLOTS.isdisjoint(found):
         _set_tokens(rec, found, attrs, max_attr, counter)
     if "input" in found or "output" in found or span.events:
+        _convert_messages(found, span.attributes)
         _set_payloads(rec, span, found, limits.max_payload_bytes, counter)
     if "cost" in found or "cost_details" in found:
         _set_cost(rec, found, attrs, max_attr, counter)
     if "ttft_ms" in found or "ttft_s" in found or "completion_start" in found:
         _set_ttft(rec, found)
+    elif span.events:
+        _ttft_from_events(rec, span)
     if 1 < span.kind < len(_OTEL_KINDS):
         attrs["otel.span_kind"] = _OTEL_KINDS[span.kind]
     if span.links:
@@ -278,6 +288,32 @@ def check_attribute_count(count: int, limits: Limits) -> None:
     it before converting the attributes, which is most of the work for a hostile span)."""
     if count > limits.max_attributes:
         raise SpanRejected("attributes", f"{count} attributes; the limit is {limits.max_attributes} per span")
+
+
+def _indexed_genai_messages(flats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``gen_ai.prompt.N.*`` / ``gen_ai.completion.N.*`` -> canonical messages. LiteLLM numbers the
+    tool calls of one reply as completions (``gen_ai.completion.1.function_call.name`` with no role
+    or content): those join the message before them."""
+    out: list[dict[str, Any]] = []
+    for flat in flats:
+        message = from_indexed_genai(flat)
+        if out and not message["role"] and all(p["type"] == "tool_call" for p in message["parts"]):
+            out[-1]["parts"] += message["parts"]
+        else:
+            out.append(message)
+    return out
+
+
+def _invocation_model(attributes: dict[str, Any]) -> str:
+    """OpenInference keeps the requested model only in ``llm.invocation_parameters`` (a JSON object)."""
+    params = attributes.get("llm.invocation_parameters")
+    if isinstance(params, str) and params.startswith("{"):
+        try:
+            model = orjson.loads(params).get("model")
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
+        return model if isinstance(model, str) else ""
+    return ""
 
 
 def _special(key, value, attrs, tags, indexed, limit, counter) -> None:  # type: ignore[no-untyped-def]
@@ -616,6 +652,36 @@ def _set_cost(rec, found, attrs, limit, counter) -> None:  # type: ignore[no-unt
     if cost is not None:
         rec["cost"] = cost
         rec["cost_source"] = "user"
+
+
+_CONVERTERS = {"ai.prompt.messages": from_chat_messages, "ai.prompt": vercel_prompt,
+               "request_data": logfire_input, "response_data": logfire_output}
+
+
+def _convert_messages(found: dict[str, tuple[int, str, Any]], attributes: dict[str, Any]) -> None:
+    """Messages in a convention's own shape (Vercel AI SDK, Logfire) -> canonical, where they won."""
+    for slot in ("input", "output"):
+        entry = found.get(slot)
+        if entry is None:
+            continue
+        rank, key, value = entry
+        if key in ("ai.response.text", "ai.response.toolCalls"):
+            converted = vercel_output(attributes)
+        elif key in _CONVERTERS:
+            converted = _CONVERTERS[key](value)
+        else:
+            continue
+        if converted is not None:
+            found[slot] = (rank, key, converted)
+
+
+def _ttft_from_events(rec: dict[str, Any], span: RawSpan) -> None:
+    """Time to first token from a first-token / first-chunk event (OpenInference, OpenLLMetry)."""
+    first = min((e["time_unix_nano"] for e in span.events
+                 if e.get("name") in FIRST_TOKEN_EVENTS and isinstance(e.get("time_unix_nano"), int)
+                 and e["time_unix_nano"] >= span.start_ns), default=None)
+    if first is not None:
+        rec["ttft_ms"] = (first - span.start_ns) / 1e6
 
 
 def _set_ttft(rec: dict[str, Any], found: dict[str, tuple[int, str, Any]]) -> None:

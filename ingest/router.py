@@ -35,6 +35,7 @@ from ingest.admission import (
     off_loop,
     read_raw_body,
 )
+from ingest.duplicates import mark_duplicate_calls, mark_duplicate_messages
 from ingest.json_batch import BatchError, decode_span_batch, validate_score
 from ingest.normalize import Limits
 from ingest.otlp import (
@@ -112,6 +113,7 @@ async def _accept(services: Services, project_id: str, records: list[dict[str, A
     ``size``: the body's size, which decides whether encoding runs off the event loop.
     """
     await _admit(services, project_id, len(records))
+    mark_duplicate_calls(records)
     threshold = services.settings.payload_offload_bytes
     if any(len(r.get("input") or "") > threshold or len(r.get("output") or "") > threshold for r in records):
         def offload(r: dict[str, Any]) -> int:
@@ -128,7 +130,7 @@ async def _accept(services: Services, project_id: str, records: list[dict[str, A
 async def _accept_native(services: Services, project_id: str, messages: list[tuple[bytes, bytes]]) -> None:
     """:func:`_accept` for messages the native path already encoded (nothing to offload)."""
     await _admit(services, project_id, len(messages))
-    await _publish(services, messages)
+    await _publish(services, mark_duplicate_messages(messages))
 
 
 def _client_gone(request: Request, endpoint: str) -> Response:
@@ -162,6 +164,8 @@ def _decode_otlp_body(body: bytes, kind: str, project_id: str, limits: Limits,
     return None, decode_otlp(body, kind, project_id, limits=limits)
 
 
+# A trailing slash is the same endpoint, not a 307 redirect (exporters do not re-POST the body).
+@router.post("/v1/traces/", include_in_schema=False)
 @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)",
              openapi_extra=openapi.OTLP_TRACES)
 async def otlp_traces(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
@@ -211,6 +215,7 @@ def _parse_json(body: bytes) -> Any:
         raise HTTPException(400, f"body: invalid JSON: {exc}") from None
 
 
+@router.post("/api/v1/spans/", include_in_schema=False)
 @router.post("/api/v1/spans", summary="JSON span batch for non-OTel clients", openapi_extra=openapi.SPAN_BATCH)
 async def json_spans(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     limits = _limits(services)
@@ -249,6 +254,7 @@ def _score_ids(headers: Headers, project_id: str, count: int) -> list[str]:
     return [hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:32] for i in range(count)]
 
 
+@router.post("/api/v1/scores/", include_in_schema=False)
 @router.post("/api/v1/scores", summary="Feedback / human / SDK scores for a trace or span",
              openapi_extra=openapi.SCORES)
 async def post_scores(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:

@@ -318,7 +318,7 @@ def trace_filter_subquery(f: Filters, b: Binder, project_id: str, *, slack_days:
     # a trace matches when some span matches each filter; status is the trace's own (error if any span)
     having = [f"{TRACE_STATUS} IN {b.bind(f.lists['status'], 'Array(String)')}"] if f.lists.get("status") else []
     having += [f"countIf({cond}) > 0" for cond in span_match_conditions(f, b, skip=("status",))]
-    having += _range_conditions(f, b, TRACE_DURATION, "sum(ifNull(cost, 0))")
+    having += _range_conditions(f, b, TRACE_DURATION, "sum(ifNull(cost, 0) * counted)")
     if not having and not f.score_name:
         return None
     where = window_conditions(f, b, project_id, slack_days=slack_days)

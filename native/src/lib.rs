@@ -116,6 +116,11 @@ const COLUMNS: [&str; 45] = [
     "events", "ingested_at",
 ];
 
+/// Span events that give the time to first token, which the Python path maps: a span with one is
+/// declined. Same list as `ingest.conventions.FIRST_TOKEN_EVENTS` (tests/ingest/test_attribute_fidelity.py).
+const FIRST_TOKEN_EVENTS: [&str; 4] = [
+    "First Token Stream Event", "gen_ai.content.completion.chunk", "llm.content.completion.chunk", "ai.stream.firstChunk",
+];
 const UINT32_MAX: u64 = 4_294_967_295;
 const MAX_NS: u64 = (1 << 63) - 1;
 
@@ -907,6 +912,9 @@ fn write_record(
     for e in &span.events {
         if e.name == "gen_ai.content.prompt" || e.name == "gen_ai.content.completion" {
             return None; // payloads sent as events (GenAI conventions before 1.28)
+        }
+        if FIRST_TOKEN_EVENTS.contains(&e.name) {
+            return None; // time to first token from an event: ingest.conventions.FIRST_TOKEN_EVENTS
         }
         if e.name == "exception" {
             let get = |key: &str| e.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v);

@@ -9,14 +9,15 @@ from core import pricing
 from core.deps import ProjectDep, ServicesDep
 from core.model_prices_api import project_overrides
 from query_api.filters import BadParam, parse_filters
-from query_api.routers.common import documented_query, http_errors, int_param, one_of, text_param
+from query_api.routers.common import http_errors, int_param, one_of, text_param
+from query_api.routers.openapi_params import TRACES as TRACES_PARAMETERS, openapi_parameters
 from query_api.traces_sql import SORTS, get_span, get_trace, list_traces
 
 router = APIRouter(tags=["traces"])
 LIST_PARAMS = ("sort", "order", "limit", "cursor")
 
 
-@router.get("/traces", openapi_extra=documented_query(("sort", list(SORTS)), ("order", ["desc", "asc"]), "limit", "cursor"))
+@router.get("/traces", openapi_extra=openapi_parameters(TRACES_PARAMETERS))
 def traces(request: Request, project: ProjectDep, services: ServicesDep) -> dict:
     """Traces of the key's project. Filters: from, to, model, provider, name, status, user_id,
     session_id, tag, environment, release, kind, prompt_name, prompt_version, min/max_latency_ms,
