@@ -258,8 +258,11 @@ def to_record(
     if text:
         for slot in _DIRECT_TEXT_SLOTS.intersection(text):
             rec[slot] = text[slot]
-        if "provider" in text:  # Vercel AI SDK names the API too: "openai.chat" is openai
-            rec["provider"] = text["provider"].lower().partition(".")[0]
+        if "provider" in text:
+            provider = text["provider"].lower()
+            # Vercel AI SDK names the API too ("openai.chat" is openai); GenAI's own names keep their
+            # dots ("azure.ai.openai", "aws.bedrock" are providers of their own).
+            rec["provider"] = provider.partition(".")[0] if found["provider"][1] == "ai.model.provider" else provider
     _set_operation_and_kind(rec, get)
     if span.status_code or span.status_message or span.events or "level" in found or "error_type" in found:
         _set_status(rec, span, get, max_attr, counter)

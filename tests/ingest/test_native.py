@@ -189,7 +189,10 @@ _COUNTS = {k for k, (slot, _) in conventions._SLOTS.items() if slot in conventio
 _NUMBERS = {k for k, (slot, _) in conventions._SLOTS.items() if slot in ("cost", "ttft_ms", "ttft_s")}
 _PAYLOADS = {k for k, (slot, _) in conventions._SLOTS.items() if slot in ("input", "output")}
 _PYTHON_ONLY = ("cost_details", "usage_details", "level", "level_message", "completion_start")
-_PLAIN_KEYS = [k for k, (slot, _) in sorted(conventions._SLOTS.items()) if slot not in _PYTHON_ONLY] + \
+# Plain requests use the attributes the native path maps; what it leaves to Python by design
+# (native.PYTHON_ONLY_KEYS: Vercel / Logfire message shapes, invocation parameters) is in the wild half.
+_PLAIN_KEYS = [k for k, (slot, _) in sorted(conventions._SLOTS.items())
+               if slot not in _PYTHON_ONLY and not k.startswith(native.PYTHON_ONLY_KEYS)] + \
     sorted(conventions._TAG_KEYS) + [f"{p}k{i}" for i, p in enumerate(conventions._METADATA_PREFIXES)] + \
     ["metadata.x", "server.port", "http.url", "x", "k\u00e9y", ""]
 
@@ -257,8 +260,8 @@ def requests(draw: st.DrawFn, wild: bool | None = None) -> bytes:
                     event.attributes.extend(kv(k, v) for k, v in draw(st.lists(
                         st.tuples(st.sampled_from(["exception.type", "exception.message", "x"]), _plain if not wild else _wild),
                         max_size=3, unique_by=None if wild else (lambda t: t[0]))))
-                # Plain traffic errs now and then (an error with no detail is classified by Python only).
-                span.status.code = draw(st.integers(0, 3) if wild else st.sampled_from([0] * 10 + [1] * 9 + [2]))
+                # Plain traffic errs now and then (1 span in 40; an error with no detail is classified by Python only).
+                span.status.code = draw(st.integers(0, 3) if wild else st.sampled_from([0] * 20 + [1] * 19 + [2]))
                 span.status.message = draw(_text)
     return req.SerializeToString()
 

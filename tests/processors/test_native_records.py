@@ -189,7 +189,7 @@ def test_native_record_path_takes_most_plain_records_exactly():
 
     seen = {"records": 0, "native": 0}
 
-    @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
     @given(requests(wild=False))
     def run(body: bytes) -> None:
