@@ -54,8 +54,10 @@ def _routers(kind: str) -> list:
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
+        from ingest.routers.langfuse import router as langfuse_router
+        from ingest.routers.otlp_aliases import router as otlp_aliases_router
 
-        routers.append(ingest_router)
+        routers += [ingest_router, otlp_aliases_router, langfuse_router]
     if kind in ("up", "query"):
         from query_api.router import router as query_router
 

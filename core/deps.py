@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from core.auth import Project
+from core.auth_header import WWW_AUTHENTICATE, key_from_authorization, unauthorized_message
 from core.services import Services
 
 
@@ -18,14 +19,16 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def current_project(request: Request, services: ServicesDep) -> Project:
-    """The project of the request's ``Authorization: Bearer <key>``; 401 otherwise."""
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise HTTPException(401, "missing Authorization: Bearer <api key>", headers={"WWW-Authenticate": "Bearer"})
-    project = await services.auth.project_for_key(secret.strip())  # type: ignore[union-attr]
+    """The project of the request's API key (any scheme of ``core.auth_header``); 401 otherwise."""
+    header = request.headers.get("authorization")
+    secret = key_from_authorization(header)
+    if secret is None:
+        reason = "missing Authorization header" if not header else "unreadable Authorization header"
+        raise HTTPException(401, unauthorized_message(reason), headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+    project = await services.auth.project_for_key(secret)  # type: ignore[union-attr]
     if project is None:
-        raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(401, unauthorized_message("unknown or revoked API key"),
+                            headers={"WWW-Authenticate": WWW_AUTHENTICATE})
     return project
 
 
