@@ -17,6 +17,11 @@ class LiveStack:
     app: Any
     clickhouse: Any
     postgres_url: str
+    grpc: dict[str, Any]
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc['port']}"
 
     @property
     def services(self):
@@ -41,6 +46,25 @@ class LiveStack:
             time.sleep(0.2)
 
 
+def grpc_on_a_free_port(holder: dict[str, Any]):
+    """A background task for ``build_app``: the real OTLP/gRPC server on the app's loop and services,
+    on a free port (written to ``holder["port"]``), stopped at shutdown as ``evalforge up`` stops it."""
+    from ingest.grpc_server import start_grpc_server, stop_with
+
+    async def grpc_task(services, stopping) -> None:
+        server, holder["port"] = await start_grpc_server(services, "127.0.0.1", 0)
+        await stop_with(server, grace_s=2)(services, stopping)
+
+    return grpc_task
+
+
+def wait_for_port(holder: dict[str, Any], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while "port" not in holder:
+        assert time.monotonic() < deadline, "the gRPC server did not start"
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def live_stack(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, service_root):
     from core.cli import ALL_PARTS, _background, _routers
@@ -54,6 +78,9 @@ def live_stack(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, 
         auth_cache_seconds=1.0,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, parts=ALL_PARTS, routers=_routers("up"), background=_background("up"), migrate=True)
+    grpc: dict[str, Any] = {}
+    app = build_app(settings, parts=ALL_PARTS, routers=_routers("up"), migrate=True,
+                    background=[*_background("up"), grpc_on_a_free_port(grpc)])
     with LiveServer(app) as server:
-        yield LiveStack(server.url, app, clickhouse, migrated_postgres)
+        wait_for_port(grpc)
+        yield LiveStack(server.url, app, clickhouse, migrated_postgres, grpc)
