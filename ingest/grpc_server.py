@@ -19,7 +19,7 @@ they are, instead of a message object it would have to serialize again.
 
 from __future__ import annotations
 
-import logging
+import socket
 
 import grpc
 from fastapi import HTTPException
@@ -38,7 +38,6 @@ from ingest.otlp import PROTOBUF, OTLPDecodeError, encode_response
 from ingest.otlp_discard import discard
 from ingest.router import export_traces
 
-log = logging.getLogger(__name__)
 
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
@@ -133,6 +132,8 @@ async def start_grpc_server(services: Services, host: str, port: int, *,
     sharing the port (``evalforge ingest --workers N``); otherwise a port in use is an error, not a
     silent share with whatever else listens there.
     """
+    if port and not reuse_port:
+        _check_free(host, port)
     max_bytes = services.settings.max_body_bytes
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_bytes),
                                       ("grpc.so_reuseport", int(reuse_port))])
@@ -146,6 +147,17 @@ async def start_grpc_server(services: Services, host: str, port: int, *,
         raise RuntimeError(f"cannot listen on {host}:{port}")
     await server.start()
     return server, bound
+
+
+def _check_free(host: str, port: int) -> None:
+    # grpc core would log its own multi-line bind error to stderr first; ask the kernel ourselves
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def stop_with(server: grpc.aio.Server, grace_s: float = 10.0):
