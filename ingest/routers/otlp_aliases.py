@@ -3,7 +3,8 @@
 - ``/api/public/otel/v1/traces``: the Langfuse SDKs (Basic auth, see ``core.auth_header``).
 - ``/api/v1/private/otel/v1/traces``: Opik's OTel exporter (``Authorization: <key>``). Its
   ``projectName`` header is not needed: the key decides the project, whatever the header names.
-- ``/v1/metrics``, ``/v1/logs``: a success with the data counted and dropped (``ingest.otlp_discard``).
+- ``/v1/metrics``, ``/v1/logs`` (also under Opik's prefix, where its ``OTEL_EXPORTER_OTLP_ENDPOINT``
+  sends them): a success with the data counted and dropped (``ingest.otlp_discard``).
 
 The trace paths are the same handler as ``POST /v1/traces``: one ingest path, same limits and the same
 promise (2xx only once the bus acknowledged).
@@ -52,10 +53,12 @@ async def _discard(signal: str, request: Request, services) -> Response:
 
 
 @router.post("/v1/metrics", summary="OTLP/HTTP metrics: acknowledged, counted and not stored")
+@router.post("/api/v1/private/otel/v1/metrics", include_in_schema=False)  # Opik's OTEL_EXPORTER_OTLP_ENDPOINT
 async def otlp_metrics(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     return await _discard("metrics", request, services)
 
 
 @router.post("/v1/logs", summary="OTLP/HTTP logs: acknowledged, counted and not stored")
+@router.post("/api/v1/private/otel/v1/logs", include_in_schema=False)
 async def otlp_logs(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     return await _discard("logs", request, services)

@@ -141,7 +141,7 @@ def test_otlp_metrics_and_logs_are_acknowledged_and_counted(live_stack):
     r = httpx.post(f"{live_stack.url}/v1/metrics", content=metrics.SerializeToString(),
                    headers=auth | {"Content-Type": "application/x-protobuf"})
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-protobuf"
-    r = httpx.post(f"{live_stack.url}/v1/logs", headers=auth, json={"resourceLogs": [{"scopeLogs": [
+    r = httpx.post(f"{live_stack.url}/api/v1/private/otel/v1/logs", headers=auth, json={"resourceLogs": [{"scopeLogs": [
         {"logRecords": [{"body": {"stringValue": "a"}}, {"body": {"stringValue": "b"}}]}]}]})
     assert (r.status_code, r.json()) == (200, {})
     assert (_discarded("metrics") - before[0], _discarded("logs") - before[1]) == (2, 2)
