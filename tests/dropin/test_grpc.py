@@ -147,31 +147,65 @@ def test_grpc_metrics_and_logs_are_acknowledged_and_counted(live_stack):
 
 
 @pytest.fixture
-def ingest_on_a_private_bus(migrated_postgres, tmp_path):
-    """Ingest alone (HTTP + gRPC) whose bus and auth cache live on a Redis this test can stop."""
+def private_ingest(migrated_postgres, tmp_path):
+    """Start ingest alone (HTTP + gRPC) with settings overrides, its bus and auth cache on a Redis this
+    test can stop; returns (gRPC target, that Redis)."""
+    from contextlib import ExitStack
+
     from core.cli import INGEST_PARTS, _routers
     from core.embedded import EmbeddedRedis
     from core.http import build_app
     from core.settings import Settings
     from tests.harness.live_server import LiveServer
 
-    redis = EmbeddedRedis(tmp_path / "redis")
-    redis.start()
-    settings = Settings(data_dir=tmp_path, postgres_url=migrated_postgres, redis_url=redis.url,
-                        blob_url=f"file://{tmp_path / 'blobs'}", bus_timeout_seconds=2, auth_cache_seconds=300)
-    holder: dict = {}
-    app = build_app(settings, parts=INGEST_PARTS, routers=_routers("ingest"), migrate=True,
-                    background=[grpc_on_a_free_port(holder)])
-    try:
-        with LiveServer(app) as server:
+    with ExitStack() as stack:
+        def start(**overrides):
+            redis = EmbeddedRedis(tmp_path / "redis")
+            redis.start()
+            stack.callback(redis.stop)
+            settings = Settings(data_dir=tmp_path, postgres_url=migrated_postgres, redis_url=redis.url,
+                                blob_url=f"file://{tmp_path / 'blobs'}", bus_timeout_seconds=2,
+                                auth_cache_seconds=300, **overrides)
+            holder: dict = {}
+            app = build_app(settings, parts=INGEST_PARTS, routers=_routers("ingest"), migrate=True,
+                            background=[grpc_on_a_free_port(holder)])
+            stack.enter_context(LiveServer(app))
             wait_for_port(holder)
-            yield server, f"127.0.0.1:{holder['port']}", redis
-    finally:
-        redis.stop()
+            return f"127.0.0.1:{holder['port']}", redis
+
+        yield start
 
 
-def test_bus_down_is_unavailable_with_retry_info(ingest_on_a_private_bus, live_stack):
-    _, target, redis = ingest_on_a_private_bus
+def _retry_seconds(error: grpc.RpcError) -> int:
+    """The RetryInfo delay, checked to be the same in both places clients read it from."""
+    trailing = dict(error.trailing_metadata())
+    retry = error_details_pb2.RetryInfo.FromString(trailing["google.rpc.retryinfo-bin"])
+    status = status_pb2.Status.FromString(trailing["grpc-status-details-bin"])
+    assert status.code == error.code().value[0] and status.details[0].Is(retry.DESCRIPTOR)
+    unpacked = error_details_pb2.RetryInfo()
+    status.details[0].Unpack(unpacked)
+    assert unpacked == retry
+    return retry.retry_delay.seconds
+
+
+def test_rate_limit_is_resource_exhausted_with_retry_info_and_too_many_spans_is_invalid(private_ingest, live_stack):
+    target, _ = private_ingest(rate_limit_spans_per_second=0.01, rate_limit_burst=2, max_spans_per_request=3)
+    _, _, key = live_stack.create_key()
+    spans, _ = _record()  # two spans: exactly the burst
+    with grpc.insecure_channel(target) as channel:
+        stub = TraceServiceStub(channel)
+        stub.Export(encode_spans(spans), metadata=_auth(key), timeout=10)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Export(encode_spans(spans), metadata=_auth(key), timeout=10)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert _retry_seconds(err.value) >= 1
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Export(encode_spans([*spans, *spans]), metadata=_auth(key), timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit is 3" in err.value.details()
+
+
+def test_bus_down_is_unavailable_with_retry_info(private_ingest, live_stack):
+    target, redis = private_ingest()
     _, _, key = live_stack.create_key()
     spans, _ = _record()
     with grpc.insecure_channel(target) as channel:
@@ -181,8 +215,4 @@ def test_bus_down_is_unavailable_with_retry_info(ingest_on_a_private_bus, live_s
         with pytest.raises(grpc.RpcError) as err:
             stub.Export(encode_spans(spans), metadata=_auth(key), timeout=30)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
-    trailing = dict(err.value.trailing_metadata())
-    retry = error_details_pb2.RetryInfo.FromString(trailing["google.rpc.retryinfo-bin"])
-    assert retry.retry_delay.seconds >= 1
-    status = status_pb2.Status.FromString(trailing["grpc-status-details-bin"])
-    assert status.code == grpc.StatusCode.UNAVAILABLE.value[0] and status.details[0].Is(retry.DESCRIPTOR)
+    assert _retry_seconds(err.value) >= 1
