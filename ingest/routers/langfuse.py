@@ -99,7 +99,9 @@ async def ingestion(request: Request, project: IngestProjectDep, services: Servi
             try:
                 rows.append((event_id, langfuse_score(event.get("body"), project.id)))
             except BatchError as exc:
-                errors.append({"id": event_id, "status": 400, "message": f"body.{exc}", "error": "invalid score"})
+                where = "body" if exc.field == "body" else f"body.{exc.field}"
+                errors.append({"id": event_id, "status": 400, "message": f"{where}: {exc.message}",
+                               "error": "invalid score"})
         elif kind == "sdk-log":
             successes.append({"id": event_id, "status": 201})  # the SDK's own log lines: nothing to keep
         else:

@@ -91,6 +91,7 @@ def test_langfuse_ingestion_answers_each_event(live_stack):
          "body": {"traceId": "not-hex", "name": "accuracy", "value": 1}},
         {"id": "e3", "type": "trace-create", "timestamp": "2026-01-01T00:00:00Z", "body": {"id": trace_id}},
         {"id": "e4", "type": "sdk-log", "timestamp": "2026-01-01T00:00:00Z", "body": {"log": "hello"}},
+        {"id": "e6", "type": "score-create", "timestamp": "2026-01-01T00:00:00Z"},
         {"id": "e5", "type": "score-create", "timestamp": "2026-01-01T00:00:00Z",
          "body": {"traceId": trace_id, "name": "thumbs", "value": 1, "dataType": "BOOLEAN"}},
     ]
@@ -100,8 +101,9 @@ def test_langfuse_ingestion_answers_each_event(live_stack):
     result = r.json()
     assert sorted((s["id"], s["status"]) for s in result["successes"]) == [("e1", 201), ("e4", 201), ("e5", 201)]
     errors = {e["id"]: e for e in result["errors"]}
-    assert set(errors) == {"e2", "e3"} and errors["e2"]["status"] == 400 and errors["e3"]["status"] == 400
-    assert "traceId" in errors["e2"]["message"] and "trace-create" in errors["e3"]["message"]
+    assert set(errors) == {"e2", "e3", "e6"} and {e["status"] for e in errors.values()} == {400}
+    assert errors["e2"]["message"].startswith("body.traceId: ") and "trace-create" in errors["e3"]["message"]
+    assert errors["e6"]["message"] == "body: must be a JSON object"
     rows = live_stack.wait_rows("SELECT score_id, name, span_id, value, data_type, comment FROM scores FINAL "
                                 "WHERE project_id = {p:String} AND trace_id = {t:String} ORDER BY name",
                                 {"p": project_id, "t": trace_id}, 2)
