@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from core.auth import Project
+from core.auth import AuthUnavailable, Project
 from core.auth_header import WWW_AUTHENTICATE, key_from_authorization, unauthorized_message
 from core.services import Services
 
@@ -25,7 +25,10 @@ async def current_project(request: Request, services: ServicesDep) -> Project:
     if secret is None:
         reason = "missing Authorization header" if not header else "unreadable Authorization header"
         raise HTTPException(401, unauthorized_message(reason), headers={"WWW-Authenticate": WWW_AUTHENTICATE})
-    project = await services.auth.project_for_key(secret)  # type: ignore[union-attr]
+    try:
+        project = await services.auth.project_for_key(secret)  # type: ignore[union-attr]
+    except AuthUnavailable as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
     if project is None:
         raise HTTPException(401, unauthorized_message("unknown or revoked API key"),
                             headers={"WWW-Authenticate": WWW_AUTHENTICATE})

@@ -3,7 +3,8 @@
 
 Same key, limits and promise as OTLP/HTTP: a call succeeds only once the bus acknowledged its spans,
 through the very same code (``ingest.router.export_traces``). Errors, as the OTLP spec asks:
-- no or unknown key: ``UNAUTHENTICATED`` (the message lists the accepted schemes);
+- no or unknown key: ``UNAUTHENTICATED`` (the message lists the accepted schemes); a key that cannot
+  be checked (its cache or database down): ``UNAVAILABLE``;
 - unreadable request: ``INVALID_ARGUMENT``; bad spans in a readable request: success with
   ``partial_success`` naming them, the good ones kept;
 - rate limited: ``RESOURCE_EXHAUSTED``; bus down or slow: ``UNAVAILABLE``; both with a RetryInfo
@@ -30,7 +31,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
-from core.auth import Project
+from core.auth import AuthUnavailable, Project
 from core.auth_header import key_from_authorization, unauthorized_message
 from core.services import Services
 from ingest import metrics
@@ -62,7 +63,10 @@ async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messa
 async def _project(services: Services, context: grpc.aio.ServicerContext) -> Project:
     header = next((value for key, value in context.invocation_metadata() or () if key == "authorization"), None)
     secret = key_from_authorization(header if isinstance(header, str) else None)
-    project = await services.auth.project_for_key(secret) if secret else None  # type: ignore[union-attr]
+    try:
+        project = await services.auth.project_for_key(secret) if secret else None  # type: ignore[union-attr]
+    except AuthUnavailable as exc:
+        await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc), retry_after=1)
     if project is None:
         reason = "unknown or revoked API key" if secret else "missing authorization metadata"
         await _abort(context, grpc.StatusCode.UNAUTHENTICATED, unauthorized_message(reason))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import grpc
+import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -149,7 +150,7 @@ def test_grpc_metrics_and_logs_are_acknowledged_and_counted(live_stack):
 @pytest.fixture
 def private_ingest(migrated_postgres, tmp_path):
     """Start ingest alone (HTTP + gRPC) with settings overrides, its bus and auth cache on a Redis this
-    test can stop; returns (gRPC target, that Redis)."""
+    test can stop; returns (gRPC target, that Redis, HTTP URL)."""
     from contextlib import ExitStack
 
     from core.cli import INGEST_PARTS, _routers
@@ -169,9 +170,9 @@ def private_ingest(migrated_postgres, tmp_path):
             holder: dict = {}
             app = build_app(settings, parts=INGEST_PARTS, routers=_routers("ingest"), migrate=True,
                             background=[grpc_on_a_free_port(holder)])
-            stack.enter_context(LiveServer(app))
+            server = stack.enter_context(LiveServer(app))
             wait_for_port(holder)
-            return f"127.0.0.1:{holder['port']}", redis
+            return f"127.0.0.1:{holder['port']}", redis, server.url
 
         yield start
 
@@ -189,7 +190,7 @@ def _retry_seconds(error: grpc.RpcError) -> int:
 
 
 def test_rate_limit_is_resource_exhausted_with_retry_info_and_too_many_spans_is_invalid(private_ingest, live_stack):
-    target, _ = private_ingest(rate_limit_spans_per_second=0.01, rate_limit_burst=2, max_spans_per_request=3)
+    target, _, _ = private_ingest(rate_limit_spans_per_second=0.01, rate_limit_burst=2, max_spans_per_request=3)
     _, _, key = live_stack.create_key()
     spans, _ = _record()  # two spans: exactly the burst
     with grpc.insecure_channel(target) as channel:
@@ -205,14 +206,25 @@ def test_rate_limit_is_resource_exhausted_with_retry_info_and_too_many_spans_is_
 
 
 def test_bus_down_is_unavailable_with_retry_info(private_ingest, live_stack):
-    target, redis = private_ingest()
+    target, redis, http_url = private_ingest()
     _, _, key = live_stack.create_key()
+    _, _, unchecked_key = live_stack.create_key()
     spans, _ = _record()
+    body = encode_spans(spans)
     with grpc.insecure_channel(target) as channel:
         stub = TraceServiceStub(channel)
-        assert isinstance(stub.Export(encode_spans(spans), metadata=_auth(key), timeout=10), ExportTraceServiceResponse)
+        assert isinstance(stub.Export(body, metadata=_auth(key), timeout=10), ExportTraceServiceResponse)
         redis.stop()  # the bus is gone; the key stays cached in the ingest process
         with pytest.raises(grpc.RpcError) as err:
-            stub.Export(encode_spans(spans), metadata=_auth(key), timeout=30)
-    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
-    assert _retry_seconds(err.value) >= 1
+            stub.Export(body, metadata=_auth(key), timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+        assert _retry_seconds(err.value) >= 1
+        # a key never seen cannot be checked without the cache: retry later, not "unauthenticated"
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Export(body, metadata=_auth(unchecked_key), timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+        assert _retry_seconds(err.value) >= 1
+    for auth_key in (key, unchecked_key):
+        r = httpx.post(f"{http_url}/v1/traces", content=body.SerializeToString(), timeout=30,
+                       headers={"Authorization": f"Bearer {auth_key}", "Content-Type": "application/x-protobuf"})
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1, r.text
