@@ -11,7 +11,8 @@ through the very same code (``ingest.router.export_traces``). Errors, as the OTL
   (as ``google.rpc.retryinfo-bin``, which the OTel Python exporter reads, and inside
   ``grpc-status-details-bin``, which the Go / Java exporters read);
 - more spans than ``EVALFORGE_MAX_SPANS_PER_REQUEST``: ``INVALID_ARGUMENT``, not RESOURCE_EXHAUSTED,
-  because exporters retry the latter and a resend cannot get smaller.
+  because exporters retry the latter and a resend cannot get smaller. A message over
+  ``EVALFORGE_MAX_BODY_BYTES`` is refused by grpc itself (``RESOURCE_EXHAUSTED``, before it is read).
 
 The services are the opentelemetry-proto generated servicers, registered with identity
 (de)serializers: the handler gets the request's protobuf bytes, which the native decoder takes as

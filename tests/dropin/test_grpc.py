@@ -190,7 +190,8 @@ def _retry_seconds(error: grpc.RpcError) -> int:
 
 
 def test_rate_limit_is_resource_exhausted_with_retry_info_and_too_many_spans_is_invalid(private_ingest, live_stack):
-    target, _, _ = private_ingest(rate_limit_spans_per_second=0.01, rate_limit_burst=2, max_spans_per_request=3)
+    target, _, _ = private_ingest(rate_limit_spans_per_second=0.01, rate_limit_burst=2, max_spans_per_request=3,
+                                  max_body_bytes=32 * 1024)
     _, _, key = live_stack.create_key()
     spans, _ = _record()  # two spans: exactly the burst
     with grpc.insecure_channel(target) as channel:
@@ -203,6 +204,11 @@ def test_rate_limit_is_resource_exhausted_with_retry_info_and_too_many_spans_is_
         with pytest.raises(grpc.RpcError) as err:
             stub.Export(encode_spans([*spans, *spans]), metadata=_auth(key), timeout=10)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit is 3" in err.value.details()
+        oversized = encode_spans(spans)
+        oversized.resource_spans[0].resource.attributes.add(key="blob").value.string_value = "x" * 40_000
+        with pytest.raises(grpc.RpcError) as err:  # EVALFORGE_MAX_BODY_BYTES holds for gRPC messages too
+            stub.Export(oversized, metadata=_auth(key), timeout=10)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "32768" in err.value.details()
 
 
 def test_bus_down_is_unavailable_with_retry_info(private_ingest, live_stack):
