@@ -65,6 +65,7 @@ async def projects(project: IngestProjectDep) -> dict[str, Any]:
     return {"data": [{"id": project.id, "name": project.name, "organization": _ORGANIZATION, "metadata": {}}]}
 
 
+@router.post("/api/public/scores/", include_in_schema=False)
 @router.post("/api/public/scores", summary="Langfuse scores (one score or a list); 202, or 207 when some were refused")
 async def scores(request: Request, project: IngestProjectDep, services: ServicesDep) -> JSONResponse:
     payload = await _json_body(request, services)
@@ -83,6 +84,7 @@ async def scores(request: Request, project: IngestProjectDep, services: Services
     return JSONResponse({"accepted": len(rows), "rejected": len(errors), "errors": errors}, status_code=207)
 
 
+@router.post("/api/public/ingestion/", include_in_schema=False)
 @router.post("/api/public/ingestion", summary="Langfuse batch ingestion (legacy SDKs): 207 with a result per event")
 async def ingestion(request: Request, project: IngestProjectDep, services: ServicesDep) -> JSONResponse:
     payload = await _json_body(request, services)

@@ -31,6 +31,9 @@ router.add_api_route(LANGFUSE_TRACES, otlp_traces, methods=["POST"],
                      summary="OTLP/HTTP traces from the Langfuse SDKs (same as /v1/traces)")
 router.add_api_route(OPIK_TRACES, otlp_traces, methods=["POST"],
                      summary="OTLP/HTTP traces from Opik's OTel exporter (same as /v1/traces)")
+# A trailing slash is the same endpoint, not a 307 redirect (exporters do not re-POST the body).
+for _path in (LANGFUSE_TRACES, OPIK_TRACES):
+    router.add_api_route(_path + "/", otlp_traces, methods=["POST"], include_in_schema=False)
 
 
 async def _discard(signal: str, request: Request, services) -> Response:
@@ -53,12 +56,14 @@ async def _discard(signal: str, request: Request, services) -> Response:
 
 
 @router.post("/v1/metrics", summary="OTLP/HTTP metrics: acknowledged, counted and not stored")
+@router.post("/v1/metrics/", include_in_schema=False)
 @router.post("/api/v1/private/otel/v1/metrics", include_in_schema=False)  # Opik's OTEL_EXPORTER_OTLP_ENDPOINT
 async def otlp_metrics(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     return await _discard("metrics", request, services)
 
 
 @router.post("/v1/logs", summary="OTLP/HTTP logs: acknowledged, counted and not stored")
+@router.post("/v1/logs/", include_in_schema=False)
 @router.post("/api/v1/private/otel/v1/logs", include_in_schema=False)
 async def otlp_logs(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     return await _discard("logs", request, services)

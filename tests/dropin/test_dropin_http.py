@@ -47,7 +47,7 @@ def _basic(public: str, secret: str) -> str:
 def test_opik_exporter_headers_send_to_the_keys_project(live_stack):
     project_id, _, key = live_stack.create_key()
     spans, trace_id = _llm_spans()
-    exporter = OTLPSpanExporter(endpoint=f"{live_stack.url}/api/v1/private/otel/v1/traces",
+    exporter = OTLPSpanExporter(endpoint=f"{live_stack.url}/api/v1/private/otel/v1/traces/",  # slash: no redirect
                                 headers={"Authorization": key, "projectName": "some-other-project",
                                          "Comet-Workspace": "default"})
     assert exporter.export(spans) == SpanExportResult.SUCCESS
@@ -95,7 +95,7 @@ def test_langfuse_ingestion_answers_each_event(live_stack):
         {"id": "e5", "type": "score-create", "timestamp": "2026-01-01T00:00:00Z",
          "body": {"traceId": trace_id, "name": "thumbs", "value": 1, "dataType": "BOOLEAN"}},
     ]
-    r = httpx.post(f"{live_stack.url}/api/public/ingestion", json={"batch": batch},
+    r = httpx.post(f"{live_stack.url}/api/public/ingestion/", json={"batch": batch},
                    headers={"Authorization": _basic("pk-lf-x", key)})
     assert r.status_code == 207, r.text
     result = r.json()
