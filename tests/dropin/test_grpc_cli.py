@@ -19,7 +19,8 @@ def test_up_serves_otlp_grpc_with_its_key(data_dir):  # noqa: F811
     up = Up(data_dir)
     up.start()
     try:
-        key = (data_dir / "credentials").read_text().strip().split("=", 1)[1]
+        key = next(line.split("=", 1)[1] for line in (data_dir / "credentials").read_text().splitlines()
+                   if line.startswith("EVALFORGE_API_KEY="))
         memory = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(memory))
