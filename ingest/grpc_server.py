@@ -1,8 +1,9 @@
 """OTLP/gRPC: the TraceService (plus MetricsService / LogsService, acknowledged and counted) on
 ``EVALFORGE_GRPC_PORT`` (4317; 0 turns it off), served by ``evalforge up`` and ``evalforge ingest``.
 
-Same key, limits and promise as OTLP/HTTP: a call succeeds only once the bus acknowledged its spans,
-through the very same code (``ingest.router.export_traces``). Errors, as the OTLP spec asks:
+Same key, limits and promise as OTLP/HTTP: a call goes to the very handler of ``POST /v1/traces``
+(``ingest.inprocess``), so it succeeds only once the bus acknowledged its spans and every admission
+rule of that handler applies. Its answers become the codes the OTLP spec asks for:
 - no or unknown key: ``UNAUTHENTICATED`` (the message lists the accepted schemes); a key that cannot
   be checked (its cache or database down): ``UNAVAILABLE``;
 - unreadable request: ``INVALID_ARGUMENT``; bad spans in a readable request: success with
@@ -24,9 +25,9 @@ from __future__ import annotations
 import socket
 
 import grpc
-from fastapi import HTTPException
 from google.protobuf.any_pb2 import Any as AnyProto
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
@@ -36,9 +37,10 @@ from core.auth import AuthUnavailable, Project
 from core.auth_header import key_from_authorization, unauthorized_message
 from core.services import Services
 from ingest import metrics
-from ingest.otlp import PROTOBUF, OTLPDecodeError, encode_response
+from ingest.inprocess import call
+from ingest.otlp import PROTOBUF, OTLPDecodeError
 from ingest.otlp_discard import discard
-from ingest.router import export_traces
+from ingest.router import otlp_traces
 
 
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
@@ -75,25 +77,31 @@ async def _project(services: Services, context: grpc.aio.ServicerContext) -> Pro
 
 
 class TraceIngest(trace_service_pb2_grpc.TraceServiceServicer):
-    """``TraceService/Export`` -> the OTLP/HTTP ingest path."""
+    """``TraceService/Export`` -> the handler of ``POST /v1/traces`` (``ingest.inprocess``)."""
 
     def __init__(self, services: Services) -> None:
         self._services = services
 
     async def Export(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # noqa: N802 - generated name
         project = await _project(self._services, context)
-        try:
-            result = await export_traces(self._services, project.id, request, PROTOBUF)
-        except OTLPDecodeError as exc:
-            metrics.REQUESTS.labels("otlp_grpc", "400").inc()
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except HTTPException as exc:
-            metrics.REQUESTS.labels("otlp_grpc", str(exc.status_code)).inc()
-            code = _HTTP_TO_GRPC.get(exc.status_code, grpc.StatusCode.INVALID_ARGUMENT)
-            retry_after = float((exc.headers or {}).get("Retry-After", 1)) if code in _HTTP_TO_GRPC.values() else None
-            await _abort(context, code, str(exc.detail), retry_after)
-        metrics.REQUESTS.labels("otlp_grpc", "200").inc()
-        return encode_response(len(result.rejected), result.error_message(), PROTOBUF)
+        answer = await call(otlp_traces, "/v1/traces", request, PROTOBUF, project, self._services,
+                            client=(context.peer() or "grpc", 0))
+        metrics.REQUESTS.labels("otlp_grpc", str(answer.status)).inc()
+        if answer.status == 200:
+            return answer.body  # an ExportTraceServiceResponse, partial_success naming rejected spans
+        code = _HTTP_TO_GRPC.get(answer.status, grpc.StatusCode.INVALID_ARGUMENT if answer.status < 500
+                                 else grpc.StatusCode.INTERNAL)
+        retry_after = (answer.retry_after or 1.0) if code in _HTTP_TO_GRPC.values() else None
+        await _abort(context, code, _status_message(answer.body), retry_after)
+        return b""  # not reached: abort raises
+
+
+def _status_message(body: bytes) -> str:
+    """The message of the google.rpc.Status the OTLP/HTTP handler answers a failure with."""
+    try:
+        return status_pb2.Status.FromString(body).message or body.decode("utf-8", "replace")
+    except DecodeError:
+        return body.decode("utf-8", "replace")
 
 
 class _Discard:

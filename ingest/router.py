@@ -92,30 +92,6 @@ async def _accept_native(services: Services, project_id: str, messages: list[tup
     await _publish(services, messages)
 
 
-async def export_traces(services: Services, project_id: str, body: bytes, kind: str) -> DecodeResult:
-    """Decode one OTLP trace export and publish its good spans; what was rejected comes back.
-
-    The one ingest path of OTLP/HTTP and OTLP/gRPC. Raises OTLPDecodeError for an unreadable body and
-    HTTPException (413 / 429 / 503) when the spans were not admitted or the bus did not acknowledge.
-    """
-    limits = _limits(services)
-    messages = None
-    if kind == PROTOBUF:  # the compiled path, when it can do this request exactly
-        messages = native.encode_otlp(body, project_id, limits, services.settings.payload_offload_bytes,
-                                      datetime.now(timezone.utc))
-    if messages is None:
-        result = decode_otlp(body, kind, project_id, limits=limits)
-    else:
-        result = DecodeResult()  # nothing rejected: the native path declines any request with a bad span
-    if result.rejected:
-        metrics.SPANS_REJECTED.labels("invalid").inc(len(result.rejected))
-    if messages:
-        await _accept_native(services, project_id, messages)
-    elif result.records:
-        await _accept(services, project_id, result.records)
-    return result
-
-
 @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)")
 async def otlp_traces(request: Request, project: IngestProjectDep, services: ServicesDep) -> Response:
     content_type = request.headers.get("content-type")
@@ -131,15 +107,31 @@ async def otlp_traces(request: Request, project: IngestProjectDep, services: Ser
         return Response(encode_error(str(exc.detail), kind), status_code=exc.status_code, media_type=kind)
     if not body.strip():
         return Response(encode_response(0, "", kind), media_type=kind)
-    try:
-        result = await export_traces(services, project.id, body, kind)
-    except OTLPDecodeError as exc:
-        metrics.REQUESTS.labels("otlp", "400").inc()
-        return Response(encode_error(str(exc), kind), status_code=400, media_type=kind)
-    except HTTPException as exc:
-        metrics.REQUESTS.labels("otlp", str(exc.status_code)).inc()
-        return Response(encode_error(str(exc.detail), kind, code=14 if exc.status_code == 503 else 8),
-                        status_code=exc.status_code, media_type=kind, headers=exc.headers)
+    limits = _limits(services)
+    messages = None
+    if kind == PROTOBUF:  # the compiled path, when it can do this request exactly
+        messages = native.encode_otlp(body, project.id, limits, services.settings.payload_offload_bytes,
+                                      datetime.now(timezone.utc))
+    if messages is None:
+        try:
+            result = decode_otlp(body, kind, project.id, limits=limits)
+        except OTLPDecodeError as exc:
+            metrics.REQUESTS.labels("otlp", "400").inc()
+            return Response(encode_error(str(exc), kind), status_code=400, media_type=kind)
+    else:
+        result = DecodeResult()  # nothing rejected: the native path declines any request with a bad span
+    if result.rejected:
+        metrics.SPANS_REJECTED.labels("invalid").inc(len(result.rejected))
+    if messages or result.records:
+        try:
+            if messages:
+                await _accept_native(services, project.id, messages)
+            else:
+                await _accept(services, project.id, result.records)
+        except HTTPException as exc:
+            metrics.REQUESTS.labels("otlp", str(exc.status_code)).inc()
+            return Response(encode_error(str(exc.detail), kind, code=14 if exc.status_code == 503 else 8),
+                            status_code=exc.status_code, media_type=kind, headers=exc.headers)
     metrics.REQUESTS.labels("otlp", "200").inc()
     return Response(encode_response(len(result.rejected), result.error_message(), kind), media_type=kind)
 
@@ -181,15 +173,10 @@ async def post_scores(request: Request, project: IngestProjectDep, services: Ser
             errors.append({"index": index, "error": str(exc)})
     if errors and not rows:
         raise HTTPException(400, "; ".join(f"score {e['index']}: {e['error']}" for e in errors[:5]))
-    await publish_scores(services, rows)
-    return JSONResponse({"accepted": len(rows), "ids": [r["score_id"] for r in rows], "rejected": errors},
-                        status_code=202 if rows else 400)
-
-
-async def publish_scores(services: Services, rows: list[dict[str, Any]]) -> None:
-    """Produce validated score rows to ``scores``, keyed by trace id; 503 when the bus does not acknowledge."""
     try:
         await services.bus.publish(TOPIC_SCORES, [(r["trace_id"].encode(), orjson.dumps(r, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)) for r in rows])
     except BusUnavailable as exc:
         raise HTTPException(503, "the bus is unavailable; retry later",
                             headers={"Retry-After": str(max(1, round(exc.retry_after)))}) from None
+    return JSONResponse({"accepted": len(rows), "ids": [r["score_id"] for r in rows], "rejected": errors},
+                        status_code=202 if rows else 400)

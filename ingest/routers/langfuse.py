@@ -3,10 +3,12 @@
 Keys: the EvalForge API key goes in as the Langfuse *secret* key, any text as the public key (see
 ``core.auth_header``); the key decides the project. Traces arrive over OTLP at
 ``/api/public/otel/v1/traces`` (``ingest.routers.otlp_aliases``); this module answers what else the
-SDKs call: the auth check (``GET /api/public/projects``), scores as the v3+ SDKs send them
-(``POST /api/public/scores``, a list) and the legacy batch endpoint (``POST /api/public/ingestion``,
-207 with a result per event; only ``score-create`` is stored, ``sdk-log`` is acknowledged and dropped,
-other event types are refused one by one: those SDKs send traces over OTLP).
+SDKs call: the auth check (``GET /api/public/projects``), scores as the Python SDK v3+ sends them
+(``POST /api/public/scores``, a list) and the batch endpoint the JS SDK and older SDKs use
+(``POST /api/public/ingestion``, 207 with a result per event; only ``score-create`` is stored,
+``sdk-log`` is acknowledged and dropped, other event types are refused one by one: these SDKs send
+traces over OTLP). Scores are translated and handed to our own ``POST /api/v1/scores`` handler
+(``ingest.inprocess``): one score path, with its limits and its promise.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from core.auth import Project
 from core.deps import IngestProjectDep, ServicesDep
+from core.services import Services
 from ingest.body import read_body
+from ingest.inprocess import call
 from ingest.json_batch import BatchError, validate_score
-from ingest.router import publish_scores
+from ingest.router import post_scores
 
 router = APIRouter(tags=["drop-in: Langfuse"])
 
@@ -32,8 +37,8 @@ _ORGANIZATION = {"id": "evalforge", "name": "EvalForge"}
 
 
 def langfuse_score(body: Any, project_id: str) -> dict[str, Any]:
-    """A Langfuse score body (camelCase) -> a row of our ``scores`` table; raises BatchError naming
-    the field the way Langfuse spells it."""
+    """A Langfuse score body (camelCase) -> the payload of our ``POST /api/v1/scores``, checked the
+    way that endpoint checks it; raises BatchError naming the field the way Langfuse spells it."""
     if not isinstance(body, dict):
         raise BatchError("body", "must be a JSON object")
     data_type = body.get("dataType")
@@ -46,10 +51,26 @@ def langfuse_score(body: Any, project_id: str) -> dict[str, Any]:
         "name": body.get("name"), "value": body.get("value"), "comment": body.get("comment"),
         "data_type": _DATA_TYPES.get(data_type) if data_type else None,
     }
+    payload = {k: v for k, v in ours.items() if v is not None}
     try:
-        return validate_score({k: v for k, v in ours.items() if v is not None}, project_id)
+        validate_score(payload, project_id)  # its verdict per score, before the batch goes in
     except BatchError as exc:
         raise BatchError(_FIELD_NAMES.get(exc.field, exc.field), exc.message) from None
+    return payload
+
+
+async def _store(payloads: list[dict[str, Any]], project: Project, services: Services) -> list[str]:
+    """Hand the scores to ``POST /api/v1/scores`` (its limits, its bus promise); their ids. Whatever it
+    refuses (rate limit, bus down) is refused here with the same status and Retry-After."""
+    answer = await call(post_scores, "/api/v1/scores", orjson.dumps({"scores": payloads}), "application/json",
+                        project, services)
+    reply = orjson.loads(answer.body) if answer.body else {}
+    if answer.status != 202:
+        retry = {"Retry-After": answer.headers["retry-after"]} if "retry-after" in answer.headers else None
+        raise HTTPException(answer.status, reply.get("error") or "scores not stored", headers=retry)
+    if reply.get("rejected"):  # checked above with the same validator: only a mismatch between the two
+        raise HTTPException(400, f"scores refused: {reply['rejected']}")
+    return reply["ids"]
 
 
 async def _json_body(request: Request, services) -> Any:
@@ -70,18 +91,18 @@ async def projects(project: IngestProjectDep) -> dict[str, Any]:
 async def scores(request: Request, project: IngestProjectDep, services: ServicesDep) -> JSONResponse:
     payload = await _json_body(request, services)
     items = payload if isinstance(payload, list) else [payload]
-    rows, errors = [], []
+    good, errors = [], []
     for index, item in enumerate(items):
         try:
-            rows.append(langfuse_score(item, project.id))
+            good.append(langfuse_score(item, project.id))
         except BatchError as exc:
             errors.append({"message": f"score {index}: {exc}"})
-    if not rows:
+    if not good:
         raise HTTPException(400, "; ".join(e["message"] for e in errors[:5]) or "body: no scores")
-    await publish_scores(services, rows)
+    await _store(good, project, services)
     if not errors:
         return JSONResponse({"message": "Accepted"}, status_code=202)
-    return JSONResponse({"accepted": len(rows), "rejected": len(errors), "errors": errors}, status_code=207)
+    return JSONResponse({"accepted": len(good), "rejected": len(errors), "errors": errors}, status_code=207)
 
 
 @router.post("/api/public/ingestion/", include_in_schema=False)
@@ -93,13 +114,13 @@ async def ingestion(request: Request, project: IngestProjectDep, services: Servi
         raise HTTPException(400, "batch: must be an array of events")
     successes: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
-    rows: list[tuple[str, dict[str, Any]]] = []
+    scores: list[tuple[str, dict[str, Any]]] = []
     for index, event in enumerate(batch):
         event_id = event.get("id") if isinstance(event, dict) and isinstance(event.get("id"), str) else str(index)
         kind = event.get("type") if isinstance(event, dict) else None
         if kind == "score-create":
             try:
-                rows.append((event_id, langfuse_score(event.get("body"), project.id)))
+                scores.append((event_id, langfuse_score(event.get("body"), project.id)))
             except BatchError as exc:
                 where = "body" if exc.field == "body" else f"body.{exc.field}"
                 errors.append({"id": event_id, "status": 400, "message": f"{where}: {exc.message}",
@@ -110,7 +131,7 @@ async def ingestion(request: Request, project: IngestProjectDep, services: Servi
             errors.append({"id": event_id, "status": 400, "error": "unsupported event type",
                            "message": f"type: {kind!r} is not accepted here; send traces over OTLP to "
                                       "/api/public/otel/v1/traces (Langfuse SDK v3 and later do)"})
-    if rows:  # a bus outage is a 503 for the whole batch: the SDK retries batches, not events
-        await publish_scores(services, [row for _, row in rows])
-        successes.extend({"id": event_id, "status": 201} for event_id, _ in rows)
+    if scores:  # a bus outage is a 503 for the whole batch: the SDK retries batches, not events
+        await _store([payload for _, payload in scores], project, services)
+        successes.extend({"id": event_id, "status": 201} for event_id, _ in scores)
     return JSONResponse({"successes": successes, "errors": errors}, status_code=207)
