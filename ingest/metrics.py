@@ -10,5 +10,3 @@ PRODUCE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 OFFLOADED_BYTES = Counter("evalforge_ingest_offloaded_bytes_total", "Payload bytes moved to the blob store")
-DISCARDED = Counter("evalforge_ingest_discarded_total",
-                    "OTLP metric data points / log records answered with success and not stored", ["signal"])

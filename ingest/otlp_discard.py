@@ -13,11 +13,14 @@ from typing import Any
 
 import orjson
 from google.protobuf.message import DecodeError
+from prometheus_client import Counter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from ingest import metrics
 from ingest.otlp import PROTOBUF, OTLPDecodeError
+
+DISCARDED = Counter("evalforge_ingest_discarded_total",
+                    "OTLP metric data points / log records answered with success and not stored", ["signal"])
 
 SIGNALS = ("metrics", "logs")
 _METRIC_SHAPES = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
@@ -27,7 +30,7 @@ _METRIC_SHAPES_JSON = ("gauge", "sum", "histogram", "exponentialHistogram", "exp
 def discard(signal: str, body: bytes, kind: str) -> int:
     """Count the items of one export request and drop them; raises OTLPDecodeError for a bad body."""
     count = _count_protobuf(signal, body) if kind == PROTOBUF else _count_json(signal, body)
-    metrics.DISCARDED.labels(signal).inc(count)
+    DISCARDED.labels(signal).inc(count)
     return count
 
 
