@@ -22,9 +22,9 @@ from fastapi.responses import JSONResponse
 from core.auth import Project
 from core.deps import IngestProjectDep, ServicesDep
 from core.services import Services
-from ingest.body import read_body
 from ingest.inprocess import call
 from ingest.json_batch import BatchError, validate_score
+from ingest.routers.request_body import drop_in_body
 from ingest.router import post_scores
 
 router = APIRouter(tags=["drop-in: Langfuse"])
@@ -74,7 +74,7 @@ async def _store(payloads: list[dict[str, Any]], project: Project, services: Ser
 
 
 async def _json_body(request: Request, services) -> Any:
-    body = await read_body(request, services.settings.max_body_bytes)
+    body = await drop_in_body(request, services)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

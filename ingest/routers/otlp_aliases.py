@@ -17,10 +17,10 @@ from fastapi.responses import Response
 
 from core.deps import IngestProjectDep, ServicesDep
 from ingest import metrics
-from ingest.body import read_body
 from ingest.otlp import JSON, OTLPDecodeError, UnsupportedContentType, encode_error, encode_response, media_type
 from ingest.otlp_discard import discard
 from ingest.router import otlp_traces
+from ingest.routers.request_body import drop_in_body
 
 router = APIRouter(tags=["ingest"])
 
@@ -43,7 +43,7 @@ async def _discard(signal: str, request: Request, services) -> Response:
         metrics.REQUESTS.labels(signal, "415").inc()
         return Response(encode_error(str(exc), JSON), status_code=415, media_type=JSON)
     try:
-        body = await read_body(request, services.settings.max_body_bytes)
+        body = await drop_in_body(request, services)
         discard(signal, body, kind)
     except HTTPException as exc:
         metrics.REQUESTS.labels(signal, str(exc.status_code)).inc()
