@@ -1,4 +1,4 @@
-"""Drop-in endpoints for the unmodified Langfuse SDKs (point ``LANGFUSE_HOST`` / ``base_url`` here).
+"""Drop-in endpoints for the unmodified Langfuse SDKs (point ``LANGFUSE_BASE_URL`` / ``base_url`` here).
 
 Keys: the EvalForge API key goes in as the Langfuse *secret* key, any text as the public key (see
 ``core.auth_header``); the key decides the project. Traces arrive over OTLP at
