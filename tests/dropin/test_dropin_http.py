@@ -4,7 +4,6 @@ every accepted scheme, OTLP metrics / logs acknowledged and counted."""
 from __future__ import annotations
 
 import base64
-import json
 import uuid
 
 import httpx

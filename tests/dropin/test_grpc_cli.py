@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import uuid
 
-import grpc
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult

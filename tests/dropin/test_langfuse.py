@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
