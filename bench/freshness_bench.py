@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start: {loadavg()}  (2 cores shared with other work)")
     data = Path(tempfile.mkdtemp(prefix="evalforge-freshbench-"))
     port = free_port()
-    env = {**os.environ, "EVALFORGE_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "EVALFORGE_LOG_LEVEL": "WARNING", "EVALFORGE_GRPC_PORT": "0"}  # HTTP only: up + ingest share no port
     for name in ("BUS_URL", "CLICKHOUSE_URL", "POSTGRES_URL", "REDIS_URL", "BLOB_URL"):
         env.pop(f"EVALFORGE_{name}", None)  # everything embedded
     if args.batch_ms:

@@ -8,12 +8,14 @@ protobuf bodies of ``--spans`` GenAI spans (~1.2 KiB each). Phases, each ``--sec
 1. max load (closed loop, every connection back-to-back): spans/s acknowledged, latency, CPU, RSS;
 2. half load (each connection paced, total = half the measured max): latency p50 / p95 / p99;
 3. optionally the same max load with gzip bodies (``--gzip``);
+   and (unless ``--no-grpc``) right after phase 1, the same max load over OTLP/gRPC: one channel per
+   connection, the same prebuilt request bytes, blocking ``TraceService/Export`` calls;
 4. raw ceilings, producing the very records ingest would produce for those bodies (core.span.encode),
    keyed by trace id, with as many batches in flight as there were HTTP connections: aiokafka
    ``send()`` per record (acks=all, idempotent, lz4: the issue's baseline), then KafkaBus.publish
    itself (librdkafka, what ingest uses) — the second shows what is left above the producer.
 
-    .venv/bin/python bench/ingest_bench.py [--seconds 20] [--spans 512] [--procs 2] [--conns 4] [--gzip]
+    .venv/bin/python bench/ingest_bench.py [--seconds 20] [--spans 512] [--procs 2] [--conns 4] [--gzip] [--no-grpc]
 
 Prints its figures; no pass/fail. Targets: >= 50,000 spans/s, >= 0.6x raw, p95 <= 50 ms at half load,
 ingest RSS <= 300 MiB.
@@ -45,9 +47,33 @@ BODIES_PER_PROC = 8
 
 # --- load generator (runs in child processes) --------------------------------------------------
 
+_GRPC_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def _grpc_caller(port: int, key: str):
+    """A blocking TraceService/Export on its own channel (its own HTTP/2 connection), sending the
+    prebuilt ExportTraceServiceRequest bytes as they are; returns (call, close)."""
+    import grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1),
+                                                                  ("grpc.max_send_message_length", 64 << 20)])
+    export = channel.unary_unary(_GRPC_EXPORT)  # no serializers: bytes in, bytes out
+    metadata = (("authorization", f"Bearer {key}"),)
+
+    def call(body: bytes) -> int:
+        try:
+            export(body, metadata=metadata, timeout=30)
+            return 200
+        except grpc.RpcError as exc:
+            return 1000 + exc.code().value[0]  # reported beside the HTTP statuses, e.g. 1014 = UNAVAILABLE
+
+    return call, channel.close
+
+
 def _client_proc(port: int, key: str, bodies: list[bytes], conns: int, start_at: float, seconds: float,
-                 rate_per_conn: float, use_gzip: bool, out: mp.Queue) -> None:
-    """``conns`` threads, each on its own keep-alive connection; results: (t_done, latency s, status)."""
+                 rate_per_conn: float, use_gzip: bool, out: mp.Queue, transport: str = "http") -> None:
+    """``conns`` threads, each on its own keep-alive connection (HTTP/1.1, or a gRPC channel);
+    results: (t_done, latency s, status)."""
     headers = {"Content-Type": PROTOBUF, "Authorization": f"Bearer {key}"}
     if use_gzip:
         headers["Content-Encoding"] = "gzip"
@@ -56,7 +82,8 @@ def _client_proc(port: int, key: str, bodies: list[bytes], conns: int, start_at:
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
 
     def run(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30) if transport == "http" else None
+        grpc_call, grpc_close = _grpc_caller(port, key) if transport == "grpc" else (None, None)
         interval = 1.0 / rate_per_conn if rate_per_conn else 0.0
         # spread the paced connections over one interval so requests do not arrive in bursts
         next_at = start_at + (interval * i / conns if interval else 0.0)
@@ -77,10 +104,16 @@ def _client_proc(port: int, key: str, bodies: list[bytes], conns: int, start_at:
                 break
             body = bodies[n % len(bodies)]
             n += 1
-            conn, status = http_call(conn, port, "POST", "/v1/traces", headers, body)
+            if grpc_call is not None:
+                status = grpc_call(body)
+            else:
+                conn, status = http_call(conn, port, "POST", "/v1/traces", headers, body)
             done = time.monotonic()
             results[i].append((done, done - sent, status))
-        conn.close()
+        if grpc_close is not None:
+            grpc_close()
+        else:
+            conn.close()
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(conns)]
     for t in threads:
@@ -93,7 +126,7 @@ def _client_proc(port: int, key: str, bodies: list[bytes], conns: int, start_at:
 
 
 def run_load(port: int, key: str, bodies: list[list[bytes]], conns: int, seconds: float, rate: float,
-             use_gzip: bool, watch: dict[str, list[int]]) -> dict:
+             use_gzip: bool, watch: dict[str, list[int]], transport: str = "http") -> dict:
     """One phase: start the client processes, wait, gather. ``rate`` = total requests/s (0 = max)."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -101,7 +134,7 @@ def run_load(port: int, key: str, bodies: list[list[bytes]], conns: int, seconds
     rate_per_conn = rate / (procs_n * conns) if rate else 0.0
     start_at = time.monotonic() + 3.0  # time for the spawned interpreters to import
     procs = [ctx.Process(target=_client_proc, args=(port, key, bodies[p], conns, start_at, seconds, rate_per_conn,
-                                                     use_gzip, out)) for p in range(procs_n)]
+                                                     use_gzip, out, transport)) for p in range(procs_n)]
     for p in procs:
         p.start()
     time.sleep(max(0.0, start_at - time.monotonic()))
@@ -261,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conns", type=int, default=4, help="connections per load-generator process")
     ap.add_argument("--gzip", action="store_true", help="also run the max-load phase with gzip bodies")
     ap.add_argument("--no-raw", action="store_true", help="skip the raw producer ceilings")
+    ap.add_argument("--no-grpc", action="store_true", help="skip the OTLP/gRPC max-load phase")
     ap.add_argument("--workers", type=int, default=1, help="evalforge ingest --workers (processes on the port)")
     ap.add_argument("--profile", action="store_true", help="py-spy the ingest process in an extra max-load phase")
     args = ap.parse_args(argv)
@@ -278,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         broker = start_kafka(partitions=8)
         meta = MetaParts().start()
-        port = free_port()
-        env = {**os.environ, "EVALFORGE_BUS_URL": f"kafka://{broker.bootstrap}",
+        port, grpc_port = free_port(), free_port()
+        env = {**os.environ, "EVALFORGE_BUS_URL": f"kafka://{broker.bootstrap}", "EVALFORGE_GRPC_PORT": str(grpc_port),
                "EVALFORGE_POSTGRES_URL": meta.postgres_url, "EVALFORGE_REDIS_URL": meta.redis_url,
                "EVALFORGE_BLOB_URL": f"file://{meta.root / 'blobs'}", "EVALFORGE_LOG_LEVEL": "WARNING"}
         with open(log_path, "w") as log:
@@ -300,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         full = run_load(port, meta.api_key, bodies, args.conns, args.seconds, 0, False, watch)
         max_spans = report(f"max load: {conns_total} connections back-to-back, protobuf", full, args.spans,
                            f"closed loop, {conns_total} connections")
+        grpc_max = 0.0
+        if not args.no_grpc:  # the same bodies, connections and server, over OTLP/gRPC
+            run_load(grpc_port, meta.api_key, bodies, args.conns, 3.0, 0, False, watch, "grpc")  # warm-up
+            over_grpc = run_load(grpc_port, meta.api_key, bodies, args.conns, args.seconds, 0, False, watch, "grpc")
+            grpc_max = report(f"max load over OTLP/gRPC: {conns_total} channels back-to-back", over_grpc, args.spans,
+                              f"closed loop, {conns_total} gRPC channels")
         half_rps = max_spans / 2 / args.spans
         half = run_load(port, meta.api_key, bodies, args.conns, args.seconds, half_rps, False, watch)
         report("half load: paced at half the measured max", half, args.spans,
@@ -321,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             raw = raw_ceiling(broker.bootstrap, batches, conns_total, args.seconds, bpid, "aiokafka")
             bus_raw = raw_ceiling(broker.bootstrap, batches, conns_total, args.seconds, bpid, "bus")
         rows = [("max spans/s (protobuf)", f"{max_spans:,.0f}  (target >= 50,000)")]
+        if grpc_max:
+            rows.append(("max spans/s over OTLP/gRPC", f"{grpc_max:,.0f}  (gRPC / HTTP {grpc_max / max_spans:.2f}, "
+                                                        "target >= 1)"))
         if raw:
             rows.append(("raw aiokafka ceiling spans/s", f"{raw:,.0f}"))
             rows.append(("ingest / raw aiokafka", f"{max_spans / raw:.2f}  (target >= 0.6)"))

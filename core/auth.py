@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
+
+import psycopg
+from psycopg_pool import PoolTimeout
+from redis.exceptions import RedisError
 
 KEY_PREFIX = "ef_"
 
@@ -67,6 +72,10 @@ def revoke_key(conn, secret: str) -> bool:
     return cur.rowcount > 0
 
 
+class AuthUnavailable(Exception):
+    """The key could not be checked: the cache or the database did not answer (-> 503, retry)."""
+
+
 class Authenticator:
     """Resolves a bearer key to its project: in-process cache, then Redis, then Postgres.
 
@@ -90,7 +99,11 @@ class Authenticator:
         hit = self._local.get(digest)
         if hit and hit[0] > now:
             return hit[1]
-        project = await self._lookup(digest)
+        try:
+            project = await self._lookup(digest)
+        except (RedisError, psycopg.Error, PoolTimeout, OSError, asyncio.TimeoutError) as exc:
+            # not the client's fault, and not a verdict on the key: tell it to retry
+            raise AuthUnavailable(f"cannot check API keys now ({type(exc).__name__}); retry later") from exc
         if len(self._local) > 10_000:
             self._local.clear()
         self._local[digest] = (now + self._ttl / 3, project)

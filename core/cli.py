@@ -58,8 +58,10 @@ def _routers(kind: str) -> list:
                     auth_router, projects_router, members_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
+        from ingest.routers.langfuse import router as langfuse_router
+        from ingest.routers.otlp_aliases import router as otlp_aliases_router
 
-        routers.append(ingest_router)
+        routers += [ingest_router, otlp_aliases_router, langfuse_router]
     if kind in ("up", "query"):
         from query_api.router import router as query_router
         from query_api.web import router as web_router
@@ -138,6 +140,8 @@ async def _serve(kind: str, settings: Settings, *, reuse_port: bool = False) -> 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = await open_services(settings, parts, migrate=(kind == "up"))
     try:
+        if kind in ("up", "ingest") and settings.grpc_port:
+            background = [*background, await _start_grpc(services, settings, reuse_port)]
         app = build_app(settings, parts=parts, routers=_routers(kind), background=background, title=f"EvalForge {kind}")
         app.state.services = services  # the app's lifespan closes them at shutdown
         if kind == "up":
@@ -153,12 +157,24 @@ async def _serve(kind: str, settings: Settings, *, reuse_port: bool = False) -> 
 
         await server.serve(sockets=[reuse_port_socket(settings.host, settings.port)])
     else:
-        print(f"EvalForge {kind} listening on http://{settings.host}:{settings.port} (data: {settings.data_dir})",
+        grpc = f" and OTLP/gRPC on {settings.host}:{settings.grpc_port}" if kind != "query" and settings.grpc_port else ""
+        print(f"EvalForge {kind} listening on http://{settings.host}:{settings.port}{grpc} (data: {settings.data_dir})",
               flush=True)
         await server.serve()
     # uvicorn re-raises Ctrl-C after its graceful shutdown (drain, flush, commit); that is a clean exit.
     _drained.set()
     print(f"EvalForge {kind} stopped", flush=True)
+
+
+async def _start_grpc(services, settings: Settings, reuse_port: bool):
+    """Start OTLP/gRPC before HTTP (a busy port is a one-line error); returns the task that stops it."""
+    from ingest.grpc_server import start_grpc_server, stop_with
+
+    try:
+        server, _ = await start_grpc_server(services, settings.host, settings.grpc_port, reuse_port=reuse_port)
+    except RuntimeError as exc:
+        raise ConfigError(f"EVALFORGE_GRPC_PORT: {exc} (set another port, or 0 to turn OTLP/gRPC off)") from None
+    return stop_with(server)
 
 
 def _serve_copy(kind: str, settings_json: str) -> None:

@@ -14,7 +14,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from core.accounts import ROLE_RANK, User, csrf_matches
-from core.auth import Project
+from core.auth import AuthUnavailable, Project
+from core.auth_header import WWW_AUTHENTICATE, key_from_authorization, unauthorized_message
 from core.services import Services
 
 SESSION_COOKIE = "ef_session"
@@ -73,12 +74,18 @@ async def current_project(request: Request, services: ServicesDep) -> Project:
 
 
 async def _key_project(header: str, services: Services) -> Project:
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise HTTPException(401, "missing Authorization: Bearer <api key> (or sign in)", headers={"WWW-Authenticate": "Bearer"})
-    project = await services.auth.project_for_key(secret.strip())  # type: ignore[union-attr]
+    """The project of the request's API key (any scheme of ``core.auth_header``); 401 otherwise."""
+    secret = key_from_authorization(header or None)
+    if secret is None:
+        reason = "missing Authorization header (or sign in)" if not header else "unreadable Authorization header"
+        raise HTTPException(401, unauthorized_message(reason), headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+    try:
+        project = await services.auth.project_for_key(secret)  # type: ignore[union-attr]
+    except AuthUnavailable as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
     if project is None:
-        raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(401, unauthorized_message("unknown or revoked API key"),
+                            headers={"WWW-Authenticate": WWW_AUTHENTICATE})
     return project
 
 

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".evalforge"), description="where the embedded parts keep their data")
     host: str = "127.0.0.1"
     port: int = 4318
+    grpc_port: int = Field(4317, ge=0, le=65535, description="OTLP/gRPC port of up / ingest; 0 = off")
     public_url: str = Field("", description="base URL for links in alerts; default http://host:port")
 
     bus_url: str = Field("", description="kafka://host:9092[,host2:9092] | redis://… (Redis Streams) | empty = Redis Streams on the Redis of redis_url")

@@ -39,6 +39,7 @@ class Up:
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
         self.port = _free_port()
+        self.grpc_port = _free_port()  # not 4317: other runs on this machine may hold it
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.output = ""
@@ -46,7 +47,8 @@ class Up:
     def start(self, timeout: float = 90) -> float:
         started = time.monotonic()
         self.proc = subprocess.Popen([*CLI, "up", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-                                     cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     cwd=REPO, env=_env(EVALFORGE_GRPC_PORT=str(self.grpc_port)),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         while time.monotonic() - started < timeout:
             assert self.proc.poll() is None, self.proc.stdout.read()
             try:

@@ -29,7 +29,8 @@ def test_two_ingest_processes_share_the_port_and_drain(kafka_broker, migrated_po
     proc = subprocess.Popen(
         [*CLI, "ingest", "--workers", "2", "--port", str(port), "--data-dir", str(tmp_path)], cwd=REPO,
         env=_env(EVALFORGE_BUS_URL=f"kafka://{kafka_broker.bootstrap}", EVALFORGE_POSTGRES_URL=migrated_postgres,
-                 EVALFORGE_REDIS_URL=redis_url, EVALFORGE_BLOB_URL=f"file://{tmp_path / 'blobs'}"),
+                 EVALFORGE_REDIS_URL=redis_url, EVALFORGE_BLOB_URL=f"file://{tmp_path / 'blobs'}",
+                 EVALFORGE_GRPC_PORT=str(_free_port())),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
