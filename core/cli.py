@@ -26,7 +26,7 @@ _drained = threading.Event()
 INGEST_PARTS = frozenset({"bus", "postgres", "redis", "blobs"})
 QUERY_PARTS = frozenset({"clickhouse", "postgres", "redis", "blobs", "bus"})  # bus: assist calls are recorded as spans
 PROCESS_PARTS = frozenset({"bus", "clickhouse", "blobs", "redis", "postgres"})
-EVALUATE_PARTS = frozenset({"bus", "blobs", "redis"})
+EVALUATE_PARTS = frozenset({"bus", "blobs", "redis", "postgres"})  # postgres: experiments
 ALL_PARTS = frozenset({"bus", "clickhouse", "postgres", "redis", "blobs"})
 
 
@@ -49,11 +49,12 @@ def _routers(kind: str) -> list:
         from core.model_prices_api import router as model_prices_router
         from evaluators.review_api import router as review_router
         from evaluators.routers.datasets import router as datasets_router
+        from evaluators.routers.experiments import router as experiments_router
         from evaluators.rules_api import router as eval_rules_router
         from stream_processors.alerts.rules_api import router as alert_rules_router
 
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, datasets_router,
-                    alert_rules_router]
+                    experiments_router, alert_rules_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
 
@@ -69,11 +70,11 @@ def _background(kind: str) -> list:
     """Workers that ``up`` runs inside its one process."""
     if kind != "up":
         return []
-    from evaluators.service import eval_worker_task
+    from evaluators.service import eval_worker_task, experiment_worker_task
     from stream_processors.alerts.service import alerts_task
     from stream_processors.service import processor_task
 
-    return [processor_task, eval_worker_task, alerts_task]
+    return [processor_task, eval_worker_task, experiment_worker_task, alerts_task]
 
 
 async def _bootstrap_default_project(services) -> None:
@@ -159,7 +160,7 @@ async def _worker(kind: str, settings: Settings) -> None:
 
         parts = PROCESS_PARTS
     else:
-        from evaluators.service import eval_worker_task as task
+        from evaluators.service import evaluate_task as task
 
         parts = EVALUATE_PARTS
     services = await open_services(settings, parts)

@@ -10,7 +10,8 @@ TOPIC_SPANS = "spans.raw"
 TOPIC_SPANS_DLQ = "spans.dlq"
 TOPIC_EVAL_JOBS = "eval.jobs"
 TOPIC_SCORES = "scores"
-ALL_TOPICS = (TOPIC_SPANS, TOPIC_SPANS_DLQ, TOPIC_EVAL_JOBS, TOPIC_SCORES)
+TOPIC_EXPERIMENT_JOBS = "experiments.jobs"  # one record per experiment run, keyed by experiment id
+ALL_TOPICS = (TOPIC_SPANS, TOPIC_SPANS_DLQ, TOPIC_EVAL_JOBS, TOPIC_SCORES, TOPIC_EXPERIMENT_JOBS)
 
 
 def open_bus(url: str, *, redis_url: str = "", partitions: int = 8, timeout_s: float = 5.0) -> Bus:
@@ -27,6 +28,6 @@ def open_bus(url: str, *, redis_url: str = "", partitions: int = 8, timeout_s: f
 
 
 __all__ = [
-    "ALL_TOPICS", "Bus", "BusUnavailable", "Consumer", "Record", "TOPIC_EVAL_JOBS", "TOPIC_SCORES",
+    "ALL_TOPICS", "Bus", "BusUnavailable", "Consumer", "Record", "TOPIC_EVAL_JOBS", "TOPIC_EXPERIMENT_JOBS", "TOPIC_SCORES",
     "TOPIC_SPANS", "TOPIC_SPANS_DLQ", "open_bus",
 ]
