@@ -133,7 +133,7 @@ def holm(p_values: list[float | None]) -> list[float | None]:
 def paired_tests(base: dict[str, tuple[float, bool | None]], other: dict[str, tuple[float, bool | None]]) -> dict[str, Any]:
     """Paired tests on the items both runs scored: exact McNemar (binomial on the discordant pairs) for
     pass / fail, sign test, Wilcoxon signed-rank and a paired bootstrap CI of the mean difference."""
-    shared = sorted(base.keys() & other.keys())
+    shared = [i for i in base if i in other]  # in dataset order (results come ordered by position)
     a = np.array([base[i][0] for i in shared], dtype=float)
     b = np.array([other[i][0] for i in shared], dtype=float)
     diff = b - a
