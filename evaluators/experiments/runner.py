@@ -229,7 +229,8 @@ class ExperimentRun:
         rec.update(project_id=self.project_id, trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name,
                    kind=kind, start_time=start, end_time=end, duration_ms=(end - start).total_seconds() * 1000,
                    status="ok", service_name="evalforge-experiments", ingested_at=datetime.now(timezone.utc),
-                   attributes={k: orjson.dumps(v).decode() for k, v in attrs.items()})
+                   # stored like ingest stores them: strings as they are, anything else JSON-encoded
+                   attributes={k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in attrs.items()})
         return rec
 
     def _score_row(self, s: dict[str, Any], trace_id: str, span_id: str) -> bytes:
