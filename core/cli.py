@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     from evaluators.rules_cli import add_parser as add_eval_rules_parser
 
     add_eval_rules_parser(sub)
+    from evaluators.experiments_cli import add_parsers as add_experiment_parsers
+
+    add_experiment_parsers(sub)
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     kc = keys_sub.add_parser("create", help="create a key for a project (creating the project if needed)")
@@ -294,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             from evaluators.rules_cli import run as run_eval_rules
 
             return run_eval_rules(args, lambda fn: _with_postgres(settings, fn), settings.judge_hosts)
+        elif args.command in ("datasets", "experiments"):
+            from evaluators.experiments_cli import run as run_experiments_cli
+
+            return run_experiments_cli(args, settings)
         elif args.command == "demo":
             from core.demo import run_demo
 

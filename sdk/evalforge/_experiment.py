@@ -23,8 +23,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ._client import DEFAULT_ENDPOINT, get_state
 from ._tracing import span, to_json
@@ -60,7 +61,7 @@ class _Api:
             req = urllib.request.Request(self.endpoint + path, data=data, method=method, headers={
                 "Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - the configured endpoint
+                with urllib.request.urlopen(req, timeout=60) as resp:
                     return json.loads(resp.read() or b"null")
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")
@@ -198,7 +199,7 @@ async def _run_item(experiment_id: str, name: str, item: dict[str, Any], rep: in
         try:
             output = await _call(task, values, pool)
             row["output"] = _jsonable(output)
-        except Exception as exc:  # the user's task failed on this item: recorded, the run goes on
+        except Exception as exc:  # noqa: BLE001 - the user's task failed on this item: recorded, the run goes on
             output = None
             row["error"] = f"{type(exc).__name__}: {exc}"[:10_000]
         row["latency_ms"] = (time.perf_counter() - t0) * 1000
@@ -227,8 +228,8 @@ def run_experiment(dataset: str | Sequence[dict[str, Any]], task: Callable[..., 
 
     Works from plain scripts and from code already inside an event loop (notebooks): then it runs on
     a helper thread; ``await arun_experiment(...)`` is the async form."""
-    kwargs = dict(name=name, repetitions=repetitions, max_concurrency=max_concurrency, dataset_version=dataset_version,
-                  metadata=metadata, api_key=api_key, endpoint=endpoint)
+    kwargs = {"name": name, "repetitions": repetitions, "max_concurrency": max_concurrency,
+              "dataset_version": dataset_version, "metadata": metadata, "api_key": api_key, "endpoint": endpoint}
     coro = arun_experiment(dataset, task, evaluators, **kwargs)
     try:
         asyncio.get_running_loop()
