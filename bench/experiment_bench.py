@@ -99,7 +99,7 @@ async def runner(parts: MetaParts, url: str, dataset_id: str, version: int, n: i
     from evaluators.experiments import store
     from evaluators.experiments.runner import ExperimentRun
 
-    settings = Settings(judge_allowed_hosts="127.0.0.1", postgres_url=parts.postgres_url, redis_url=parts.redis_url)
+    settings = Settings(egress_allowed_hosts="127.0.0.1", postgres_url=parts.postgres_url, redis_url=parts.redis_url)
     bus = RedisStreamsBus(parts.redis_url)
     await bus.start()
     async with AsyncConnectionPool(parts.postgres_url, min_size=2, max_size=4, kwargs={"autocommit": True}) as pool:

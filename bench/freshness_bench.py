@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                                       env=env, stdout=log, stderr=log, start_new_session=True)
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120, proc=server)
         startup = time.monotonic() - started
-        key = (data / "credentials").read_text().strip().partition("=")[2]
+        key = dict(line.split("=", 1) for line in (data / "credentials").read_text().splitlines()
+                   if "=" in line)["EVALFORGE_API_KEY"]
         print(f"evalforge up pid {server.pid} on :{port}, ready in {startup:.1f} s; data dir {data}")
         send_port = port
         if args.layout == "kafka":

@@ -1,4 +1,4 @@
-"""Admin endpoints for the caller's own project: who am I, API keys. Secrets are shown once."""
+"""Admin endpoints for the caller's own project: who am I, API keys (admins only). Secrets are shown once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from core.auth import Project, create_key
-from core.deps import ProjectDep, ServicesDep
+from core.deps import AdminProjectDep, ReadProjectDep, ServicesDep
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -19,12 +19,12 @@ class KeyIn(BaseModel):
 
 
 @router.get("/projects/current")
-async def current(project: ProjectDep) -> dict:
-    return {"id": project.id, "name": project.name}
+async def current(project: ReadProjectDep) -> dict:
+    return {"id": project.id, "name": project.name, "role": project.role}
 
 
 @router.get("/api-keys")
-async def list_keys(project: ProjectDep, services: ServicesDep) -> dict:
+async def list_keys(project: AdminProjectDep, services: ServicesDep) -> dict:
     async with services.pg.connection() as conn:
         cur = await conn.execute(
             "SELECT id, prefix, scope, created_at, revoked_at FROM api_keys WHERE project_id = %s ORDER BY created_at",
@@ -35,7 +35,7 @@ async def list_keys(project: ProjectDep, services: ServicesDep) -> dict:
 
 
 @router.post("/api-keys", status_code=201)
-async def new_key(project: ProjectDep, services: ServicesDep, body: KeyIn | None = None) -> dict:
+async def new_key(project: AdminProjectDep, services: ServicesDep, body: KeyIn | None = None) -> dict:
     """A new key; ``{"scope": "ingest"}`` for one that may only send spans and scores (for apps)."""
     scope = body.scope if body else "full"
 
@@ -48,7 +48,7 @@ async def new_key(project: ProjectDep, services: ServicesDep, body: KeyIn | None
 
 
 @router.delete("/api-keys/{key_id}")
-async def revoke(key_id: str, project: ProjectDep, services: ServicesDep) -> dict:
+async def revoke(key_id: str, project: AdminProjectDep, services: ServicesDep) -> dict:
     async with services.pg.connection() as conn:
         cur = await conn.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND project_id = %s AND revoked_at IS NULL "

@@ -16,11 +16,21 @@ SCOPES = ("full", "ingest")  # full: read, admin and send; ingest: send spans an
 
 @dataclass(frozen=True, slots=True)
 class Project:
-    """The project a request's key belongs to, and what that key may do."""
+    """The project of a request (named by its API key, or chosen by a signed-in user) and what the
+    caller may do there: a key's ``scope``, a user's ``role`` (a ``full`` key acts as an admin)."""
 
     id: str
     name: str
     scope: str = "full"
+    role: str = "admin"
+    user_id: str | None = None  # set when the caller is a signed-in user, not a key
+
+
+def read_credentials(path) -> dict[str, str]:
+    """The ``NAME=value`` lines of the ``credentials`` file the first ``evalforge up`` writes
+    (EVALFORGE_API_KEY, EVALFORGE_ADMIN_EMAIL, EVALFORGE_ADMIN_PASSWORD)."""
+    with open(path) as f:
+        return dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
 
 
 def hash_key(secret: str) -> str:

@@ -51,18 +51,22 @@ def _routers(kind: str) -> list:
         from evaluators.routers.datasets import router as datasets_router
         from evaluators.routers.experiments import router as experiments_router
         from evaluators.rules_api import router as eval_rules_router
+        from query_api.routers.auth import router as auth_router
+        from query_api.routers.members import router as members_router
+        from query_api.routers.projects import router as projects_router
         from stream_processors.alerts.rules_api import router as alert_rules_router
 
-        routers += [admin_router, model_prices_router, eval_rules_router, review_router, datasets_router,
-                    experiments_router, alert_rules_router]
+        routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router,
+                    auth_router, projects_router, members_router, datasets_router, experiments_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
 
         routers.append(ingest_router)
     if kind in ("up", "query"):
         from query_api.router import router as query_router
+        from query_api.web import router as web_router
 
-        routers.append(query_router)
+        routers += [query_router, web_router]
     return routers
 
 
@@ -82,18 +86,47 @@ async def _bootstrap_default_project(services) -> None:
     from core.auth import create_key, ensure_project
 
     cred = services.settings.data_dir / "credentials"
-    if cred.exists():
+    if not cred.exists():
+        def create() -> str:
+            with services.pg_sync() as conn:
+                return create_key(conn, ensure_project(conn, "default"))
+
+        secret = await asyncio.to_thread(create)
+        fd = os.open(cred, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"EVALFORGE_API_KEY={secret}\n")
+        print(f"Created project 'default'. API key (shown once, also in {cred}):\n  {secret}", flush=True)
+    await _bootstrap_admin_user(services, cred)
+
+
+async def _bootstrap_admin_user(services, cred: Path) -> None:
+    """While there is no user at all (a new data dir, or one from before accounts existed): create the
+    admin (owner of 'default') with a generated password, print it once and add it to ``credentials``."""
+    from core.accounts import create_user, generate_password, set_membership, user_count
+    from core.auth import ensure_project
+
+    email = services.settings.admin_email
+
+    def create() -> str | None:
+        with services.pg_sync() as conn, conn.transaction():
+            if user_count(conn):
+                return None
+            password = generate_password()
+            user = create_user(conn, email, password, name="Admin")
+            set_membership(conn, ensure_project(conn, "default").id, user.id, "owner")
+            return password
+
+    try:
+        password = await asyncio.to_thread(create)
+    except ValueError as exc:
+        raise ConfigError(f"EVALFORGE_ADMIN_EMAIL: {exc}") from None
+    if password is None:
         return
-
-    def create() -> str:
-        with services.pg_sync() as conn:
-            return create_key(conn, ensure_project(conn, "default"))
-
-    secret = await asyncio.to_thread(create)
-    fd = os.open(cred, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f"EVALFORGE_API_KEY={secret}\n")
-    print(f"Created project 'default'. API key (shown once, also in {cred}):\n  {secret}", flush=True)
+    fd = os.open(cred, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as f:
+        f.write(f"EVALFORGE_ADMIN_EMAIL={email}\nEVALFORGE_ADMIN_PASSWORD={password}\n")
+    print(f"Created user {email} (owner of 'default'). Password (shown once, also in {cred}):\n  {password}",
+          flush=True)
 
 
 async def _serve(kind: str, settings: Settings, *, reuse_port: bool = False) -> None:
@@ -247,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     from evaluators.rules_cli import add_parser as add_eval_rules_parser
 
     add_eval_rules_parser(sub)
+    from core.users_cli import add_parser as add_users_parser
+
+    add_users_parser(sub)
     from evaluators.experiments_cli import add_parsers as add_experiment_parsers
 
     add_experiment_parsers(sub)
@@ -293,10 +329,14 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.run(_migrate(settings))
         elif args.command == "keys":
             return _keys(args, settings)
+        elif args.command == "users":
+            from core.users_cli import run as run_users
+
+            return run_users(args, lambda fn: _with_postgres(settings, fn))
         elif args.command == "eval-rules":
             from evaluators.rules_cli import run as run_eval_rules
 
-            return run_eval_rules(args, lambda fn: _with_postgres(settings, fn), settings.judge_hosts)
+            return run_eval_rules(args, lambda fn: _with_postgres(settings, fn), settings)
         elif args.command in ("datasets", "experiments"):
             from evaluators.experiments_cli import run as run_experiments_cli
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from core.auth import read_credentials
+
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"), ("anthropic", "claude-haiku-4-5")]
 QUESTIONS = ["What is the capital of France?", "Summarise this ticket in one line.", "Write a haiku about latency.",
              "Which plan fits a team of 12?", "Translate 'good morning' to German."]
@@ -52,7 +54,7 @@ def run_demo(endpoint: str, api_key: str | None, data_dir: Path) -> int:
         if not cred.exists():
             print(f"evalforge: error: no API key: pass --api-key or start 'evalforge up' with --data-dir {data_dir}")
             return 2
-        api_key = cred.read_text().strip().split("=", 1)[1]
+        api_key = read_credentials(cred)["EVALFORGE_API_KEY"]
     spans = demo_spans()
     r = httpx.post(f"{endpoint}/api/v1/spans", json={"spans": spans}, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
     if r.status_code != 200:

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from core import pricing
-from core.deps import ProjectDep, ServicesDep
+from core.deps import AdminProjectDep, ProjectDep, ServicesDep
 
 router = APIRouter(prefix="/api/v1/model-prices", tags=["admin"])
 
@@ -67,7 +67,7 @@ async def match_price(project: ProjectDep, services: ServicesDep,
 
 
 @router.put("")
-async def put_price(body: PriceOverrideIn, project: ProjectDep, services: ServicesDep) -> dict:
+async def put_price(body: PriceOverrideIn, project: AdminProjectDep, services: ServicesDep) -> dict:
     """Create or replace the project's prices for (provider, model)."""
     provider, model = body.provider.strip().lower(), body.model.strip().lower()
     if not model:
@@ -89,7 +89,7 @@ async def put_price(body: PriceOverrideIn, project: ProjectDep, services: Servic
 
 
 @router.delete("")
-async def delete_price(project: ProjectDep, services: ServicesDep,
+async def delete_price(project: AdminProjectDep, services: ServicesDep,
                        model: Annotated[str, Query(min_length=1, max_length=200)],
                        provider: Annotated[str, Query(max_length=100)] = "") -> dict:
     """Drop the project's prices for (provider, model): the shipped table prices it again."""

@@ -11,6 +11,7 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
+from core.accounts import LoginThrottle, SessionStore
 from core.auth import Authenticator
 from core.blobs import BlobStore, S3BlobStore, open_blob_store
 from core.bus import ALL_TOPICS, Bus, BusUnavailable, open_bus
@@ -42,6 +43,8 @@ class Services:
     redis: aioredis.Redis | None = None
     blobs: BlobStore | None = None
     auth: Authenticator | None = None
+    sessions: SessionStore | None = None
+    login_throttle: LoginThrottle | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def pg_sync(self) -> psycopg.Connection:
@@ -146,6 +149,11 @@ async def open_services(
                 raise ConfigError(f"EVALFORGE_BUS_URL: {exc}") from None
         if svc.pg is not None and svc.redis is not None:
             svc.auth = Authenticator(svc.pg, svc.redis, ttl=settings.auth_cache_seconds)
+            svc.sessions = SessionStore(svc.pg, svc.redis, cache_seconds=settings.auth_cache_seconds,
+                                        lifetime_hours=settings.session_hours)
+            svc.login_throttle = LoginThrottle(svc.redis, max_per_email=settings.login_max_failures,
+                                               max_per_ip=settings.login_max_failures_per_ip,
+                                               window_seconds=settings.login_lockout_seconds)
     except BaseException:
         if clickhouse_ready is not None and svc.clickhouse is None:
             try:

@@ -81,18 +81,23 @@ class Settings(BaseSettings):
     payload_offload_bytes: int = 32 * 1024
     rate_limit_spans_per_second: float = 0.0  # 0 = unlimited
     rate_limit_burst: float = 0.0  # default: one second's worth
-    auth_cache_seconds: float = 30.0
+    auth_cache_seconds: float = 30.0  # API keys, sessions and memberships
+    admin_email: str = Field("admin@localhost", description="the user the first `evalforge up` creates")
+    session_hours: float = 14 * 24.0  # a dashboard sign-in lasts this long
+    login_max_failures: int = 5  # per email, within login_lockout_seconds; then 429 + Retry-After
+    login_max_failures_per_ip: int = 50  # per client address (uvicorn trusts X-Forwarded-For only from FORWARDED_ALLOW_IPS)
+    login_lockout_seconds: int = 900
+    invitation_hours: float = 7 * 24.0
     bus_timeout_seconds: float = 5.0
+    egress_allowed_hosts: str = Field(
+        "", description="comma-separated host, host:port, IP or CIDR that outgoing calls made on a project's "
+                        "behalf (webhooks, judge base URLs) may reach although they are loopback / private / "
+                        "link-local (see core/egress.py)")
     judge_api_key: str = Field("", description="API key the LLM judge uses when a rule names no base_url", repr=False)
     judge_allowed_hosts: str = Field(
-        "", description="comma-separated host or host:port a rule's base_url may point at (e.g. a vLLM server); "
-                        "empty: the providers' own endpoints only")
+        "", description="deprecated alias: entries added to egress_allowed_hosts")
     judge_calls_per_minute: float = 60.0  # per project, shared by all eval workers; 0 = unlimited
     judge_daily_budget_usd: float = 0.0  # per project and UTC day; 0 = no cap
-
-    @property
-    def judge_hosts(self) -> frozenset[str]:
-        return frozenset(h.strip().lower() for h in self.judge_allowed_hosts.split(",") if h.strip())
 
     @field_validator("bus_url")
     @classmethod

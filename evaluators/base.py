@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -105,17 +105,21 @@ class EvaluatorConfig(BaseModel):
     score_name: str | None = None  # defaults to the evaluator's name
 
 
-class Evaluator(ABC):
-    """Base class: subclasses set ``name``, ``version``, ``Config`` and implement ``evaluate``."""
+ConfigT = TypeVar("ConfigT", bound=EvaluatorConfig)
+
+
+class Evaluator(ABC, Generic[ConfigT]):
+    """Base class: subclasses set ``name``, ``version``, ``Config`` (the class of their ``ConfigT``)
+    and implement ``evaluate``."""
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     Config: ClassVar[type[EvaluatorConfig]] = EvaluatorConfig
 
-    def __init__(self, config: EvaluatorConfig | None = None, **deps: Any) -> None:
+    def __init__(self, config: ConfigT | None = None, **deps: Any) -> None:
         # deps: runtime collaborators (e.g. an LLM judge's guard); evaluators that need none ignore
         # them, so a worker can pass the same ones to every evaluator it builds.
-        self.config = config if config is not None else self.Config()
+        self.config: ConfigT = config if config is not None else self.Config()  # type: ignore[assignment]
 
     @abstractmethod
     def evaluate(self, span_or_trace: SpanOrTrace) -> list[Score]:

@@ -53,7 +53,7 @@ def _as_text(value: Any) -> str:
 
 
 @register
-class ExactMatch(Evaluator):
+class ExactMatch(Evaluator[ExpectedConfig]):
     """Output equals the expected value (after optional whitespace / case normalisation)."""
 
     name = "exact_match"
@@ -75,7 +75,7 @@ class ContainsConfig(ExpectedConfig):
 
 
 @register
-class Contains(Evaluator):
+class Contains(Evaluator[ContainsConfig]):
     """Output contains the expected substring (or any/all of a list of them)."""
 
     name = "contains"
@@ -126,7 +126,7 @@ class RegexConfig(ExpectedSource):
 
 
 @register
-class RegexMatch(Evaluator):
+class RegexMatch(Evaluator[RegexConfig]):
     """Output matches a regular expression (search by default, or full match)."""
 
     name = "regex"
@@ -171,7 +171,7 @@ class JsonValidConfig(EvaluatorConfig):
 
 
 @register
-class JsonValid(Evaluator):
+class JsonValid(Evaluator[JsonValidConfig]):
     """Output parses as JSON."""
 
     name = "json_valid"
@@ -200,7 +200,7 @@ class JsonSchemaConfig(JsonValidConfig):
 
 
 @register
-class JsonSchema(Evaluator):
+class JsonSchema(Evaluator[JsonSchemaConfig]):
     """Output is JSON that conforms to a JSON Schema (draft chosen by the schema's ``$schema``)."""
 
     name = "json_schema"
@@ -240,7 +240,7 @@ class LengthConfig(EvaluatorConfig):
 
 
 @register
-class LengthBounds(Evaluator):
+class LengthBounds(Evaluator[LengthConfig]):
     """Output length (chars, words or lines) lies within [min, max]."""
 
     name = "length"
@@ -284,7 +284,7 @@ class RefusalConfig(EvaluatorConfig):
 
 
 @register
-class Refusal(Evaluator):
+class Refusal(Evaluator[RefusalConfig]):
     """Detects a refusal in the output (True = the model refused)."""
 
     name = "refusal"
@@ -308,7 +308,7 @@ class LatencyBudgetConfig(EvaluatorConfig):
 
 
 @register
-class LatencyBudget(Evaluator):
+class LatencyBudget(Evaluator[LatencyBudgetConfig]):
     """Span (or trace wall-clock) duration is within ``max_ms``."""
 
     name = "latency_budget"
@@ -327,7 +327,7 @@ class CostBudgetConfig(EvaluatorConfig):
 
 
 @register
-class CostBudget(Evaluator):
+class CostBudget(Evaluator[CostBudgetConfig]):
     """Span cost (or the trace's summed cost) is within ``max_usd``. Unknown cost -> no score."""
 
     name = "cost_budget"

@@ -123,10 +123,11 @@ class JudgeConfig(EvaluatorConfig, LLMSettings):
 
 
 @register
-class LLMJudge(Evaluator):
+class LLMJudge(Evaluator[JudgeConfig]):
     """Scores a span with a judge model and a rubric (helpfulness, correctness, faithfulness, toxicity, custom).
 
-    Runtime deps: ``guard`` (JudgeGuard: per-project rate limit and spend cap), ``api_key``.
+    Runtime deps: ``guard`` (JudgeGuard: per-project rate limit and spend cap), ``api_key``, ``egress``
+    (the settings of the egress guard its calls go through).
     """
 
     name = "llm_judge"
@@ -134,11 +135,12 @@ class LLMJudge(Evaluator):
     Config = JudgeConfig
 
     def __init__(
-        self, config: JudgeConfig | None = None, *, guard: JudgeGuard | None = None, api_key: str | None = None, **deps: Any
+        self, config: JudgeConfig | None = None, *, guard: JudgeGuard | None = None, api_key: str | None = None,
+        egress: Any = None, **deps: Any
     ) -> None:
         super().__init__(config, **deps)
         self.guard = guard or JudgeGuard()
-        self.client = LLMClient(self.config, api_key=api_key)
+        self.client = LLMClient(self.config, api_key=api_key, egress=egress)
         cfg = self.config
         rubric = RUBRICS.get(cfg.rubric)
         self.score_type: ScoreType = cfg.resolved_score_type

@@ -14,13 +14,13 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol, TypeVar
-from urllib.parse import urlsplit
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from core.egress import EGRESS_REFUSED, EgressRefused, check_url, guarded_sdk_http_client
 
 T = TypeVar("T")
 ErrorKind = Literal["provider_error", "malformed_output", "rate_limited", "budget_exceeded"]
@@ -64,23 +64,18 @@ class JudgeError(Exception):
         return False
 
 
-ALLOWED_HOSTS_SETTING = "EVALFORGE_JUDGE_ALLOWED_HOSTS"
-
-
-def check_base_url(base_url: str | None, allowed_hosts: Collection[str]) -> None:
+def check_base_url(base_url: str | None, egress: Any) -> None:
     """Model calls made by the server for a project (judge rules, assisted criteria and datasets) go to
-    the provider's own endpoint, or to a host the operator allowed: otherwise any project user could
-    make the server send requests anywhere on its network (SSRF). ValueError names ``base_url``."""
+    the provider's own endpoint or through the egress guard (``core.egress``): a ``base_url`` whose host
+    is loopback, private, link-local... is refused unless the operator allowed it in
+    EVALFORGE_EGRESS_ALLOWED_HOSTS — otherwise any project user could make the server send requests
+    anywhere on its network (SSRF). ``egress``: the settings the guard reads. ValueError names ``base_url``."""
     if not base_url:
         return
-    url = urlsplit(base_url)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise ValueError("base_url: must be an http(s) URL")
-    host = url.hostname.lower()
-    port = url.port  # ValueError for a port out of range
-    if host in allowed_hosts or (port is not None and f"{host}:{port}" in allowed_hosts):
-        return
-    raise ValueError(f"base_url: host {host!r} is not allowed; an operator can allow it with {ALLOWED_HOSTS_SETTING}")
+    try:
+        check_url(base_url, egress)
+    except EgressRefused as exc:
+        raise ValueError(f"base_url: {exc}") from None
 
 
 class LLMSettings(BaseModel):
@@ -179,10 +174,21 @@ class LLMCall:
 
 
 class LLMClient:
-    """A thin, synchronous wrapper over one provider SDK client (created once, reused)."""
+    """A thin, synchronous wrapper over one provider SDK client (created once, reused).
 
-    def __init__(self, settings: LLMSettings, api_key: str | None = None) -> None:
+    Every call goes through the egress guard: ``egress`` is the settings it reads (default: from the
+    environment), ``purpose`` labels its refusal counter.
+    """
+
+    def __init__(self, settings: LLMSettings, api_key: str | None = None, *, egress: Any = None,
+                 purpose: str = "llm_judge") -> None:
         self.settings = settings
+        if egress is None:
+            from core.settings import load_settings
+
+            egress = load_settings()
+        self._egress = egress
+        self._purpose = purpose
         # Keyless OpenAI-compatible servers (vLLM, Ollama) still need a non-empty key for the SDK.
         self._api_key = api_key or (None if settings.base_url is None else "EMPTY")
         self._client: Any = None
@@ -193,7 +199,9 @@ class LLMClient:
             with self._lock:
                 if self._client is None:
                     s = self.settings
-                    kwargs: dict[str, Any] = {"max_retries": s.max_retries, "timeout": s.timeout_s}
+                    http_client = guarded_sdk_http_client(self._egress, purpose=self._purpose, timeout=s.timeout_s)
+                    kwargs: dict[str, Any] = {"max_retries": s.max_retries, "timeout": s.timeout_s,
+                                              "http_client": http_client}
                     if s.base_url:
                         kwargs["base_url"] = s.base_url
                     if self._api_key:
@@ -214,6 +222,14 @@ class LLMClient:
     def chat(self, system: str, messages: list[dict[str, str]]) -> LLMCall:
         """Send a system prompt + user/assistant messages; return the reply with usage. Raises JudgeError."""
         s = self.settings
+        if s.base_url:
+            # Checked here as well as in the transport: the SDKs would take a refusal for a connection
+            # error and retry it. A refusal is final (the rule's URL has to change).
+            try:
+                check_url(s.base_url, self._egress)
+            except EgressRefused as exc:
+                EGRESS_REFUSED.labels(self._purpose, exc.reason).inc()
+                raise JudgeError("provider_error", f"base_url: {exc}") from None
         client = self._sdk()
         start = datetime.now(timezone.utc)
         t0 = time.perf_counter()

@@ -114,7 +114,7 @@ class PiiConfig(EvaluatorConfig):
 
 
 @register
-class PiiDetection(Evaluator):
+class PiiDetection(Evaluator[PiiConfig]):
     """Detects PII and secrets in the output (and/or input). True = something was found."""
 
     name = "pii"

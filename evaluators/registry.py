@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -58,12 +58,13 @@ def validate_config(name: str, config: Mapping[str, Any] | str | bytes | None) -
         raise ValueError(f"{name}: {problems}") from None
 
 
-def validate_rule_config(name: str, config: Mapping[str, Any], judge_hosts: Collection[str]) -> None:
-    """An eval rule's config as stored: valid for its evaluator, and any ``base_url`` on an allowed
-    host (``check_base_url``). ValueError names the field (``config.<field>``)."""
+def validate_rule_config(name: str, config: Mapping[str, Any], egress: Any) -> None:
+    """An eval rule's config as stored: valid for its evaluator, and any ``base_url`` one the egress
+    guard allows (``check_base_url``; ``egress``: the settings it reads; may resolve DNS, so async code
+    runs this in a thread). ValueError names the field (``config.<field>``)."""
     validate_config(name, config)
     try:
-        check_base_url(config.get("base_url"), judge_hosts)
+        check_base_url(config.get("base_url"), egress)
     except ValueError as exc:
         raise ValueError(f"config.{exc}") from None
 

@@ -89,12 +89,13 @@ def _assistant(body: PromptIn, services) -> dict[str, Any]:
         return {}
     s = services.settings
     try:
-        check_base_url(body.llm.base_url, s.judge_hosts)
+        check_base_url(body.llm.base_url, s)
     except ValueError as exc:
         raise HTTPException(400, f"llm.{exc}") from None
     guard = redis_judge_guard(redis.Redis.from_url(services.urls["redis"]), s.judge_calls_per_minute,
                               s.judge_daily_budget_usd)
-    return {"llm": LLMClient(body.llm, api_key=s.judge_api_key or None), "guard": guard}
+    return {"llm": LLMClient(body.llm, api_key=s.judge_api_key or None, egress=s, purpose="llm_assist"),
+            "guard": guard}
 
 
 def _record_calls(calls: list, project_id: str) -> list[tuple[bytes, bytes]]:
@@ -109,7 +110,7 @@ async def criteria(body: PromptIn, project: ProjectDep, services: ServicesDep) -
     if not (body.system_prompt or body.user_template):
         raise HTTPException(400, "system_prompt: give a system prompt or a user template")
     proposed, calls = await asyncio.to_thread(propose_criteria, body.system_prompt, body.user_template,
-                                              project_id=project.id, **_assistant(body, services))
+                                              project_id=project.id, **await asyncio.to_thread(_assistant, body, services))
     if calls:
         await services.bus.publish(TOPIC_SPANS, _record_calls(calls, project.id))
     return {"criteria": [c.to_dict() for c in proposed], "model_calls": len(calls)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -45,7 +46,8 @@ _COLUMNS = "id, name, evaluator, config, filter, sampling_rate, enabled, created
 @router.post("", status_code=201)
 async def create_rule(rule: EvalRuleIn, project: ProjectDep, services: ServicesDep) -> dict:
     try:
-        validate_rule_config(rule.evaluator, rule.config, services.settings.judge_hosts)
+        # in a thread: the egress check of a base_url resolves its host
+        await asyncio.to_thread(validate_rule_config, rule.evaluator, rule.config, services.settings)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     async with services.pg.connection() as conn:

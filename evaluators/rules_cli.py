@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import uuid
-from collections.abc import Collection
+from typing import Any
 
 from psycopg.types.json import Jsonb
 
@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
         p.add_argument("--data-dir")
 
 
-def run(args: argparse.Namespace, with_postgres, judge_hosts: Collection[str] = ()) -> int:
+def run(args: argparse.Namespace, with_postgres, egress: Any = None) -> int:
     """Execute the sub-command; ``with_postgres(fn)`` runs ``fn(conn)`` on the configured PostgreSQL."""
     if args.rules_command == "add":
         try:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, with_postgres, judge_hosts: Collection[str] = 
         if not 0.0 <= args.sampling_rate <= 1.0:
             raise SystemExit("evalforge: error: --sampling-rate: must be between 0 and 1")
         try:
-            validate_rule_config(args.evaluator, config, judge_hosts)
+            validate_rule_config(args.evaluator, config, egress)
         except ValueError as exc:
             raise SystemExit(f"evalforge: error: {exc}") from None
 

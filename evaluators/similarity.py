@@ -19,7 +19,7 @@ class SimilarityConfig(EvaluatorConfig):
 
 
 @register
-class SemanticSimilarity(Evaluator):
+class SemanticSimilarity(Evaluator[SimilarityConfig]):
     """Cosine similarity of all-MiniLM-L6-v2 embeddings of output and expected answer.
 
     The model loads on the first evaluation, not when the evaluator is built, so rules can be

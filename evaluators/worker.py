@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -16,7 +15,7 @@ import orjson
 from core.blobs import BlobStore
 from core.bus import TOPIC_EVAL_JOBS, TOPIC_SCORES, TOPIC_SPANS, Bus
 from core.span import decode, encode
-from evaluators.llm import JudgeError, JudgeGuard, check_base_url
+from evaluators.llm import JudgeError, JudgeGuard
 from evaluators.registry import get_evaluator
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ _JSON = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 class EvalWorker:
     def __init__(self, bus: Bus, blobs: BlobStore | None, *, group: str = "evalforge-evaluators",
                  name: str = "worker", max_attempts: int = 4, judge_api_key: str | None = None,
-                 judge_guard: JudgeGuard | None = None, judge_allowed_hosts: Collection[str] = ()):
+                 judge_guard: JudgeGuard | None = None, egress: Any = None):
         self.bus = bus
         self.blobs = blobs
         self.group = group
@@ -36,7 +35,7 @@ class EvalWorker:
         self.max_attempts = max_attempts
         self.judge_api_key = judge_api_key
         self.judge_guard = judge_guard
-        self.judge_allowed_hosts = frozenset(judge_allowed_hosts)
+        self.egress = egress  # settings of the egress guard the judges' calls go through
         self._evaluators: dict[tuple[str, bytes], Any] = {}
         self._stop = asyncio.Event()
         self.stats = {"jobs": 0, "scores": 0, "failed": 0, "retries": 0}
@@ -75,9 +74,9 @@ class EvalWorker:
         config = job.get("config") or {}
         key = (job["rule_id"], orjson.dumps(config, option=orjson.OPT_SORT_KEYS))
         if key not in self._evaluators:
-            check_base_url(config.get("base_url") if isinstance(config, dict) else None, self.judge_allowed_hosts)
             deps: dict[str, Any] = {}
             if job["evaluator"] == "llm_judge":
+                deps["egress"] = self.egress
                 if self.judge_api_key:
                     deps["api_key"] = self.judge_api_key
                 if self.judge_guard is not None:

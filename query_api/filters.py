@@ -24,7 +24,7 @@ LIST_FILTERS: dict[str, str] = {
 }
 STATUSES = ("ok", "error", "unset")
 RANGE_FILTERS = ("min_latency_ms", "max_latency_ms", "min_cost", "max_cost", "min_score", "max_score")
-FILTER_PARAMS = frozenset({"from", "to", "tag", "q", "score_name", *LIST_FILTERS, *RANGE_FILTERS})
+FILTER_PARAMS = frozenset({"from", "to", "tag", "q", "score_name", "attribute", "metadata", *LIST_FILTERS, *RANGE_FILTERS})
 
 
 class BadParam(ValueError):
@@ -44,6 +44,8 @@ class Filters:
     lists: dict[str, list[str]] = field(default_factory=dict)  # LIST_FILTERS key -> accepted values
     tags: list[str] = field(default_factory=list)  # any of these tags
     text: str = ""  # case-insensitive substring of the input / output previews
+    # (attribute key, value) pairs, each matched exactly; metadata k=v is attribute metadata.k=v
+    attributes: list[tuple[str, str]] = field(default_factory=list)
     min_latency_ms: float | None = None
     max_latency_ms: float | None = None
     min_cost: float | None = None
@@ -57,12 +59,14 @@ class Filters:
         keys = [k for k, v in self.lists.items() if v]
         keys += ["tag"] if self.tags else []
         keys += ["q"] if self.text else []
+        keys += ["attribute"] if self.attributes else []
         return keys
 
     def span_only(self) -> Filters:
         """The filters on spans alone: no time range, no score filter (for picking the traces of
         scores, whose own time range applies)."""
-        return Filters(lists=self.lists, tags=self.tags, text=self.text, min_latency_ms=self.min_latency_ms,
+        return Filters(lists=self.lists, tags=self.tags, text=self.text, attributes=self.attributes,
+                       min_latency_ms=self.min_latency_ms,
                        max_latency_ms=self.max_latency_ms, min_cost=self.min_cost, max_cost=self.max_cost)
 
 
@@ -140,7 +144,8 @@ def parse_filters(source: Mapping[str, Any], *, allowed_extra: Iterable[str] = (
 
     Unknown parameter names are rejected too, so a typo never silently widens a query.
     """
-    extra = set(allowed_extra)
+    # ``project`` names the project of a signed-in user's plain GET link (core/deps.py), not a filter.
+    extra = set(allowed_extra) | {"project"}
     for key in source.keys():
         if key not in FILTER_PARAMS and key not in extra:
             raise BadParam(key, "unknown parameter")
@@ -161,6 +166,14 @@ def parse_filters(source: Mapping[str, Any], *, allowed_extra: Iterable[str] = (
             f.lists[key] = values
     f.tags = _values(source, "tag")
     f.text = _single(source, "q") or ""
+    for key, prefix in (("attribute", ""), ("metadata", "metadata.")):
+        for pair in _values(source, key):
+            name, sep, value = pair.partition("=")
+            if not sep or not name:
+                raise BadParam(key, f"must be key=value, got {pair[:40]!r}")
+            f.attributes.append((prefix + name, value))
+    if len(f.attributes) > MAX_VALUES:
+        raise BadParam("attribute", f"more than {MAX_VALUES} key=value pairs")
     for key in RANGE_FILTERS:
         if (v := _single(source, key)) is not None:
             minimum = None if key.endswith("_score") else 0.0
@@ -231,6 +244,8 @@ def span_match_conditions(f: Filters, b: Binder, *, skip: tuple[str, ...] = ()) 
             conds.append(f"has({b.bind(values, 'Array(String)')}, {LIST_FILTERS[key]})")
     if f.tags:
         conds.append(f"hasAny(tags, {b.bind(f.tags, 'Array(String)')})")
+    for name, value in f.attributes:
+        conds.append(f"attributes[{b.bind(name, 'String')}] = {b.bind(value, 'String')}")
     if f.text:
         q = b.bind(f.text, "String")
         conds.append(f"(positionCaseInsensitiveUTF8(input_preview, {q}) > 0 "

@@ -200,9 +200,15 @@ SPAN_DETAIL_COLUMNS = (
 )
 
 
-def get_trace(client, blobs, project_id: str, trace_id: str) -> dict[str, Any]:
+# What ``payloads=false`` leaves out of a trace: the big columns, fetched per span when opened
+# (a 10,000-span trace stays a few MB and never touches the blob store).
+PAYLOAD_COLUMNS = ("input", "output", "input_ref", "output_ref", "attributes", "events")
+
+
+def get_trace(client, blobs, project_id: str, trace_id: str, *, payloads: bool = True) -> dict[str, Any]:
     """Every span of the trace as a tree, with full input / output (blob store when offloaded),
-    parsed events and attributes, and the trace's scores. NotFound if the project has no such trace."""
+    parsed events and attributes, and the trace's scores. NotFound if the project has no such trace.
+    ``payloads=False``: spans carry previews only (no input, output, attributes, events)."""
     # The trace's time range first, from the trace_index lookup table: an unknown trace (a client
     # polling for one just sent) costs this ~3 ms read only, and the range skips the parts of
     # trace_spans written at other times (while spans stream in, most parts are small and recent).
@@ -215,10 +221,11 @@ def get_trace(client, blobs, project_id: str, trace_id: str) -> dict[str, Any]:
     # trace_spans is ordered by trace: the trace is one primary-key range. No FINAL: collapsing a
     # trace's few rows here is exact and cheaper. The trace's scores come in the same round trip, as
     # a scalar subquery (an array repeated on each row).
+    columns = SPAN_DETAIL_COLUMNS if payloads else tuple(c for c in SPAN_DETAIL_COLUMNS if c not in PAYLOAD_COLUMNS)
     sql = (f"WITH (SELECT groupArray(({SCORE_FIELDS})) FROM scores FINAL "
            f"WHERE project_id = {pid} AND trace_id = {tid}) AS trace_scores "
            f"SELECT toUnixTimestamp64Micro(start_time), toUnixTimestamp64Micro(end_time), "
-           f"{', '.join(SPAN_DETAIL_COLUMNS)}, toUnixTimestamp64Milli(ingested_at), trace_scores FROM trace_spans "
+           f"{', '.join(columns)}, toUnixTimestamp64Milli(ingested_at), trace_scores FROM trace_spans "
            f"WHERE project_id = {pid} AND trace_id = {tid} "
            f"AND start_time >= fromUnixTimestamp64Micro({lo}, 'UTC') AND start_time <= fromUnixTimestamp64Micro({hi}, 'UTC') "
            f"ORDER BY start_time, span_id")
@@ -226,7 +233,7 @@ def get_trace(client, blobs, project_id: str, trace_id: str) -> dict[str, Any]:
     if not result:
         raise NotFound(trace_id)
     rows = latest_versions([r[:-1] for r in result])
-    spans = [_span_detail(r, blobs) for r in rows]
+    spans = [_span_detail(r, blobs, columns) for r in rows]
     summary = _summary(trace_id, rows, spans)
     summary["scores"] = sorted((_score(s) for s in result[0][-1]), key=lambda s: (s["timestamp"], s["score_id"]))
     summary["spans"] = build_tree(spans)
@@ -270,12 +277,41 @@ def _summary(trace_id: str, rows: list[tuple], spans: list[dict[str, Any]]) -> d
     }
 
 
-def _span_detail(row: tuple, blobs) -> dict[str, Any]:
-    span = dict(zip(SPAN_DETAIL_COLUMNS, row[2:]))
+def get_span(client, blobs, project_id: str, trace_id: str, span_id: str) -> dict[str, Any]:
+    """One span of a trace with its full input / output (blob store when offloaded), attributes,
+    events and the scores attached to it; NotFound if the project's trace has no such span."""
+    bounds = _trace_bounds(client, project_id, [trace_id], POINT_READ_SETTINGS)
+    if bounds is None:
+        raise NotFound(trace_id)
+    b = Binder()
+    pid, tid = b.bind(project_id, "String"), b.bind(trace_id, "String")
+    sid = b.bind(span_id, "String")
+    lo, hi = b.bind(bounds[0], "Int64"), b.bind(bounds[1], "Int64")
+    sql = (f"SELECT toUnixTimestamp64Micro(start_time), toUnixTimestamp64Micro(end_time), "
+           f"{', '.join(SPAN_DETAIL_COLUMNS)}, toUnixTimestamp64Milli(ingested_at) FROM trace_spans "
+           f"WHERE project_id = {pid} AND trace_id = {tid} AND span_id = {sid} "
+           f"AND start_time >= fromUnixTimestamp64Micro({lo}, 'UTC') AND start_time <= fromUnixTimestamp64Micro({hi}, 'UTC')")
+    rows = latest_versions(client.query(sql, parameters=b.params, settings=POINT_READ_SETTINGS).result_rows)
+    if not rows:
+        raise NotFound(span_id)
+    span = _span_detail(rows[0], blobs, SPAN_DETAIL_COLUMNS)
+    del span["children"]
+    span["trace_id"] = trace_id
+    span["scores"] = [s for s in trace_scores(client, project_id, [trace_id]) if s["span_id"] == span_id]
+    for score in span["scores"]:
+        del score["trace_id"]
+    return span
+
+
+def _span_detail(row: tuple, blobs, columns: tuple[str, ...]) -> dict[str, Any]:
+    span = dict(zip(columns, row[2:]))
     span["start_time"], span["end_time"] = iso_from_micros(row[0]), iso_from_micros(row[1])
     for key in ("cost", "ttft_ms", "tokens_per_second", "duration_ms"):
         span[key] = num(span[key])
     span["tags"] = list(span["tags"])
+    if "attributes" not in span:  # payloads=false: previews only; the span endpoint has the rest
+        span["children"] = []
+        return span
     span["attributes"] = {k: _json_or_text(v) for k, v in (span["attributes"] or {}).items()}
     events = _json_or_text(span["events"]) if span["events"] else []
     span["events"] = events if isinstance(events, list) else []

@@ -210,7 +210,7 @@ def stack(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, servi
     settings = Settings(
         data_dir=service_root / "stack", clickhouse_url=chdb_url, postgres_url=migrated_postgres,
         redis_url=redis_url, blob_url=s3_blob_url, sink_batch_ms=100, payload_offload_bytes=4096,
-        judge_allowed_hosts="127.0.0.1",  # the fake LLM servers of the tests
+        egress_allowed_hosts="127.0.0.1",  # the fake LLM / Slack servers of the tests
     )
     app = build_app(settings, parts=ALL_PARTS, routers=_routers("up"), background=_background("up"), migrate=True)
     with TestClient(app) as client:
@@ -229,3 +229,31 @@ async def private_bus(tmp_path):
     yield bus
     await bus.close()
     server.stop()
+
+
+# Figures a test measures and the run should show (e.g. how often a native path took its cases):
+# tests append lines with ``report(...)``; they are printed at the end of the run, passed or not.
+REPORTED: list[str] = []
+
+
+def report(line: str) -> None:
+    REPORTED.append(line)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if REPORTED:
+        terminalreporter.section("figures reported by tests")
+        for line in REPORTED:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def fake_dns(monkeypatch) -> dict[str, list[str]]:
+    """Names the egress guard resolves as the test says ({name: [addresses]}); others as usual. No test
+    connects to a non-loopback address: this only decides what the guard sees."""
+    from core import egress
+
+    answers: dict[str, list[str]] = {}
+    system = egress.resolve
+    monkeypatch.setattr(egress, "resolve", lambda host, port: answers[host] if host in answers else system(host, port))
+    return answers

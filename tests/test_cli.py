@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.auth import read_credentials
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "core.cli"]
 
@@ -79,7 +81,7 @@ def test_up_serves_health_keeps_data_across_restart_and_keys_work_against_it(dat
             "bus": "ok", "clickhouse": "ok", "postgres": "ok", "redis": "ok", "blobs": "ok"}
         cred = data_dir / "credentials"
         assert stat.S_IMODE(cred.stat().st_mode) == 0o600
-        key = cred.read_text().strip().split("=", 1)[1]
+        key = read_credentials(cred)["EVALFORGE_API_KEY"]
 
         # `keys create` against the running stack's data dir, then use that key.
         made = subprocess.run([*CLI, "keys", "create", "--project", "second", "--data-dir", str(data_dir)],

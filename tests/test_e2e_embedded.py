@@ -97,7 +97,8 @@ def test_feedback_score_via_api_lands_in_clickhouse(stack):
     assert rows == [("thumbs", "boolean", 1.0, "great", "api")]
 
 
-def test_alert_rule_api_validates_and_never_echoes_the_webhook(stack):
+def test_alert_rule_api_validates_and_never_echoes_the_webhook(stack, fake_dns):
+    fake_dns["hooks.slack.com"] = ["52.88.1.1"]  # a public address; nothing is sent to it
     _, key = stack.create_key()
     secret_url = "https://hooks.slack.com/services/T000/B000/very-secret-token-1234"
     r = stack.client.post("/api/v1/alert-rules", headers=stack.headers(key), json={
@@ -150,7 +151,7 @@ def test_prometheus_metrics_and_readiness(stack):
 
     def persisted() -> float:
         text = stack.client.get("/metrics").text
-        line = next((l for l in text.splitlines() if l.startswith('evalforge_processor_records_total{outcome="span_persisted"}')), None)
+        line = next((ln for ln in text.splitlines() if ln.startswith('evalforge_processor_records_total{outcome="span_persisted"}')), None)
         return float(line.split()[-1]) if line else 0.0
 
     before = persisted()

@@ -41,7 +41,7 @@ def test_agreement_between_human_and_judge_scores(stack):
     judge = [True, False, False, False, True, True]
     now = datetime.now(timezone.utc)
     rows = []
-    for i, (h, j) in enumerate(zip(human, judge)):
+    for h, j in zip(human, judge):
         trace, span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
         human_row = Score("helpful", h).to_row(project_id, trace, span, timestamp=now)
         human_row["source"] = "human"
@@ -118,7 +118,7 @@ def test_model_assisted_criteria_are_merged_and_the_call_is_recorded_as_a_span(s
     assert row == [("evalforge.assist", "evaluator", 800, 90, "computed")]
 
 
-def test_model_urls_outside_the_allowed_hosts_are_refused_naming_the_field(stack):
+def test_model_urls_to_internal_addresses_are_refused_naming_the_field(stack):
     """Rules and assisted prompts are project users' input: a base_url to any other host (cloud
     metadata, internal services) is a 400 before the server sends anything there."""
     _, key = stack.create_key()
@@ -126,8 +126,8 @@ def test_model_urls_outside_the_allowed_hosts_are_refused_naming_the_field(stack
     r = stack.client.post("/api/v1/eval-rules", headers=stack.headers(key), json={
         "name": "judge", "evaluator": "llm_judge", "config": judge})
     assert r.status_code == 400
-    assert r.json()["error"].startswith("config.base_url: host '169.254.169.254' is not allowed")
-    assert "EVALFORGE_JUDGE_ALLOWED_HOSTS" in r.json()["error"]
+    assert r.json()["error"].startswith("config.base_url: host '169.254.169.254' refused (link_local)")
+    assert "EVALFORGE_EGRESS_ALLOWED_HOSTS" in r.json()["error"]
     r = stack.client.post("/api/v1/criteria", headers=stack.headers(key), json={
         "system_prompt": "Answer politely.", "llm": judge})
     assert r.status_code == 400 and r.json()["error"].startswith("llm.base_url: host '169.254.169.254'")

@@ -108,7 +108,7 @@ class ExperimentRun:
         api_key = self.settings.judge_api_key or None
         queue = iter(todo)
         lanes_done = asyncio.Event()
-        async with http_client(self.settings, self.target.base_url, concurrency) as client:
+        async with http_client(self.settings, concurrency) as client:
             async def lane() -> None:
                 for pos, item, rep in queue:  # a shared iterator: each lane takes the next pair
                     if self._cancelled:

@@ -20,6 +20,8 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.egress import EgressRefused
+
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 DEFAULT_MESSAGES = [{"role": "user", "content": "{{input}}"}]
@@ -161,6 +163,8 @@ async def call_model(client: httpx.AsyncClient, target: ModelTarget, messages: l
         resp = None
         try:
             resp = await client.post(f"{base}/{path}", content=payload, headers=headers, timeout=target.timeout_s)
+        except EgressRefused as exc:  # the host is not allowed: retrying cannot help
+            raise TargetError(f"base_url: {exc}", None, attempt + 1) from None
         except httpx.TransportError as exc:
             if attempt >= target.max_retries:
                 raise TargetError(f"{type(exc).__name__}: {exc}", None, attempt + 1) from None
@@ -177,14 +181,11 @@ async def call_model(client: httpx.AsyncClient, target: ModelTarget, messages: l
     raise AssertionError("unreachable")
 
 
-def http_client(settings, base_url: str | None, concurrency: int) -> httpx.AsyncClient:
-    """The HTTP client an experiment's target calls go through.
+def http_client(settings, concurrency: int) -> httpx.AsyncClient:
+    """The HTTP client an experiment's target calls go through: the egress guard's, so a base URL on
+    loopback, a private or link-local address... is refused at connect time unless the operator
+    allowed its host (EVALFORGE_EGRESS_ALLOWED_HOSTS), and the connection goes to the checked address."""
+    from core.egress import guarded_async_client
 
-    The one place to swap in the egress guard (``core.egress.guarded_async_client(settings,
-    purpose="experiment")``) once it is on main; until then the base URL must be the provider's own
-    endpoint or a host the operator allowed (``check_base_url``, as for judge rules)."""
-    from evaluators.llm import check_base_url
-
-    check_base_url(base_url, settings.judge_hosts)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(limits=limits, follow_redirects=False)
+    return guarded_async_client(settings, purpose="experiment", limits=limits, follow_redirects=False)

@@ -70,7 +70,7 @@ async def _generated(body: GenerateIn, project, services) -> list[dict[str, Any]
 
     rows, calls = await asyncio.to_thread(generate_tests, body.user_template, body.system_prompt, n=body.n,
                                           project_id=project.id, include_edge_cases=body.include_edge_cases,
-                                          **_assistant(body, services))
+                                          **await asyncio.to_thread(_assistant, body, services))
     if calls:
         await services.bus.publish(TOPIC_SPANS, _record_calls(calls, project.id))
     return [{"input": r.input, "expected_output": r.expected, "tags": r.tags, "metadata": {"source": "synthetic"}}

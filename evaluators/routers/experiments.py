@@ -114,7 +114,7 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
             raise HTTPException(400, "dataset_id: no items to run (empty version or split)")
         if body.target is not None:
             try:
-                check_base_url(body.target.base_url, services.settings.judge_hosts)
+                await asyncio.to_thread(check_base_url, body.target.base_url, services.settings)  # resolves DNS
             except ValueError as exc:
                 raise HTTPException(400, f"target.{exc}") from None
             if body.target.messages is not None or body.benchmark is None:

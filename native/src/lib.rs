@@ -14,6 +14,8 @@
 
 mod processor;
 mod spans_block;
+#[cfg(test)]
+mod tests;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;

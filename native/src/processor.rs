@@ -395,6 +395,7 @@ impl SpanBlock {
     /// unix microseconds), or None when the Python path must take it (nothing added then): see the
     /// module doc, plus records of ``python_projects`` (those whose spans a hook needs as dicts).
     #[pyo3(signature = (value, partition, offset, pricer, offload_bytes=None, python_projects=None))]
+    #[allow(clippy::too_many_arguments)] // a Python method: its keyword arguments are its interface
     fn add_record<'py>(&mut self, py: Python<'py>, value: &[u8], partition: u64, offset: u64,
                        pricer: &Bound<'py, Pricer>, offload_bytes: Option<usize>,
                        python_projects: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<'py, PyAny>>> {
@@ -431,7 +432,6 @@ impl SpanBlock {
         text(&rec.name);
         text(&rec.kind);
         text(&rec.service_name);
-        drop(text);
         c.next().unwrap().push_micros(d.start);
         c.next().unwrap().push_micros(d.end);
         c.next().unwrap().push_f64(Some(d.duration_ms));

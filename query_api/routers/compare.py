@@ -6,7 +6,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from core.deps import ProjectDep, ServicesDep
+from core.deps import ReadProjectDep, ServicesDep
 from query_api.compare import parse_body, run_compare
 from query_api.routers.common import http_errors
 
@@ -15,7 +15,7 @@ MAX_BODY = 64 * 1024
 
 
 @router.post("/compare")
-async def compare(request: Request, project: ProjectDep, services: ServicesDep) -> dict:
+async def compare(request: Request, project: ReadProjectDep, services: ServicesDep) -> dict:
     """Body: {"metric", "a": {filters}, "b": {filters}, "from", "to", "test", "alpha", "score_name"}.
     Answers per-arm n / mean / median with confidence intervals, the test used, p-value, effect size
     and verdict (a_better | b_better | no_significant_difference | insufficient_data)."""

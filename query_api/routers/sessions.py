@@ -19,7 +19,7 @@ def session(session_id: str, request: Request, project: ProjectDep, services: Se
     qp = request.query_params
     with http_errors(f"session {session_id[:64]!r} not found"):
         for key in qp.keys():
-            if key not in ("limit", "cursor"):
+            if key not in ("limit", "cursor", "project"):  # project: see core/deps.py
                 raise BadParam(key, "unknown parameter")
         return get_session(services.clickhouse, project.id, session_id,
                            limit=int_param(qp, "limit", 100, 1, 1000), cursor=text_param(qp, "cursor"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 
 from core.deps import ProjectDep, ServicesDep
-from query_api.filters import parse_filters
+from query_api.filters import BadParam, parse_filters
 from query_api.routers.common import http_errors, int_param, one_of, text_param
-from query_api.traces_sql import SORTS, get_trace, list_traces
+from query_api.traces_sql import SORTS, get_span, get_trace, list_traces
 
 router = APIRouter(tags=["traces"])
 LIST_PARAMS = ("sort", "order", "limit", "cursor")
@@ -30,9 +30,25 @@ def traces(request: Request, project: ProjectDep, services: ServicesDep) -> dict
 
 
 @router.get("/traces/{trace_id}")
-def trace_detail(trace_id: str, project: ProjectDep, services: ServicesDep) -> dict:
-    """All spans of one trace as a tree, with full payloads, events and scores; 404 if unknown."""
+def trace_detail(trace_id: str, request: Request, project: ProjectDep, services: ServicesDep) -> dict:
+    """All spans of one trace as a tree, with full payloads, events and scores; 404 if unknown.
+    ``payloads=false``: previews only (no input, output, attributes, events), for big traces whose
+    spans are then opened one at a time with ``/traces/{trace_id}/spans/{span_id}``."""
     if len(trace_id) > 128:  # no stored trace id is this long
         raise HTTPException(404, "trace not found")
     with http_errors(f"trace {trace_id[:64]!r} not found"):
-        return get_trace(services.clickhouse, services.blobs, project.id, trace_id)
+        for key in request.query_params.keys():
+            if key != "payloads":
+                raise BadParam(key, "unknown parameter")
+        payloads = one_of(request.query_params, "payloads", ("true", "false", "1", "0"), "true") in ("true", "1")
+        return get_trace(services.clickhouse, services.blobs, project.id, trace_id, payloads=payloads)
+
+
+@router.get("/traces/{trace_id}/spans/{span_id}")
+def span_detail(trace_id: str, span_id: str, project: ProjectDep, services: ServicesDep) -> dict:
+    """One span with its full input / output (from the blob store when offloaded), attributes,
+    events and scores; 404 if the project's trace has no such span."""
+    if len(trace_id) > 128 or len(span_id) > 128:
+        raise HTTPException(404, "span not found")
+    with http_errors(f"span {span_id[:64]!r} of trace {trace_id[:64]!r} not found"):
+        return get_span(services.clickhouse, services.blobs, project.id, trace_id, span_id)

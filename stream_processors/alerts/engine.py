@@ -70,12 +70,14 @@ class AlertEngine:
     """Evaluates alert rules against ClickHouse, keeps their state in Redis, notifies Slack."""
 
     def __init__(self, clickhouse: Any, redis_client: redis.Redis, rules: RuleSource | Iterable[AlertRule],
-                 notifier: SlackNotifier | None = None, settings: EngineSettings | None = None) -> None:
+                 notifier: SlackNotifier | None = None, settings: EngineSettings | None = None, *,
+                 egress: Any = None) -> None:
         self.settings = settings or EngineSettings()
         self._clickhouse = clickhouse
         self._rules = rules if callable(rules) else (lambda r=list(rules): r)
         self._owns_notifier = notifier is None
-        self._notifier = notifier or SlackNotifier()
+        # egress: whose EVALFORGE_EGRESS_ALLOWED_HOSTS the default notifier's guard honours
+        self._notifier = notifier or SlackNotifier(egress=egress)
         self.store = AlertStateStore(redis_client, prefix=self.settings.key_prefix, lease_s=self.settings.lease_s)
 
     def close(self) -> None:

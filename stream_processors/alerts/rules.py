@@ -159,7 +159,10 @@ class AlertRule:
             if not values or not all(isinstance(v, str | int | float) for v in values):
                 raise RuleError(f"filter.{column}: must be a value or a non-empty list of values")
         if self.slack_webhook_url is not None:
-            parts = urlsplit(self.slack_webhook_url)
+            try:
+                parts = urlsplit(self.slack_webhook_url)
+            except ValueError:
+                raise RuleError("slack_webhook_url: must be an http(s) URL") from None
             if parts.scheme not in ("https", "http") or not parts.netloc:
                 raise RuleError("slack_webhook_url: must be an http(s) URL")
 
@@ -171,12 +174,19 @@ class AlertRule:
 
 
 def redact_webhook_url(url: str | None) -> str | None:
-    """Enough of a webhook URL to recognise it, never enough to use it: ``https://hooks.slack.com/…abcd``."""
+    """Enough of a webhook URL to recognise it, never enough to use it: ``https://hooks.slack.com/…abcd``.
+    The host only: userinfo (``https://user:token@…``) is a credential too."""
     if not url:
         return url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        host = ""
     tail = url[-4:] if len(url) >= 16 else ""
-    return f"{parts.scheme}://{parts.netloc}/…{tail}" if parts.netloc else f"…{tail}"
+    return f"{parts.scheme}://{host}/…{tail}" if host else f"…{tail}"
 
 
 def redact_rule(rule: AlertRule | Mapping[str, Any]) -> dict[str, Any]:

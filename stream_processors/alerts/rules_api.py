@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from core.deps import ProjectDep, ServicesDep
+from core.egress import EgressRefused, acheck_url
 
 from .rules import AlertRule, RuleError, redact_rule
 
@@ -44,6 +45,11 @@ async def create_rule(body: AlertRuleIn, project: ProjectDep, services: Services
         AlertRule.from_row({"id": "new", "project_id": project.id, **values})
     except RuleError as exc:
         raise HTTPException(400, str(exc)) from None
+    if body.slack_webhook_url:
+        try:  # refused now rather than at the first alert, when nobody is watching
+            await acheck_url(body.slack_webhook_url, services.settings)
+        except EgressRefused as exc:
+            raise HTTPException(400, f"slack_webhook_url: {exc}") from None
     values["filter"] = Jsonb(values["filter"])
     rule_id = uuid.uuid4().hex
     columns = ", ".join(["id", "project_id", *_FIELDS])

@@ -23,7 +23,8 @@ async def alerts_task(services: Services, stopping: asyncio.Event, interval_s: f
     clickhouse = services.clickhouse if urls["clickhouse"].startswith("chdb://") else open_clickhouse(urls["clickhouse"])
     pg = await asyncio.to_thread(psycopg.connect, urls["postgres"], autocommit=True)
     engine = AlertEngine(clickhouse, redis.Redis.from_url(urls["redis"]), rules=lambda: load_rules(pg),
-                         settings=EngineSettings(public_url=services.settings.resolved_public_url))
+                         settings=EngineSettings(public_url=services.settings.resolved_public_url),
+                         egress=services.settings)
     try:
         await run_alerts(engine, interval_s, stopping)
     finally:

@@ -4,7 +4,9 @@ Retried: network errors, 408, 429 (after ``Retry-After`` when given), 5xx — wi
 backoff and jitter, at most ``max_attempts`` tries and never past ``deadline_s`` (kept below the outbox
 lease, so another replica does not reclaim a message still being retried). Other 4xx (Slack's
 ``invalid_payload``, ``channel_not_found``, ``channel_is_archived``…) are permanent: retrying cannot help.
-The webhook URL is never logged; errors name the rule, not the URL.
+The webhook URL is never logged; errors name the rule, not the URL. Every POST goes through the egress
+guard (``core.egress``): a webhook whose host resolves to a loopback / private / link-local address is
+refused (and counted) before any connection is made, unless the operator allowed it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 
 import httpx
 from prometheus_client import Counter
+
+from core.egress import EgressRefused, guarded_client
+from core.settings import load_settings
 
 from .rules import redact_webhook_url
 
@@ -49,11 +54,18 @@ class DeliveryResult:
 
 
 class SlackNotifier:
-    """POSTs JSON payloads to incoming webhooks. Pass ``client`` to share an ``httpx.Client``."""
+    """POSTs JSON payloads to incoming webhooks through the egress guard.
 
-    def __init__(self, settings: DeliverySettings | None = None, client: httpx.Client | None = None) -> None:
+    ``egress``: the settings whose ``EVALFORGE_EGRESS_ALLOWED_HOSTS`` the guard honours (default: from
+    the environment). Pass ``client`` to share an ``httpx.Client`` — it must come from
+    ``core.egress.guarded_client``.
+    """
+
+    def __init__(self, settings: DeliverySettings | None = None, client: httpx.Client | None = None, *,
+                 egress: Any = None) -> None:
         self.settings = settings or DeliverySettings()
-        self._client = client or httpx.Client(timeout=self.settings.timeout_s)
+        self._client = client or guarded_client(egress if egress is not None else load_settings(),
+                                                purpose="slack_webhook", timeout=self.settings.timeout_s)
         self._owns_client = client is None
 
     def close(self) -> None:
@@ -81,6 +93,8 @@ class SlackNotifier:
                 if retry_after is not None:
                     wait = min(retry_after, s.max_retry_after_s)
                 reason = str(status)
+            except EgressRefused as exc:  # permanent: the host's addresses will not become allowed by retrying
+                return DeliveryResult(False, attempt, None, f"webhook refused by the egress guard: {exc}")
             except httpx.TransportError as exc:
                 # the URL is the secret: keep it out of errors that get logged and stored
                 status, reason = None, "network"

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from stream_processors.alerts import AlertEngine, AlertRule, DeliverySettings, SlackNotifier, redact_rule
+from tests.loopback import LOOPBACK_EGRESS
 
 FAST = DeliverySettings(max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=5)
 MESSAGE = {"text": "hello", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}]}
@@ -28,7 +29,7 @@ def rule_for(project: str, url: str | None) -> AlertRule:
 @pytest.mark.timeout(60)
 def test_engine_retries_webhook_500s_then_delivers(clickhouse, redis_factory, slack, spans, project, t0, alert_settings):
     slack.fail_with((500, {}), (500, {}))
-    engine = AlertEngine(clickhouse, redis_factory(), [rule_for(project, slack.url)], SlackNotifier(FAST),
+    engine = AlertEngine(clickhouse, redis_factory(), [rule_for(project, slack.url)], SlackNotifier(FAST, egress=LOOPBACK_EGRESS),
                          alert_settings)
     spans.insert(spans.slow(t0 - timedelta(seconds=60), 60, 10))
     sent_before = notifications("firing", "sent")
@@ -45,7 +46,7 @@ def test_engine_retries_webhook_500s_then_delivers(clickhouse, redis_factory, sl
 @pytest.mark.timeout(60)
 def test_engine_records_a_delivery_it_gave_up_on(clickhouse, redis_factory, slack, spans, project, t0, alert_settings):
     slack.fail_with(*[(503, {})] * 4)
-    engine = AlertEngine(clickhouse, redis_factory(), [rule_for(project, slack.url)], SlackNotifier(FAST),
+    engine = AlertEngine(clickhouse, redis_factory(), [rule_for(project, slack.url)], SlackNotifier(FAST, egress=LOOPBACK_EGRESS),
                          alert_settings)
     spans.insert(spans.slow(t0 - timedelta(seconds=60), 60, 10))
     failed_before = notifications("firing", "failed")
@@ -65,7 +66,7 @@ def test_engine_records_a_delivery_it_gave_up_on(clickhouse, redis_factory, slac
 @pytest.mark.timeout(30)
 def test_429_waits_for_retry_after(slack):
     slack.fail_with((429, {"Retry-After": "1"}))
-    result = SlackNotifier(FAST).deliver(slack.url, MESSAGE)
+    result = SlackNotifier(FAST, egress=LOOPBACK_EGRESS).deliver(slack.url, MESSAGE)
     assert result.ok and result.attempts == 2
     (first, _), (second, _) = slack.attempts
     assert second - first >= 0.95
@@ -75,7 +76,7 @@ def test_429_waits_for_retry_after(slack):
 @pytest.mark.timeout(30)
 def test_permanent_4xx_is_not_retried(slack):
     slack.fail_with((404, {}))
-    result = SlackNotifier(FAST).deliver(slack.url, MESSAGE)
+    result = SlackNotifier(FAST, egress=LOOPBACK_EGRESS).deliver(slack.url, MESSAGE)
     assert not result.ok and result.attempts == 1 and result.status == 404
     assert len(slack.attempts) == 1
 
@@ -87,7 +88,7 @@ def test_network_errors_are_retried_then_given_up():
         port = sock.getsockname()[1]
     started = time.monotonic()
     url = f"http://127.0.0.1:{port}/services/T1/B2/secret-path-part"
-    result = SlackNotifier(FAST).deliver(url, MESSAGE)
+    result = SlackNotifier(FAST, egress=LOOPBACK_EGRESS).deliver(url, MESSAGE)
     assert not result.ok and result.attempts == 4 and result.status is None and "ConnectError" in result.error
     assert "secret-path-part" not in result.error
     assert time.monotonic() - started < 5
@@ -107,7 +108,7 @@ def test_redact_rule_never_shows_the_webhook_url():
 
 @pytest.mark.timeout(60)
 def test_messages_never_carry_the_webhook_url(clickhouse, redis_factory, slack, spans, project, t0, alert_settings):
-    engine = AlertEngine(clickhouse, redis_factory(), [rule_for(project, slack.url)], SlackNotifier(FAST),
+    engine = AlertEngine(clickhouse, redis_factory(), [rule_for(project, slack.url)], SlackNotifier(FAST, egress=LOOPBACK_EGRESS),
                          alert_settings)
     spans.insert(spans.slow(t0 - timedelta(seconds=60), 60, 10))
     engine.tick(t0)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from stream_processors.alerts import AlertEngine, AlertRule, DeliverySettings, EngineSettings, SlackNotifier
+from tests.loopback import LOOPBACK_EGRESS
 
 FAST_RETRIES = DeliverySettings(max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=5)
 
@@ -27,7 +28,7 @@ def latency_rule(project: str, url: str, **overrides: Any) -> AlertRule:
 
 def make_engine(clickhouse: Any, redis_client: Any, rules: list[AlertRule], settings: EngineSettings,
                 **overrides: Any) -> AlertEngine:
-    return AlertEngine(clickhouse, redis_client, rules, SlackNotifier(FAST_RETRIES),
+    return AlertEngine(clickhouse, redis_client, rules, SlackNotifier(FAST_RETRIES, egress=LOOPBACK_EGRESS),
                        dataclasses.replace(settings, **overrides))
 
 
@@ -249,8 +250,8 @@ class DyingNotifier(SlackNotifier):
 def test_a_message_taken_by_a_replica_that_died_is_sent_by_another(clickhouse, redis_factory, slack, spans, project, t0, alert_settings):
     rule = latency_rule(project, slack.url, window_seconds=60, min_samples=5)
     settings = dataclasses.replace(alert_settings, lease_s=0.3)
-    dying = AlertEngine(clickhouse, redis_factory(), [rule], DyingNotifier(FAST_RETRIES), settings)
-    survivor = AlertEngine(clickhouse, redis_factory(), [rule], SlackNotifier(FAST_RETRIES), settings)
+    dying = AlertEngine(clickhouse, redis_factory(), [rule], DyingNotifier(FAST_RETRIES, egress=LOOPBACK_EGRESS), settings)
+    survivor = AlertEngine(clickhouse, redis_factory(), [rule], SlackNotifier(FAST_RETRIES, egress=LOOPBACK_EGRESS), settings)
     spans.insert(spans.slow(t0 - timedelta(seconds=60), 60, 10))
 
     with pytest.raises(ReplicaCrash):

@@ -10,6 +10,7 @@ import pytest
 
 from stream_processors.alerts import AlertEngine, AlertRule, RuleError, run_alerts
 from stream_processors.alerts.metrics_query import query_windows
+from tests.loopback import LOOPBACK_EGRESS
 
 
 def rule(project: str, metric: str, aggregation: str = "avg", **fields) -> AlertRule:
@@ -122,7 +123,7 @@ async def test_run_alerts_ticks_until_stopped(clickhouse, redis_factory, slack, 
     spans.insert(spans.slow(now - timedelta(seconds=50), 60, 20))  # covers "now" for the next ~10 s
     r = AlertRule(id="r", project_id=project, name="Live", metric="latency", aggregation="p95", threshold=1000.0,
                   window_seconds=60, min_samples=5, slack_webhook_url=slack.url)
-    engine = AlertEngine(clickhouse, redis_factory(), [r], settings=alert_settings)
+    engine = AlertEngine(clickhouse, redis_factory(), [r], settings=alert_settings, egress=LOOPBACK_EGRESS)
     stop = asyncio.Event()
     task = asyncio.create_task(run_alerts(engine, interval_s=0.2, stop_event=stop))
     for _ in range(100):

@@ -8,6 +8,7 @@ from evaluators import LLMClient, LLMSettings, get_evaluator, propose_criteria
 
 from .conftest import make_span
 from .fake_llm import Reply
+from tests.loopback import LOOPBACK_EGRESS
 
 SUPPORT_PROMPT = (
     "You are Acme's support assistant. Answer politely, using only the provided context documents, and cite "
@@ -59,7 +60,7 @@ def test_other_phrasings():
 
 
 def llm(fake_llm) -> LLMClient:
-    return LLMClient(LLMSettings(base_url=fake_llm.openai_base_url, max_retries=0), api_key="k")
+    return LLMClient(LLMSettings(base_url=fake_llm.openai_base_url, max_retries=0), api_key="k", egress=LOOPBACK_EGRESS)
 
 
 def test_llm_proposals_are_validated_and_merged(fake_llm):

@@ -20,6 +20,7 @@ from evaluators.worker import TOPIC_EVAL_DLQ, EvalWorker
 from tests.processors.conftest import make_span
 
 from .fake_llm import Reply
+from tests.loopback import LOOPBACK_EGRESS
 
 GOOD = '{"reasoning": "Accurate.", "score": 5}'
 
@@ -51,7 +52,7 @@ async def test_judge_jobs_are_scored_costed_and_stopped_by_the_budget(private_bu
     # A budget smaller than one call: the first call runs (the cap is checked before a call), the rest cannot.
     guard = redis_judge_guard(sync_redis, calls_per_minute=0, daily_budget_usd=1e-6)
     worker = EvalWorker(private_bus, None, judge_api_key="test-key", judge_guard=guard, max_attempts=1,
-                        judge_allowed_hosts={"127.0.0.1"})
+                        egress=LOOPBACK_EGRESS)
     for job in jobs:  # one at a time, so the spend of the first is booked before the next is judged
         await private_bus.publish(TOPIC_EVAL_JOBS, [(b"k", job)])
     await _run_until_jobs(worker, 3, polls=200)
@@ -80,7 +81,7 @@ async def test_judge_base_url_outside_the_allowed_hosts_is_never_called(private_
     await private_bus.publish(TOPIC_EVAL_JOBS, [(b"k", job)])
     await _run_until_jobs(worker, 1, polls=100)
     [failure] = [orjson.loads(v) for v in await _stream(private_bus, TOPIC_EVAL_DLQ)]
-    assert "base_url" in failure["error"] and "EVALFORGE_JUDGE_ALLOWED_HOSTS" in failure["error"]
+    assert "base_url" in failure["error"] and "EVALFORGE_EGRESS_ALLOWED_HOSTS" in failure["error"]
     assert fake_llm.requests == []
     assert await _stream(private_bus, TOPIC_SCORES) == []
 

@@ -72,7 +72,7 @@ async def _create(pg_url: str, project_id: str, bus_url: str, base_url: str) -> 
 def _evaluate(data_dir: Path, pg_url: str, redis_url: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVALFORGE_")}
     env.update(EVALFORGE_POSTGRES_URL=pg_url, EVALFORGE_REDIS_URL=redis_url, EVALFORGE_DATA_DIR=str(data_dir),
-               EVALFORGE_JUDGE_ALLOWED_HOSTS="127.0.0.1", EVALFORGE_LOG_LEVEL="WARNING")
+               EVALFORGE_EGRESS_ALLOWED_HOSTS="127.0.0.1", EVALFORGE_LOG_LEVEL="WARNING")
     return subprocess.Popen([sys.executable, "-m", "core.cli", "evaluate"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -10,6 +10,7 @@ from evaluators import JudgeError, JudgeGuard, get_evaluator, per_token_cost
 
 from .conftest import make_span
 from .fake_llm import Reply
+from tests.loopback import LOOPBACK_EGRESS
 
 GOOD = '{"reasoning": "Accurate and complete.", "score": 4}'
 
@@ -18,7 +19,7 @@ def judge(fake_llm, provider: str = "openai", guard: JudgeGuard | None = None, *
     base_url = fake_llm.openai_base_url if provider == "openai" else fake_llm.anthropic_base_url
     model = "gpt-4o-mini" if provider == "openai" else "claude-test-judge"
     cfg = {"provider": provider, "model": model, "base_url": base_url, "max_retries": 2, **config}
-    return get_evaluator("llm_judge", cfg, api_key="test-key", guard=guard)
+    return get_evaluator("llm_judge", cfg, api_key="test-key", guard=guard, egress=LOOPBACK_EGRESS)
 
 
 def test_openai_helpfulness_round_trip(fake_llm):
@@ -190,7 +191,7 @@ def test_missing_api_key_is_a_judge_error_not_a_crash(monkeypatch):
 def test_server_env_key_is_never_sent_to_a_rule_chosen_url(fake_llm, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-server-secret")
     fake_llm.script = [Reply(GOOD)]
-    get_evaluator("llm_judge", {"base_url": fake_llm.openai_base_url}).evaluate(make_span("answer"))
+    get_evaluator("llm_judge", {"base_url": fake_llm.openai_base_url}, egress=LOOPBACK_EGRESS).evaluate(make_span("answer"))
     assert fake_llm.requests[0].headers["authorization"] == "Bearer EMPTY"
     with pytest.raises(ValueError, match=r"config\.api_key_env: Extra inputs"):
         get_evaluator("llm_judge", {"api_key_env": "EVALFORGE_DATABASE_URL"})
@@ -213,7 +214,8 @@ def test_unreachable_server_is_a_transient_judge_error():
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    ev = get_evaluator("llm_judge", {"base_url": f"http://127.0.0.1:{port}/v1", "max_retries": 0, "timeout_s": 2})
+    ev = get_evaluator("llm_judge", {"base_url": f"http://127.0.0.1:{port}/v1", "max_retries": 0, "timeout_s": 2},
+                       egress=LOOPBACK_EGRESS)
     with pytest.raises(JudgeError) as info:
         ev.evaluate(make_span("answer"))
     assert info.value.kind == "provider_error" and info.value.status_code is None and info.value.retryable

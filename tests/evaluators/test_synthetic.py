@@ -10,6 +10,7 @@ from evaluators import LLMClient, LLMSettings, generate_tests, template_variable
 from evaluators.synthetic import EDGE_CASES
 
 from .fake_llm import Reply
+from tests.loopback import LOOPBACK_EGRESS
 
 TEMPLATE = "Answer the customer's question using the context.\nQuestion: {{question}}\nContext: {{context}}"
 
@@ -50,7 +51,7 @@ def test_template_without_variables_uses_a_single_input():
 
 def anthropic_llm(fake_llm) -> LLMClient:
     return LLMClient(LLMSettings(provider="anthropic", model="claude-test", base_url=fake_llm.anthropic_base_url,
-                                 max_retries=0), api_key="k")
+                                 max_retries=0), api_key="k", egress=LOOPBACK_EGRESS)
 
 
 def test_model_written_rows_are_validated(fake_llm):

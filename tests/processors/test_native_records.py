@@ -15,6 +15,7 @@ from core.pricing import override_entry
 from core.span import decode, encode
 from stream_processors import sink as sink_module
 from stream_processors.worker import enrich_row, price_resolver
+from tests.conftest import report
 
 from .conftest import make_span
 
@@ -177,3 +178,32 @@ def test_projects_a_hook_needs_as_dicts_are_left_to_python_and_rows_mix_in_one_b
     block.drop_last()  # a duplicate found after it was added
     assert len(block) == 2
     assert block.block() == _python_block([mine, other])
+
+
+def test_native_record_path_takes_most_plain_records_exactly():
+    """Random plain OTLP requests through ingest's Python path give bus records; the processor's native
+    path must take at least 80 % of those records, each row byte for byte the Python path's."""
+    from hypothesis import HealthCheck, given, settings
+
+    from tests.ingest.test_native import requests
+
+    seen = {"records": 0, "native": 0}
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(requests(wild=False))
+    def run(body: bytes) -> None:
+        values = [v for _, v in canonical_records(body, "proj")]
+        keys, block = _native_block(values)
+        taken = [(offset, v) for offset, (v, k) in enumerate(zip(values, keys)) if k is not None]
+        seen["records"] += len(values)
+        seen["native"] += len(taken)
+        reference = _native.SpanBlock(sink_module._ROW_TYPES, SOURCE)
+        for offset, value in taken:
+            reference.add_dict(enrich_row(decode(value), None, None, 32 * 1024), 3, offset)
+        assert block == reference.block()
+
+    run()
+    rate = seen["native"] / seen["records"]
+    report(f"native record path took {seen['native']} of {seen['records']} plain bus records ({rate:.0%})")
+    assert rate >= 0.8, f"native record path took only {rate:.0%} of plain records"

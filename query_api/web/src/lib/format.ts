@@ -1,0 +1,29 @@
+export function fmtMs(ms: number | null | undefined): string {
+  if (ms == null || !Number.isFinite(ms)) return "–";
+  if (ms < 1) return `${ms.toFixed(2)} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(2)} s`;
+  return `${(ms / 60_000).toFixed(1)} min`;
+}
+
+export function fmtCost(usd: number | null | undefined): string {
+  if (usd == null || !Number.isFinite(usd)) return "–";
+  if (usd === 0) return "$0";
+  if (usd < 0.01) return `$${usd.toPrecision(3)}`;
+  return `$${usd.toFixed(usd < 10 ? 4 : 2)}`;
+}
+
+export function fmtInt(n: number | null | undefined): string {
+  return n == null ? "–" : Math.round(n).toLocaleString("en-US");
+}
+
+export function fmtTime(iso: string | null | undefined): string {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString("en-GB", { hour12: false });
+}
+
+export function fmtNumber(v: number | null | undefined, digits = 3): string {
+  if (v == null || !Number.isFinite(v)) return "–";
+  return Number.isInteger(v) ? v.toLocaleString("en-US") : v.toPrecision(digits);
+}

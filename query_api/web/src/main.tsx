@@ -1,0 +1,48 @@
+import { StrictMode, Suspense } from "react";
+import { createRoot } from "react-dom/client";
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { createBrowserRouter, Navigate, RouterProvider } from "react-router";
+import { ApiError } from "./api";
+import { Layout, RootRedirect } from "./Layout";
+import { SignIn } from "./SignIn";
+import { PAGES, SUBPAGES } from "./pages";
+import { Loading } from "./components/ErrorBox";
+import "./styles.css";
+
+const client = new QueryClient({
+  defaultOptions: {
+    queries: {
+      // Client errors (400 / 401 / 403 / 404) will not pass on a retry; the page shows them with a Retry button.
+      retry: (count, error) => !(error instanceof ApiError && error.status >= 400 && error.status < 500) && count < 2,
+      refetchOnWindowFocus: false,
+    },
+  },
+});
+
+const suspended = (C: React.ComponentType) => (
+  <Suspense fallback={<Loading what="page" />}><C /></Suspense>
+);
+
+const router = createBrowserRouter([
+  { path: "/", element: <RootRedirect /> },
+  { path: "/sign-in", element: <SignIn /> },
+  { path: "/invite", element: <SignIn invite /> },
+  {
+    path: "/projects/:projectId",
+    element: <Layout />,
+    children: [
+      { index: true, element: <Navigate to="traces" replace /> },
+      ...PAGES.map((p) => ({ path: p.path, element: suspended(p.component) })),
+      ...SUBPAGES.map((p) => ({ path: p.path, element: suspended(p.component) })),
+    ],
+  },
+  { path: "*", element: <RootRedirect /> },
+]);
+
+createRoot(document.getElementById("root")!).render(
+  <StrictMode>
+    <QueryClientProvider client={client}>
+      <RouterProvider router={router} />
+    </QueryClientProvider>
+  </StrictMode>,
+);

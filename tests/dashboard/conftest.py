@@ -1,0 +1,125 @@
+"""The dashboard against ``evalforge up``'s app on a real loopback port over the session's real parts,
+driven by Playwright in Debian's Chromium (one browser for the whole run)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import unavailable
+
+CHROMIUM = os.environ.get("EVALFORGE_CHROMIUM", "/usr/bin/chromium")
+# What works on this machine kind: no sandbox as root, and no background traffic to Google's hosts.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+_offsets = itertools.count(1)
+
+
+@dataclass
+class LiveStack:
+    url: str
+    app: Any
+    postgres_url: str
+    projects: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def create_project(self, name: str | None = None) -> tuple[str, str]:
+        """A new project and a full API key for it: (project_id, key)."""
+        import psycopg
+
+        from core.auth import create_key, ensure_project
+
+        name = name or f"p-{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.postgres_url, autocommit=True) as conn:
+            project = ensure_project(conn, name)
+            secret = create_key(conn, project)
+        self.projects[name] = (project.id, secret)
+        return project.id, secret
+
+    def insert_spans(self, records: list[dict[str, Any]]) -> None:
+        """Canonical records -> enrich -> offload -> the real sink (materialized views fill)."""
+        from core.payloads import offload_payloads
+        from core.span import empty_record
+        from stream_processors.enrich import enrich
+        from stream_processors.sink import ClickHouseSink
+
+        services = self.app.state.services
+        sink = ClickHouseSink(services.clickhouse, "test:dashboard")
+        for rec in records:
+            full = empty_record()
+            full.update(rec)
+            enrich(full)
+            offload_payloads(full, services.blobs, services.settings.payload_offload_bytes)
+            sink.add_span(full, 0, next(_offsets))
+        sink.flush()
+
+    def api(self, key: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def span(project_id: str, trace_id: str, span_id: str, parent: str, start: datetime, ms: float, **fields: Any) -> dict:
+    rec = {"project_id": project_id, "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent,
+           "start_time": start, "end_time": start + timedelta(milliseconds=ms), "service_name": "dash-test",
+           "status": "ok", "ingested_at": datetime.now(timezone.utc)}
+    rec.update(fields)
+    return rec
+
+
+@pytest.fixture(scope="session")
+def live(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, service_root: Path) -> Iterator[LiveStack]:
+    from core.cli import ALL_PARTS, _background, _routers
+    from core.http import build_app
+    from core.settings import Settings
+    from tests.harness.live_server import LiveServer
+
+    settings = Settings(data_dir=service_root / "dashboard", clickhouse_url=chdb_url, postgres_url=migrated_postgres,
+                        redis_url=redis_url, blob_url=s3_blob_url, sink_batch_ms=100, payload_offload_bytes=4096)
+    app = build_app(settings, parts=ALL_PARTS, routers=_routers("up"), background=_background("up"), migrate=True)
+    server = LiveServer(app).start()
+    try:
+        yield LiveStack(url=server.url, app=app, postgres_url=migrated_postgres)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        unavailable("Playwright", "pip install playwright (the test extra).", exc)
+    if not Path(CHROMIUM).exists():
+        unavailable("Chromium", "apt-get install -y chromium (scripts/bootstrap does it as root).",
+                    FileNotFoundError(CHROMIUM))
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page_for(browser, live):
+    """``page_for(key)``: a fresh browser context sending that API key (no session cookie)."""
+    contexts = []
+
+    def make(key: str | None = None):
+        ctx = browser.new_context(base_url=live.url, viewport={"width": 1400, "height": 900},
+                                  extra_http_headers={"Authorization": f"Bearer {key}"} if key else None)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(15_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.js_errors = errors  # type: ignore[attr-defined]
+        return page
+
+    yield make
+    for ctx in contexts:
+        ctx.close()

@@ -1,0 +1,164 @@
+"""The dashboard in a real Chromium, against the real app on real parts."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.dashboard.seed import BIG_MARKER, XSS, seed
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def data(live):
+    return seed(live)
+
+
+def _api_count(live, key, **params) -> int:
+    with live.api(key) as api:
+        return len(api.get("/api/v1/traces", params={"limit": 500, **params}).json()["data"])
+
+
+def test_traces_table_lists_sent_traces_and_model_filter_narrows_to_api_count(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/traces")
+    page.get_by_test_id("traces-table").wait_for()
+    expected = _api_count(live, data.key)
+    assert expected == 15
+    assert page.get_by_test_id("row-count").inner_text() == f"{expected} traces"
+    shown = set(page.eval_on_selector_all("[data-testid=trace-row]", "rows => rows.map(r => r.dataset.traceId)"))
+    with live.api(data.key) as api:
+        assert shown == {t["trace_id"] for t in api.get("/api/v1/traces", params={"limit": 500}).json()["data"]}
+    page.get_by_label("Model", exact=True).fill("gpt-4o")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**model=gpt-4o**")
+    narrowed = _api_count(live, data.key, model="gpt-4o")
+    assert 0 < narrowed < expected
+    page.get_by_test_id("row-count").filter(has_text=f"{narrowed} traces").wait_for()
+    assert page.locator("[data-testid=trace-row]").count() == narrowed
+    assert not page.js_errors
+
+
+def test_trace_shows_tree_timeline_and_chat_messages_with_a_tool_call(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/traces/{data.chat_trace}")
+    page.get_by_test_id("span-tree").wait_for()
+    assert page.locator("[data-testid=span-row]").count() == 4
+    assert page.locator("[data-testid=timeline-bar] .bar").count() == 4
+    page.locator("[data-testid=span-row]", has_text="llm-call").first.click()
+    panel = page.get_by_test_id("span-panel")
+    panel.get_by_test_id("tool-call").wait_for()
+    roles = panel.locator("[data-testid=message]").evaluate_all("ms => ms.map(m => m.dataset.role)")
+    assert roles == ["system", "user", "assistant"]
+    assert "get_weather" in panel.get_by_test_id("tool-call").inner_text()
+    assert "Weather in Paris? (0)" in panel.inner_text()
+    assert panel.get_by_test_id("ttft").inner_text() == "210 ms"
+    # the follow-up call renders the tool's result as a tool message
+    page.locator("[data-testid=span-row]", has_text="llm-call").nth(1).click()
+    page.get_by_test_id("tool-result").wait_for()
+    page.screenshot(path="/tmp/dash-trace.png")
+    # an attribute pill filters the traces table by that attribute
+    page.locator("[data-testid=span-row]", has_text="llm-call").first.click()
+    page.get_by_role("button", name="metadata.region eu").click()
+    page.wait_for_url("**attribute=metadata.region%3Deu**")
+    page.get_by_test_id("row-count").filter(has_text="12 traces").wait_for()
+    assert not page.js_errors
+
+
+def test_offloaded_payload_opens_in_full(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/traces/{data.big_trace}")
+    text = page.get_by_test_id("input-text")
+    text.wait_for()
+    assert text.inner_text().rstrip("\n").endswith(BIG_MARKER)
+    assert len(text.inner_text()) >= len(data.big_text) - 5
+
+
+def test_ten_thousand_span_trace_opens_and_scrolls(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/traces/{data.huge_trace}")
+    page.get_by_test_id("span-tree").wait_for()
+    assert page.get_by_test_id("span-count").inner_text() == "10,000"
+    drawn = page.locator("[data-testid=span-row]").count()
+    assert 0 < drawn < 200  # virtualised: only the visible rows are in the DOM
+    page.get_by_test_id("span-tree").evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    page.locator("[data-testid=span-row]", has_text="step-98-").last.wait_for()
+    page.get_by_label("Search in trace").fill("step-42-7")
+    page.get_by_role("status").filter(has_text="11 matching spans").wait_for()  # step-42-7 and step-42-70..79
+    assert not page.js_errors
+
+
+def test_span_content_with_html_renders_as_text_and_runs_nothing(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/traces/{data.xss_trace}")
+    panel = page.get_by_test_id("span-panel")
+    panel.get_by_test_id("message").wait_for()
+    assert XSS in panel.get_by_test_id("input-text").inner_text()
+    assert XSS in panel.get_by_test_id("message").inner_text()
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("main img").count() == 0 and page.locator("main script").count() == 0
+    page.goto(f"/projects/{data.project_id}/traces")
+    page.get_by_test_id("traces-table").wait_for()
+    assert page.evaluate("window.__xss") is None
+
+
+def test_dashboard_plots_the_values_of_the_metrics_api(live, data, page_for):
+    page = page_for(data.key)
+    with page.expect_request(lambda r: "/api/v1/metrics" in r.url and "metric=requests" in r.url
+                             and "interval=" in r.url) as req:
+        page.goto(f"/projects/{data.project_id}/dashboard?range=24h")
+    charts = page.locator("figure.chart[data-drawn='1']")
+    charts.nth(4).wait_for()  # requests, error rate, latency, tokens, cost (no scores yet)
+    assert charts.count() == 5
+    table = page.get_by_test_id("chart-Requests").get_by_test_id("chart-data")
+    plotted = table.locator("tbody tr").evaluate_all(
+        "rows => rows.map(r => [Number(r.cells[0].dataset.x), Number(r.cells[1].dataset.value)])")
+    query = req.value.url.split("?", 1)[1]
+    with live.api(data.key) as api:  # the same question, asked by a script
+        api_rows = api.get(f"/api/v1/metrics?{query}").json()["data"]
+    expected = [[int(datetime.fromisoformat(r["bucket"].replace("Z", "+00:00")).timestamp()), r["value"]] for r in api_rows]
+    assert plotted == expected
+    assert sum(v for _, v in plotted) == 12 * 4 + 2 + 10_000
+    assert page.get_by_test_id("total-Requests").inner_text() == "10,050"
+    page.screenshot(path="/tmp/dash-dashboard.png")
+    assert not page.js_errors
+
+
+def test_api_key_created_in_settings_works_for_ingest(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/settings")
+    page.get_by_label("Scope").select_option("ingest")
+    page.get_by_role("button", name="Create API key").click()
+    secret = page.get_by_test_id("new-key").inner_text()
+    assert secret.startswith("ef_")
+    trace_id = uuid.uuid4().hex
+    now_ns = int(datetime.now(timezone.utc).timestamp() * 1e9)
+    with live.api(secret) as api:
+        r = api.post("/api/v1/spans", json={"spans": [{"trace_id": trace_id, "span_id": uuid.uuid4().hex[:16],
+                                                        "name": "from-settings-key", "start_time": now_ns,
+                                                        "end_time": now_ns + 1_000_000}]})
+        assert r.status_code in (200, 202), r.text
+        assert api.get("/api/v1/traces").status_code == 403  # an ingest key cannot read
+    page.get_by_role("row", name="ingest").first.wait_for()
+
+
+def test_failed_request_shows_an_inline_error_with_retry(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/traces/{'0' * 32}")
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "Not found" in alert.inner_text()
+    assert alert.get_by_role("button", name="Retry").is_visible()
+
+
+def test_empty_project_shows_how_to_send_the_first_trace(live, page_for):
+    pid, key = live.create_project()
+    page = page_for(key)
+    page.goto(f"/projects/{pid}/traces")
+    snippet = page.get_by_test_id("sdk-snippet")
+    snippet.wait_for()
+    assert f'endpoint="{live.url}"' in snippet.inner_text()
