@@ -79,8 +79,25 @@ class ExperimentRun:
         self._cancelled = False
         self._blocking_evaluators = any(e.name in ("llm_judge", "semantic_similarity") for e in self.evaluators)
 
-    async def run(self) -> str:
-        """Run what is left; returns the experiment's final status."""
+    async def run(self, lock_wait_s: float = 2.0) -> str:
+        """Run what is left; returns the experiment's final status.
+
+        One worker at a time runs an experiment: a session advisory lock in PostgreSQL, held for the
+        run. A job delivered to a second worker while the first is alive (a Redis Streams take-over
+        of a long-pending entry, a Kafka rebalance) waits here instead of calling the model again;
+        when the first worker dies its session ends, the lock goes with it and the waiter resumes."""
+        async with self.pg.connection() as lock_conn:
+            while not await store.try_lock(lock_conn, self.exp["id"]):
+                status = await store.status(lock_conn, self.exp["id"])
+                if status != "running" and status != "queued":
+                    return status or "gone"
+                await asyncio.sleep(lock_wait_s)
+            try:
+                return await self._run_locked()
+            finally:
+                await store.unlock(lock_conn, self.exp["id"])
+
+    async def _run_locked(self) -> str:
         async with self.pg.connection() as conn:
             if not await store.set_status(conn, self.exp["id"], "running", expect=("queued", "running")):
                 return await store.status(conn, self.exp["id"]) or "gone"
@@ -139,6 +156,7 @@ class ExperimentRun:
             except asyncio.TimeoutError:
                 pass
             await self._flush()
+        await self._flush()  # results added while the last one was writing
 
     async def _flush(self) -> None:
         results, spans, scores = self._results, self._spans, self._scores

@@ -84,6 +84,16 @@ async def set_status(conn, experiment_id: str, new: str, *, expect: tuple[str, .
     return cur.rowcount == 1
 
 
+async def try_lock(conn, experiment_id: str) -> bool:
+    """Take the experiment's session advisory lock (released by ``unlock`` or when the session ends)."""
+    row = await (await conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 18))", (experiment_id,))).fetchone()
+    return bool(row[0])
+
+
+async def unlock(conn, experiment_id: str) -> None:
+    await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 18))", (experiment_id,))
+
+
 async def done_keys(conn, experiment_id: str) -> set[tuple[str, int]]:
     rows = await (await conn.execute("SELECT item_id, repetition FROM experiment_results WHERE experiment_id = %s",
                                      (experiment_id,))).fetchall()
