@@ -157,6 +157,8 @@ async def get_experiment(experiment_id: str, project: ProjectDep, services: Serv
         except store.NotFound as exc:
             raise _nf(exc) from None
         results = await store.results(conn, experiment_id)
+    if exp["kind"] == "client":
+        await asyncio.to_thread(_usage_from_traces, services, project.id, results)
     exp.pop("project_id", None)
     exp["progress"] = {"done": len(results), "total": exp["total"]}
     exp["summary"] = await asyncio.to_thread(stats.summarize, results, exp["repetitions"])
@@ -169,10 +171,30 @@ async def experiment_items(experiment_id: str, project: ProjectDep, services: Se
     """Per item x repetition: output, scores with reasons, latency, tokens, cost, error, trace id."""
     async with services.pg.connection() as conn:
         try:
-            await store.get(conn, experiment_id, project.id)
+            exp = await store.get(conn, experiment_id, project.id)
         except store.NotFound as exc:
             raise _nf(exc) from None
-        return {"items": await store.results(conn, experiment_id, offset=offset, limit=limit)}
+        results = await store.results(conn, experiment_id, offset=offset, limit=limit)
+    if exp["kind"] == "client":
+        await asyncio.to_thread(_usage_from_traces, services, project.id, results)
+    return {"items": results}
+
+
+def _usage_from_traces(services, project_id: str, results: list[dict[str, Any]]) -> None:
+    """Client-side runs: tokens and cost of each item come from the model-call spans of its trace
+    (the SDK's wrapped clients recorded them; the processor priced them), where the SDK sent none."""
+    ids = [r["trace_id"] for r in results if r.get("trace_id") and not r.get("input_tokens") and r.get("cost") is None]
+    if not ids or services.clickhouse is None:
+        return
+    rows = services.clickhouse.query(
+        "SELECT trace_id, sum(input_tokens), sum(output_tokens), sumOrNull(cost), countIf(cost IS NOT NULL) "
+        "FROM spans FINAL WHERE project_id = {p:String} AND trace_id IN {t:Array(String)} "
+        "AND kind IN ('llm', 'embedding') GROUP BY trace_id", parameters={"p": project_id, "t": ids}).result_rows
+    usage = {r[0]: r[1:] for r in rows}
+    for r in results:
+        if r.get("trace_id") in usage:
+            tin, tout, cost, priced = usage[r["trace_id"]]
+            r.update(input_tokens=int(tin), output_tokens=int(tout), cost=float(cost) if priced else None)
 
 
 @router.post("/{experiment_id}/cancel")

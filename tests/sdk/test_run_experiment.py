@@ -56,13 +56,20 @@ def _check_traces(stack, project_id: str, result, inner_name: str) -> None:
         assert spans[inner_name][1] == root[0], "the task's span nests under the item's root span"
 
 
-def test_sync_task_with_repetitions(stack, service_url):
+def test_sync_task_with_repetitions(stack, service_url, llm):
+    import openai
+
+    from core.pricing import Usage, compute_call_cost
+
     project_id, key = stack.create_key()
     evalforge.init(api_key=key, endpoint=service_url, schedule_delay=0.05)
     try:
+        client = evalforge.wrap(openai.OpenAI(api_key="sk-test", base_url=llm.url + "/v1", max_retries=0))
+
         def add(input):  # a single parameter of any name gets the input
             with evalforge.span("sync add", kind="tool"):
                 total = input["a"] + input["b"]
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"{total}?"}])
             return total if total != 18 else 17  # wrong on one item
 
         result = evalforge.run_experiment(ITEMS, add, [correct, close_enough], repetitions=2, max_concurrency=4)
@@ -78,6 +85,14 @@ def test_sync_task_with_repetitions(stack, service_url):
     exp = stack.client.get(f"/api/v1/experiments/{result.id}", headers=stack.headers(key)).json()
     assert exp["kind"] == "client" and exp["progress"] == {"done": 12, "total": 12}
     _check_traces(stack, project_id, result, "sync add")
+    # tokens and cost come from the wrapped model calls in each item's trace, priced by the processor
+    per_call = compute_call_cost("openai", "gpt-4o-mini-resp", "gpt-4o-mini", Usage(11, 7, 3, 0, 0, 2)).cost
+    deadline = time.monotonic() + 30
+    while (s := stack.client.get(f"/api/v1/experiments/{result.id}", headers=stack.headers(key)).json()["summary"])[
+            "tokens"]["total"] < 12 * 18 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert s["tokens"] == {"input": 12 * 11, "output": 12 * 7, "total": 12 * 18, "per_item": 18.0}
+    assert s["cost"]["total"] == pytest.approx(12 * per_call, rel=1e-9)
 
 
 def test_async_task_errors_are_recorded_per_item(stack, service_url):
