@@ -209,16 +209,19 @@ class ExperimentRun:
                        cache_read_tokens=reply.cache_read_tokens, input=orjson.dumps(messages).decode(), output=reply.text)
             root["output"] = reply.text
             spans.append(llm)
-            row["scores"] = await self._score(item, reply.text, root)
+            row["scores"] = await self._score(item, reply.text, root, spans)
         else:
             row.update(output=None, latency_ms=latency, error=error)
             for s in spans:
                 s.update(status="error", status_message=error or "")
         score_rows = [self._score_row(s, trace_id, root_id) for s in row["scores"] if s.get("value") is not None]
         key = trace_id.encode()
-        return row, [(key, encode(s)) for s in spans], [(key, r) for r in score_rows]
+        return row, [(s["trace_id"].encode(), encode(s)) for s in spans], [(key, r) for r in score_rows]
 
-    async def _score(self, item: dict[str, Any], output: str, root: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _score(self, item: dict[str, Any], output: str, root: dict[str, Any],
+                     spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Benchmark scorer and registry evaluators on the output; an LLM judge's own calls join
+        ``spans`` (in their own traces, linked to the item's, so judge spend never inflates it)."""
         scores = []
         if self.bench is not None:
             scores.append(self.bench.score(item, output))
@@ -232,7 +235,11 @@ class ExperimentRun:
                 out = []
                 for ev in self.evaluators:
                     try:
-                        out += [score_dict(s) for s in ev.evaluate(subject)]
+                        for score in ev.evaluate(subject):
+                            out.append(score_dict(score))
+                            spans.extend(call.to_span_record(self.project_id, attributes={
+                                "evalforge.evaluated.trace_id": root["trace_id"],
+                                "evalforge.evaluated.span_id": root["span_id"]}) for call in score.judge_calls)
                     except Exception as exc:  # noqa: BLE001 - one evaluator's failure is that score's reason
                         out.append({"name": ev.config.score_name or ev.name, "value": None, "passed": None,
                                     "reason": f"evaluator failed: {type(exc).__name__}: {exc}"[:500]})

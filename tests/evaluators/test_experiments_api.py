@@ -208,3 +208,30 @@ def test_bad_experiments_are_refused_naming_the_field(stack, stub):
     assert stack.client.post("/api/v1/experiments/compare", headers=h, json={"experiment_ids": [a]}).status_code == 400
     assert stack.client.get(f"/api/v1/experiments/{a}", headers=stack.headers(other)).status_code == 404
     assert stack.client.post(f"/api/v1/experiments/{a}/cancel", headers=stack.headers(other)).status_code == 404
+
+
+def test_an_llm_judge_scores_each_item_and_its_calls_are_recorded(stack, stub):
+    project_id, key = stack.create_key()
+    stub.responder = lambda body: ('{"score": 4, "reasoning": "clear and correct"}' if body["model"] == "judge-model"
+                                   else stub_answer(body))
+    r = stack.client.post("/api/v1/experiments", headers=stack.headers(key), json={
+        "name": "judged", "benchmark": "arithmetic", "subset": "addition", "limit": 4, "seed": 9,
+        "target": {"model": "gpt-4o-mini", "base_url": stub.openai_base_url},
+        "evaluators": [{"evaluator": "llm_judge", "config": {"model": "judge-model", "base_url": stub.openai_base_url,
+                                                             "rubric": "helpfulness", "max_retries": 0}}]})
+    assert r.status_code == 201, r.text
+    exp = wait_for(stack, key, r.json()["id"])
+    assert exp["summary"]["scores"]["accuracy"]["mean"] == 1.0
+    judge = exp["summary"]["scores"]["llm_judge"]
+    assert (judge["mean"], judge["n"]) == (4.0, 4)
+    items = stack.client.get(f"/api/v1/experiments/{r.json()['id']}/items", headers=stack.headers(key)).json()["items"]
+    assert {s["reason"] for i in items for s in i["scores"] if s["name"] == "llm_judge"} == {"clear and correct"}
+    deadline = time.monotonic() + 30
+    while True:
+        judged = stack.clickhouse.query(
+            "SELECT attributes['evalforge.evaluated.trace_id'] FROM spans FINAL WHERE project_id = {p:String} "
+            "AND kind = 'evaluator'", parameters={"p": project_id}).result_rows
+        if len(judged) == 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(t for (t,) in judged) == sorted(i["trace_id"] for i in items)
