@@ -83,6 +83,12 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
     """Pin the dataset version (or benchmark draw), check target and evaluators, queue the run."""
     if (body.dataset_id is None) == (body.benchmark is None):
         raise HTTPException(400, "dataset_id: give exactly one of dataset_id and benchmark")
+    try:
+        for field in ("name", "dataset_id", "benchmark", "subset", "target", "evaluators", "metadata"):
+            dataset_store.no_nul(getattr(body, field) if field != "target" or body.target is None
+                                 else body.target.model_dump(), field)
+    except dataset_store.DatasetError as exc:
+        raise HTTPException(400, str(exc)) from None
     spec: dict[str, Any] = {"name": body.name, "split": body.split, "repetitions": body.repetitions,
                             "max_concurrency": body.max_concurrency, "metadata": body.metadata,
                             "evaluators": [e.model_dump() for e in body.evaluators],
@@ -238,6 +244,8 @@ async def record_results(experiment_id: str, body: ResultsIn, project: ProjectDe
                 rejected.append({"index": n, "error": f"results[{n}].repetition: must be below {exp['repetitions']}"})
             elif bad := _bad_score(r.scores):
                 rejected.append({"index": n, "error": f"results[{n}].{bad}"})
+            elif nul := _nul_field(r):
+                rejected.append({"index": n, "error": f"results[{n}].{nul}: contains a NUL character"})
             else:
                 item = by_id[r.item_id]
                 good.append({**r.model_dump(), "position": positions[r.item_id], "input": item.get("input"),
@@ -246,6 +254,15 @@ async def record_results(experiment_id: str, body: ResultsIn, project: ProjectDe
             raise HTTPException(400, rejected[0]["error"])
         inserted = await store.insert_results(conn, experiment_id, good)
     return {"accepted": len(good), "inserted": inserted, "rejected": rejected}
+
+
+def _nul_field(r: ResultIn) -> str | None:
+    for field in ("item_id", "output", "scores", "error", "trace_id"):
+        try:
+            dataset_store.no_nul(getattr(r, field), field)
+        except dataset_store.DatasetError:
+            return field
+    return None
 
 
 def _bad_score(scores: list[dict[str, Any]]) -> str | None:

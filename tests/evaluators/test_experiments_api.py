@@ -235,3 +235,35 @@ def test_an_llm_judge_scores_each_item_and_its_calls_are_recorded(stack, stub):
             break
         time.sleep(0.2)
     assert sorted(t for (t,) in judged) == sorted(i["trace_id"] for i in items)
+
+
+def test_client_side_results_keep_the_good_rows_and_name_the_bad(stack):
+    _, key = stack.create_key()
+    h = stack.headers(key)
+    dataset_id = make_dataset(stack, key, PAIRS[:2])
+    exp = stack.client.post("/api/v1/experiments", headers=h, json={"name": "client", "dataset_id": dataset_id,
+                                                                     "repetitions": 2}).json()
+    assert exp["kind"] == "client" and exp["status"] == "running" and len(exp["items"]) == 2
+    first, second = (i["id"] for i in exp["items"])
+    rows = [{"item_id": first, "repetition": 0, "output": "5", "scores": [{"name": "ok", "value": 1, "passed": True}]},
+            {"item_id": "not-an-item", "repetition": 0},
+            {"item_id": first, "repetition": 2},
+            {"item_id": second, "repetition": 0, "scores": [{"name": "ok", "value": "high"}]},
+            {"item_id": second, "repetition": 1, "output": "a\x00b"},
+            {"item_id": second, "repetition": 0, "latency_ms": -1}]
+    r = stack.client.post(f"/api/v1/experiments/{exp['id']}/results", headers=h, json={"results": rows})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert (body["accepted"], body["inserted"]) == (1, 1)
+    assert [e["error"].split(":")[0] for e in body["rejected"]] == [
+        "results[1].item_id", "results[2].repetition", "results[3].scores[0].value", "results[4].output",
+        "results[5].latency_ms"]
+    again = stack.client.post(f"/api/v1/experiments/{exp['id']}/results", headers=h, json={"results": rows[:1]}).json()
+    assert (again["accepted"], again["inserted"]) == (1, 0)  # a retried upload counts once
+    assert stack.client.post("/api/v1/experiments", headers=h, json={
+        "name": "bad\x00name", "dataset_id": dataset_id}).json()["error"].startswith("name: contains a NUL")
+    assert stack.client.post(f"/api/v1/experiments/{exp['id']}/finish", headers=h, json={}).json()["status"] == "completed"
+    got = stack.client.get(f"/api/v1/experiments/{exp['id']}", headers=h).json()
+    assert got["status"] == "completed" and got["progress"] == {"done": 1, "total": 4}
+    assert stack.client.post(f"/api/v1/experiments/{exp['id']}/results", headers=h,
+                             json={"results": rows[:1]}).status_code == 409
