@@ -137,10 +137,14 @@ async def main_async(args) -> None:
         async with await psycopg.AsyncConnection.connect(parts.postgres_url, autocommit=True) as conn:
             dataset_id, version, created = await datasets.create_dataset(conn, parts.project_id, "bench", items)
         await bare_loop(url, created[:64], args.concurrency)  # warm-up: connections, imports
-        bare, run, checks = [], [], {}
+        bare, run, checks, cpu_bare, cpu_run = [], [], {}, [], []
         for _ in range(args.rounds):  # alternate, so drift of the machine hits both alike
+            c0 = time.process_time()
             bare.append(await bare_loop(url, created, args.concurrency))
+            c1 = time.process_time()
             wall, checks = await runner(parts, url, dataset_id, version, args.items, args.concurrency)
+            cpu_bare.append(c1 - c0)
+            cpu_run.append(time.process_time() - c1)
             run.append(wall)
         ideal = args.items / args.concurrency * args.latency_ms / 1000
         best_bare, best_run = min(bare), min(run)
@@ -151,6 +155,9 @@ async def main_async(args) -> None:
             ("runner / bare loop (best of each)", f"{best_run / best_bare:.3f}x (budget 1.15x)"),
             ("runner / bare loop (median of each)", f"{sorted(run)[len(run) // 2] / sorted(bare)[len(bare) // 2]:.3f}x"),
             ("runner / ideal (best)", f"{best_run / ideal:.3f}x"),
+            ("CPU of this process per item: bare / runner (median)",
+             f"{sorted(cpu_bare)[len(cpu_bare) // 2] / args.items * 1000:.2f} ms / "
+             f"{sorted(cpu_run)[len(cpu_run) // 2] / args.items * 1000:.2f} ms (PostgreSQL and Redis not counted)"),
             ("results written / correct", f"{checks['results']} / {checks['correct']}"),
             ("load average (1, 5, 15 min) at the end", loadavg()),
         ])
