@@ -121,13 +121,16 @@ async def runner(parts: MetaParts, url: str, dataset_id: str, version: int, n: i
     return wall, {"results": len(results), "correct": correct}
 
 
-async def main_async(args) -> None:
+def start_stub(latency_ms: float) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    return subprocess.Popen([sys.executable, __file__, "--stub", str(port), "--latency-ms", str(latency_ms)]), port
+
+
+async def main_async(args, stub: subprocess.Popen, port: int) -> None:
     import psycopg
 
     from evaluators import datasets
 
-    port = free_port()
-    stub = subprocess.Popen([sys.executable, __file__, "--stub", str(port), "--latency-ms", str(args.latency_ms)])
     parts = MetaParts().start()
     try:
         url = f"http://127.0.0.1:{port}"
@@ -180,4 +183,4 @@ if __name__ == "__main__":
     else:
         import uvloop
 
-        uvloop.run(main_async(a))
+        uvloop.run(main_async(a, *start_stub(a.latency_ms)))

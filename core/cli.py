@@ -48,6 +48,7 @@ def _routers(kind: str) -> list:
         from core.admin import router as admin_router
         from core.model_prices_api import router as model_prices_router
         from evaluators.review_api import router as review_router
+        from evaluators.routers.benchmarks import router as benchmarks_router
         from evaluators.routers.datasets import router as datasets_router
         from evaluators.routers.experiments import router as experiments_router
         from evaluators.rules_api import router as eval_rules_router
@@ -57,7 +58,8 @@ def _routers(kind: str) -> list:
         from stream_processors.alerts.rules_api import router as alert_rules_router
 
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router,
-                    auth_router, projects_router, members_router, datasets_router, experiments_router]
+                    auth_router, projects_router, members_router, datasets_router, experiments_router,
+                    benchmarks_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
 

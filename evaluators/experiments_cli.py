@@ -273,14 +273,14 @@ def _follow(api: Api, experiment_id: str, total: int, args) -> dict[str, Any]:
     deadline = time.monotonic() + args.timeout
     try:
         while True:
-            exp = api("GET", f"/api/v1/experiments/{experiment_id}").json()
+            exp = api("GET", f"/api/v1/experiments/{experiment_id}", params={"ci": "false"}).json()
             if bar is not None:
                 bar.update(exp["progress"]["done"] - bar.n)
                 scores = exp["summary"]["scores"]
                 if scores:
                     bar.set_postfix({k: f"{v['mean']:.3f}" for k, v in list(scores.items())[:3]}, refresh=False)
             if exp["status"] in ("completed", "cancelled", "failed"):
-                return exp
+                return api("GET", f"/api/v1/experiments/{experiment_id}").json()  # with the CIs
             if time.monotonic() > deadline:
                 raise CliError(f"--timeout: experiment {experiment_id} still {exp['status']} after {args.timeout:g} s")
             time.sleep(0.5)

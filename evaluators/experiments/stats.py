@@ -44,16 +44,16 @@ def score_values(results: list[dict[str, Any]]) -> dict[str, list[tuple[str, int
     return out
 
 
-def summarize(results: list[dict[str, Any]], repetitions: int = 1) -> dict[str, Any]:
+def summarize(results: list[dict[str, Any]], repetitions: int = 1, with_ci: bool = True) -> dict[str, Any]:
     """Per score: mean, 95 % CI, n, pass rate; latency p50 / p95; tokens and cost (total, per item);
-    error rate; consistency across repetitions."""
+    error rate; consistency across repetitions. ``with_ci=False`` skips the bootstrap (progress polls)."""
     n = len(results)
     items = {r["item_id"] for r in results}
     errors = sum(1 for r in results if r.get("error"))
     scores = {}
     for name, rows in sorted(score_values(results).items()):
         values = [v for _, _, v, _ in rows]
-        low, high = mean_ci(values)
+        low, high = mean_ci(values) if with_ci else (None, None)
         passed = [p for _, _, _, p in rows if p is not None]
         scores[name] = {"mean": float(np.mean(values)), "ci_low": low, "ci_high": high, "n": len(values),
                         "pass_rate": (sum(passed) / len(passed)) if passed else None}

@@ -155,7 +155,8 @@ async def list_experiments(project: ProjectDep, services: ServicesDep,
 
 
 @router.get("/{experiment_id}")
-async def get_experiment(experiment_id: str, project: ProjectDep, services: ServicesDep) -> dict:
+async def get_experiment(experiment_id: str, project: ProjectDep, services: ServicesDep,
+                         ci: bool = Query(True, description="false: skip the bootstrap CIs (cheap progress polls)")) -> dict:
     """Status, progress {done, total} and the summary of the results so far."""
     async with services.pg.connection() as conn:
         try:
@@ -167,7 +168,7 @@ async def get_experiment(experiment_id: str, project: ProjectDep, services: Serv
         await asyncio.to_thread(_usage_from_traces, services, project.id, results)
     exp.pop("project_id", None)
     exp["progress"] = {"done": len(results), "total": exp["total"]}
-    exp["summary"] = await asyncio.to_thread(stats.summarize, results, exp["repetitions"])
+    exp["summary"] = await asyncio.to_thread(stats.summarize, results, exp["repetitions"], ci)
     return exp
 
 

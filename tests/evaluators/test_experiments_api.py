@@ -161,6 +161,12 @@ def test_a_benchmark_run_and_provider_errors_retried(stack, stub):
     assert exp["progress"] == {"done": 12, "total": 12}
     assert len(stub.requests) == 14  # two retried failures
     assert exp["benchmark"] == {"name": "arithmetic", "limit": 12, "seed": 3, "subset": "addition"}
+    cheap = stack.client.get(f"/api/v1/experiments/{r.json()['id']}", headers=stack.headers(key), params={"ci": "false"})
+    assert cheap.json()["summary"]["scores"]["accuracy"] == {"mean": 1.0, "ci_low": None, "ci_high": None, "n": 12,
+                                                             "pass_rate": 1.0}
+    listed = stack.client.get("/api/v1/benchmarks", headers=stack.headers(key)).json()["benchmarks"]
+    arithmetic = next(b for b in listed if b["name"] == "arithmetic")
+    assert (arithmetic["items"], arithmetic["metric"], arithmetic["license"]) == (300, "accuracy", "Apache-2.0")
 
 
 def test_a_provider_that_keeps_failing_gives_error_results_not_a_failed_run(stack, stub):
