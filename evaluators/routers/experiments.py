@@ -148,10 +148,11 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
 
 
 @router.get("")
-async def list_experiments(project: ProjectDep, services: ServicesDep,
-                           limit: int = Query(100, ge=1, le=1000)) -> dict:
+async def list_experiments(project: ProjectDep, services: ServicesDep, limit: int = Query(100, ge=1, le=1000),
+                           dataset_id: str | None = Query(None, max_length=64)) -> dict:
+    """The project's experiments, newest first, with progress; ``dataset_id`` filters."""
     async with services.pg.connection() as conn:
-        return {"experiments": await store.list_for(conn, project.id, limit)}
+        return {"experiments": await store.list_for(conn, project.id, limit, dataset_id)}
 
 
 @router.get("/{experiment_id}")

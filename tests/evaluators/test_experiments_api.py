@@ -88,6 +88,9 @@ def test_two_stub_models_get_their_exact_accuracy_cost_traces_and_a_significance
     haiku = compute_call_cost("anthropic", "claude-3-5-haiku", None, Usage(120, 30)).cost
     assert w["summary"]["cost"]["total"] == pytest.approx(100 * haiku, rel=1e-9)
     assert g["dataset_version"] == 1
+    listed = stack.client.get("/api/v1/experiments", headers=h, params={"dataset_id": dataset_id}).json()["experiments"]
+    assert [(e["id"], e["progress"]) for e in listed] == [(weak, {"done": 100, "total": 100}), (good, {"done": 50, "total": 50})]
+    assert stack.client.get("/api/v1/experiments", headers=h, params={"dataset_id": "other"}).json()["experiments"] == []
     # the stubs saw both wire protocols and the rendered template
     paths = {r.path for r in stub.requests}
     assert paths == {"/v1/chat/completions", "/v1/messages"}
