@@ -9,6 +9,7 @@ experiment pin the version it ran on. An item keeps its ``id`` across versions.
 from __future__ import annotations
 
 import io
+import math
 import uuid
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -48,11 +49,14 @@ class ItemIn(BaseModel):
     id: str | None = Field(None, exclude=True)
 
 
-def no_nul(value: Any, where: str) -> None:
-    """PostgreSQL text and jsonb cannot hold U+0000: refuse it by field rather than fail the insert."""
+def check_storable(value: Any, where: str) -> None:
+    """PostgreSQL text and jsonb hold neither U+0000 nor NaN / Infinity (which Python's JSON parser
+    accepts): refuse them by field rather than fail the insert."""
     stack = [value]
     while stack:
         v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            raise DatasetError(f"{where}: contains a non-finite number ({v})")
         if isinstance(v, str):
             if "\x00" in v:
                 raise DatasetError(f"{where}: contains a NUL character")
@@ -83,7 +87,7 @@ def check_items(raw: Iterable[Any], input_schema: dict | None = None, expected_s
                 raise DatasetError(f"{where}.{loc}: {err['msg']}") from None
             if "input" not in data:
                 raise DatasetError(f"{where}.input: required")
-            no_nul(data, where)
+            check_storable(data, where)
             for validator, field, value in ((in_validator, "input", item.input),
                                             (out_validator, "expected_output", item.expected_output)):
                 if validator is not None:

@@ -83,7 +83,7 @@ async def create_dataset(body: DatasetIn, project: ProjectDep, services: Service
     Items that fail validation are left out and listed in ``rejected`` with the field at fault."""
     try:
         for field in ("name", "description", "input_schema", "expected_output_schema"):
-            store.no_nul(getattr(body, field), field)
+            store.check_storable(getattr(body, field), field)
         store.check_schema(body.input_schema, "input_schema")
         store.check_schema(body.expected_output_schema, "expected_output_schema")
     except store.DatasetError as exc:

@@ -122,6 +122,9 @@ def test_schemas_reject_bad_items_and_keep_the_good_ones(stack):
         "name": "badschema", "input_schema": {"type": "nope"}}).json()["error"].startswith("input_schema:")
     assert stack.client.post("/api/v1/datasets", headers=h, json={"name": "nul", "items": [
         {"input": {"q": "a\x00b"}}]}).json()["error"].startswith("items[0]: contains a NUL")
+    nan = stack.client.post("/api/v1/datasets", headers={**h, "content-type": "application/json"},
+                            content=b'{"name": "nan", "items": [{"input": {"q": NaN}}]}')
+    assert nan.json()["error"].startswith("items[0]: contains a non-finite number")
     assert stack.client.post("/api/v1/datasets", headers=h, json={"items": []}).json()["error"].startswith("name")
     assert stack.client.post("/api/v1/datasets", headers=h, json={"name": "a\x00"}).json()["error"].startswith("name: contains a NUL")
     assert stack.client.post("/api/v1/datasets", headers=h, json={"name": "typed"}).status_code == 409

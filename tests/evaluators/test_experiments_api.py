@@ -4,6 +4,7 @@ bad input."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -259,14 +260,17 @@ def test_client_side_results_keep_the_good_rows_and_name_the_bad(stack):
             {"item_id": first, "repetition": 2},
             {"item_id": second, "repetition": 0, "scores": [{"name": "ok", "value": "high"}]},
             {"item_id": second, "repetition": 1, "output": "a\x00b"},
-            {"item_id": second, "repetition": 0, "latency_ms": -1}]
-    r = stack.client.post(f"/api/v1/experiments/{exp['id']}/results", headers=h, json={"results": rows})
+            {"item_id": second, "repetition": 0, "latency_ms": -1},
+            {"item_id": second, "repetition": 0, "cost": float("inf")}]
+    # Python's JSON parser takes NaN / Infinity literals, which PostgreSQL cannot store
+    r = stack.client.post(f"/api/v1/experiments/{exp['id']}/results", content=json.dumps({"results": rows}),
+                          headers={**h, "content-type": "application/json"})
     assert r.status_code == 202, r.text
     body = r.json()
     assert (body["accepted"], body["inserted"]) == (1, 1)
     assert [e["error"].split(":")[0] for e in body["rejected"]] == [
         "results[1].item_id", "results[2].repetition", "results[3].scores[0].value", "results[4].output",
-        "results[5].latency_ms"]
+        "results[5].latency_ms", "results[6].cost"]
     again = stack.client.post(f"/api/v1/experiments/{exp['id']}/results", headers=h, json={"results": rows[:1]}).json()
     assert (again["accepted"], again["inserted"]) == (1, 0)  # a retried upload counts once
     assert stack.client.post("/api/v1/experiments", headers=h, json={
