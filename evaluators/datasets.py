@@ -196,6 +196,24 @@ async def delete_items(conn, project_id: str, dataset_id: str, item_ids: list[st
     return version
 
 
+async def update_item(conn, project_id: str, dataset_id: str, item_id: str, item: ItemIn) -> int:
+    """Replace an item from the next version on; it keeps its id and position (earlier versions keep
+    the old content)."""
+    async with conn.transaction():
+        version = await _next_version(conn, project_id, dataset_id, f"edited item {item_id}")
+        row = await (await conn.execute(
+            "UPDATE dataset_items SET version_to = %s WHERE dataset_id = %s AND item_id = %s AND version_to IS NULL "
+            "RETURNING position", (version, dataset_id, item_id))).fetchone()
+        if row is None:
+            raise NotFound("item_id: not an item of the current version")
+        await conn.execute(
+            "INSERT INTO dataset_items (dataset_id, item_id, position, input, expected_output, metadata, split, tags, "
+            "source_trace_id, source_span_id, version_from) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (dataset_id, item_id, row[0], Jsonb(item.input), Jsonb(item.expected_output), Jsonb(item.metadata),
+             item.split, item.tags, item.source_trace_id, item.source_span_id, version))
+    return version
+
+
 async def get_dataset(conn, project_id: str, dataset_id: str, version: int | None = None,
                       split: str | None = None, with_items: bool = True) -> dict[str, Any]:
     head = await (await conn.execute(

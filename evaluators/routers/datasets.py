@@ -141,6 +141,22 @@ async def add_items(dataset_id: str, body: ItemsIn, project: ProjectDep, service
     return await _append(project, services, dataset_id, body.items, "")
 
 
+@router.put("/{dataset_id}/items/{item_id}")
+async def update_item(dataset_id: str, item_id: str, body: dict[str, Any], project: ProjectDep,
+                      services: ServicesDep) -> dict:
+    """Replace one item's content as a new version (same id and position; earlier versions unchanged)."""
+    async with services.pg.connection() as conn:
+        try:
+            input_schema, expected_schema = await store.schemas(conn, project.id, dataset_id)
+            items, rejected = store.check_items([body], input_schema, expected_schema, "item")
+            if rejected:
+                raise store.DatasetError(rejected[0]["error"].replace("item[0]", "item", 1))
+            version = await store.update_item(conn, project.id, dataset_id, item_id, items[0])
+        except (store.DatasetError, store.NotFound) as exc:
+            raise _bad(exc) from None
+    return {"id": dataset_id, "item_id": item_id, "version": version}
+
+
 @router.post("/{dataset_id}/items/delete")
 async def delete_items(dataset_id: str, body: DeleteIn, project: ProjectDep, services: ServicesDep) -> dict:
     """Remove items from a new version on (earlier versions keep them)."""
