@@ -117,19 +117,20 @@ def item_out(row: tuple) -> dict[str, Any]:
 _ITEM_COLUMNS = "item_id, input, expected_output, metadata, split, tags, source_trace_id, source_span_id"
 
 
-async def _insert_items(conn, dataset_id: str, items: list[ItemIn], version: int, first_position: int) -> list[dict]:
-    created = []
+async def _insert_rows(conn, dataset_id: str, version: int, rows: list[tuple[str, int, ItemIn]]) -> None:
+    """Item rows (id, position, content) opening at ``version``."""
     async with conn.cursor() as cur:
-        rows = []
-        for offset, item in enumerate(items):
-            item_id = uuid.uuid4().hex
-            rows.append((dataset_id, item_id, first_position + offset, Jsonb(item.input), Jsonb(item.expected_output),
-                         Jsonb(item.metadata), item.split, item.tags, item.source_trace_id, item.source_span_id, version))
-            created.append({"id": item_id, **item.model_dump()})
         await cur.executemany(
             "INSERT INTO dataset_items (dataset_id, item_id, position, input, expected_output, metadata, split, tags, "
-            "source_trace_id, source_span_id, version_from) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
-    return created
+            "source_trace_id, source_span_id, version_from) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(dataset_id, item_id, position, Jsonb(i.input), Jsonb(i.expected_output), Jsonb(i.metadata), i.split,
+              i.tags, i.source_trace_id, i.source_span_id, version) for item_id, position, i in rows])
+
+
+async def _insert_items(conn, dataset_id: str, items: list[ItemIn], version: int, first_position: int) -> list[dict]:
+    rows = [(uuid.uuid4().hex, first_position + offset, item) for offset, item in enumerate(items)]
+    await _insert_rows(conn, dataset_id, version, rows)
+    return [{"id": item_id, **item.model_dump()} for item_id, _, item in rows]
 
 
 async def create_dataset(conn, project_id: str, name: str, items: list[ItemIn], *, description: str = "",
@@ -206,11 +207,7 @@ async def update_item(conn, project_id: str, dataset_id: str, item_id: str, item
             "RETURNING position", (version, dataset_id, item_id))).fetchone()
         if row is None:
             raise NotFound("item_id: not an item of the current version")
-        await conn.execute(
-            "INSERT INTO dataset_items (dataset_id, item_id, position, input, expected_output, metadata, split, tags, "
-            "source_trace_id, source_span_id, version_from) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (dataset_id, item_id, row[0], Jsonb(item.input), Jsonb(item.expected_output), Jsonb(item.metadata),
-             item.split, item.tags, item.source_trace_id, item.source_span_id, version))
+        await _insert_rows(conn, dataset_id, version, [(item_id, row[0], item)])
     return version
 
 
