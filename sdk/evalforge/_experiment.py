@@ -21,8 +21,6 @@ import json
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +54,9 @@ class _Api:
             raise ExperimentError("api_key: pass api_key=, call evalforge.init() or set EVALFORGE_API_KEY")
 
     def call(self, method: str, path: str, body: Any = None, retries: int = 3) -> Any:
+        import urllib.error  # here, not at import: ``import evalforge`` stays light for apps that only trace
+        import urllib.request
+
         data = json.dumps(body, default=str).encode() if body is not None else None
         for attempt in range(retries + 1):
             req = urllib.request.Request(self.endpoint + path, data=data, method=method, headers={
