@@ -26,7 +26,7 @@ _drained = threading.Event()
 INGEST_PARTS = frozenset({"bus", "postgres", "redis", "blobs"})
 QUERY_PARTS = frozenset({"clickhouse", "postgres", "redis", "blobs", "bus"})  # bus: assist calls are recorded as spans
 PROCESS_PARTS = frozenset({"bus", "clickhouse", "blobs", "redis", "postgres"})
-EVALUATE_PARTS = frozenset({"bus", "blobs", "redis"})
+EVALUATE_PARTS = frozenset({"bus", "blobs", "redis", "postgres"})  # postgres: experiments
 ALL_PARTS = frozenset({"bus", "clickhouse", "postgres", "redis", "blobs"})
 
 
@@ -48,6 +48,9 @@ def _routers(kind: str) -> list:
         from core.admin import router as admin_router
         from core.model_prices_api import router as model_prices_router
         from evaluators.review_api import router as review_router
+        from evaluators.routers.benchmarks import router as benchmarks_router
+        from evaluators.routers.datasets import router as datasets_router
+        from evaluators.routers.experiments import router as experiments_router
         from evaluators.rules_api import router as eval_rules_router
         from query_api.routers.auth import router as auth_router
         from query_api.routers.members import router as members_router
@@ -55,7 +58,8 @@ def _routers(kind: str) -> list:
         from stream_processors.alerts.rules_api import router as alert_rules_router
 
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router,
-                    auth_router, projects_router, members_router]
+                    auth_router, projects_router, members_router, datasets_router, experiments_router,
+                    benchmarks_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
         from ingest.routers.langfuse import router as langfuse_router
@@ -74,11 +78,11 @@ def _background(kind: str) -> list:
     """Workers that ``up`` runs inside its one process."""
     if kind != "up":
         return []
-    from evaluators.service import eval_worker_task
+    from evaluators.service import eval_worker_task, experiment_worker_task
     from stream_processors.alerts.service import alerts_task
     from stream_processors.service import processor_task
 
-    return [processor_task, eval_worker_task, alerts_task]
+    return [processor_task, eval_worker_task, experiment_worker_task, alerts_task]
 
 
 async def _bootstrap_default_project(services) -> None:
@@ -208,7 +212,7 @@ async def _worker(kind: str, settings: Settings) -> None:
 
         parts = PROCESS_PARTS
     else:
-        from evaluators.service import eval_worker_task as task
+        from evaluators.service import evaluate_task as task
 
         parts = EVALUATE_PARTS
     services = await open_services(settings, parts)
@@ -300,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     from core.users_cli import add_parser as add_users_parser
 
     add_users_parser(sub)
+    from evaluators.experiments_cli import add_parsers as add_experiment_parsers
+
+    add_experiment_parsers(sub)
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     kc = keys_sub.add_parser("create", help="create a key for a project (creating the project if needed)")
@@ -351,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
             from evaluators.rules_cli import run as run_eval_rules
 
             return run_eval_rules(args, lambda fn: _with_postgres(settings, fn), settings)
+        elif args.command in ("datasets", "experiments"):
+            from evaluators.experiments_cli import run as run_experiments_cli
+
+            return run_experiments_cli(args, settings)
         elif args.command == "demo":
             from core.demo import run_demo
 

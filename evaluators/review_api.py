@@ -1,14 +1,12 @@
 """Human review and eval design over HTTP: the annotation queue, human-vs-judge agreement, criteria
-proposed from a prompt, and synthetic test datasets. Every query is scoped to the caller's project."""
+proposed from a prompt (synthetic datasets: evaluators/routers/datasets.py). Every query is scoped to the caller's project."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from core.bus import TOPIC_SPANS
@@ -18,7 +16,6 @@ from evaluators.agreement import agreement
 from evaluators.criteria import propose_criteria
 from evaluators.guard import redis_judge_guard
 from evaluators.llm import LLMClient, LLMSettings, check_base_url
-from evaluators.synthetic import generate_tests
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"])
 
@@ -117,47 +114,3 @@ async def criteria(body: PromptIn, project: ProjectDep, services: ServicesDep) -
     if calls:
         await services.bus.publish(TOPIC_SPANS, _record_calls(calls, project.id))
     return {"criteria": [c.to_dict() for c in proposed], "model_calls": len(calls)}
-
-
-class DatasetIn(PromptIn):
-    name: str = Field(min_length=1, max_length=200)
-    n: int = Field(5, ge=1, le=100)
-    include_edge_cases: bool = True
-
-
-@router.post("/datasets", status_code=201)
-async def create_dataset(body: DatasetIn, project: ProjectDep, services: ServicesDep) -> dict:
-    """Generate test inputs for a prompt template (edge cases included) and keep them as a dataset."""
-    if not body.user_template:
-        raise HTTPException(400, "user_template: required to generate test inputs")
-    rows, calls = await asyncio.to_thread(generate_tests, body.user_template, body.system_prompt, n=body.n,
-                                          project_id=project.id, include_edge_cases=body.include_edge_cases,
-                                          **await asyncio.to_thread(_assistant, body, services))
-    if calls:
-        await services.bus.publish(TOPIC_SPANS, _record_calls(calls, project.id))
-    dataset_id = uuid.uuid4().hex
-    async with services.pg.connection() as conn, conn.transaction():
-        existing = await (await conn.execute("SELECT 1 FROM datasets WHERE project_id = %s AND name = %s",
-                                             (project.id, body.name))).fetchone()
-        if existing:
-            raise HTTPException(409, f"name: a dataset called {body.name!r} already exists")
-        await conn.execute("INSERT INTO datasets (id, project_id, name, prompt) VALUES (%s, %s, %s, %s)",
-                           (dataset_id, project.id, body.name,
-                            Jsonb({"system_prompt": body.system_prompt, "user_template": body.user_template})))
-        for position, row in enumerate(rows):
-            await conn.execute("INSERT INTO dataset_items (dataset_id, position, input, expected, tags) VALUES (%s, %s, %s, %s, %s)",
-                               (dataset_id, position, Jsonb(row.input), row.expected, row.tags))
-    return {"id": dataset_id, "name": body.name, "items": [r.to_dict() for r in rows]}
-
-
-@router.get("/datasets/{dataset_id}")
-async def get_dataset(dataset_id: str, project: ProjectDep, services: ServicesDep) -> dict:
-    async with services.pg.connection() as conn:
-        head = await (await conn.execute("SELECT id, name, source, prompt, created_at FROM datasets WHERE id = %s AND project_id = %s",
-                                         (dataset_id, project.id))).fetchone()
-        if head is None:
-            raise HTTPException(404, "no such dataset in your project")
-        items = await (await conn.execute("SELECT input, expected, tags FROM dataset_items WHERE dataset_id = %s ORDER BY position",
-                                          (dataset_id,))).fetchall()
-    return {"id": head[0], "name": head[1], "source": head[2], "prompt": head[3], "created_at": head[4].isoformat(),
-            "items": [{"input": i[0], "expected": i[1], "tags": i[2]} for i in items]}

@@ -20,3 +20,21 @@ async def eval_worker_task(services: Services, stopping: asyncio.Event) -> None:
                         judge_api_key=s.judge_api_key or None, judge_guard=guard, egress=s)
     services.extras["eval_worker"] = worker
     await run_until_stopped(worker, stopping)
+
+
+async def experiment_worker_task(services: Services, stopping: asyncio.Event) -> None:
+    """Runs server-side experiments from ``experiments.jobs`` (needs the bus and PostgreSQL)."""
+    from evaluators.experiments.worker import ExperimentWorker
+
+    s = services.settings
+    guard = redis_judge_guard(redis.Redis.from_url(services.urls["redis"]), s.judge_calls_per_minute,
+                              s.judge_daily_budget_usd)
+    judge_deps = {"guard": guard, "egress": s, **({"api_key": s.judge_api_key} if s.judge_api_key else {})}
+    worker = ExperimentWorker(services.bus, services.pg, s, name=member_name(s.bus_url), judge_deps=judge_deps)
+    services.extras["experiment_worker"] = worker
+    await run_until_stopped(worker, stopping)
+
+
+async def evaluate_task(services: Services, stopping: asyncio.Event) -> None:
+    """``evalforge evaluate``: the eval worker and the experiment worker side by side."""
+    await asyncio.gather(eval_worker_task(services, stopping), experiment_worker_task(services, stopping))

@@ -11,9 +11,10 @@ TOPIC_SPANS_DLQ = "spans.dlq"
 TOPIC_EVAL_JOBS = "eval.jobs"
 TOPIC_SCORES = "scores"
 TOPIC_EVAL_DLQ = "eval.dlq"
+TOPIC_EXPERIMENT_JOBS = "experiments.jobs"  # one record per experiment run, keyed by experiment id
 # Every topic a service publishes to or consumes: ``migrate`` creates them all (brokers may, and in
 # production should, run with auto.create.topics.enable=false).
-ALL_TOPICS = (TOPIC_SPANS, TOPIC_SPANS_DLQ, TOPIC_EVAL_JOBS, TOPIC_EVAL_DLQ, TOPIC_SCORES)
+ALL_TOPICS = (TOPIC_SPANS, TOPIC_SPANS_DLQ, TOPIC_EVAL_JOBS, TOPIC_EVAL_DLQ, TOPIC_SCORES, TOPIC_EXPERIMENT_JOBS)
 
 
 def open_bus(url: str, *, redis_url: str = "", partitions: int = 8, timeout_s: float = 5.0,
@@ -33,6 +34,7 @@ def open_bus(url: str, *, redis_url: str = "", partitions: int = 8, timeout_s: f
 
 
 __all__ = [
-    "ALL_TOPICS", "Bus", "BusUnavailable", "Consumer", "Record", "TOPIC_EVAL_DLQ", "TOPIC_EVAL_JOBS", "TOPIC_SCORES",
+    "ALL_TOPICS", "Bus", "BusUnavailable", "Consumer", "Record", "TOPIC_EVAL_DLQ", "TOPIC_EVAL_JOBS",
+    "TOPIC_EXPERIMENT_JOBS", "TOPIC_SCORES",
     "TOPIC_SPANS", "TOPIC_SPANS_DLQ", "open_bus",
 ]

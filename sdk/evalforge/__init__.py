@@ -10,6 +10,7 @@ are exported in the background over OTLP/HTTP; nothing here raises into, blocks,
 
 from ._client import flush, init, shutdown, stats
 from ._context import context
+from ._experiment import ExperimentError, ExperimentResult, arun_experiment, run_experiment
 from ._tracing import current_trace_id, observe, score, span
 from ._wrap import instrument, wrap
 
@@ -25,5 +26,9 @@ __all__ = [
     "shutdown",
     "stats",
     "current_trace_id",
+    "run_experiment",
+    "arun_experiment",
+    "ExperimentResult",
+    "ExperimentError",
 ]
 __version__ = "0.1.0"

@@ -41,6 +41,7 @@ class FakeLLMServer:
         self.script: list[Reply] = []
         self.requests: list[Recorded] = []
         self.responder: Callable[[dict[str, Any]], str] | None = None
+        self.delay_s = 0.0  # how long each reply takes (a model's latency)
         self._lock = threading.Lock()
         server = self
 
@@ -86,6 +87,8 @@ class FakeLLMServer:
         with self._lock:
             self.requests.append(Recorded(path, {k.lower(): v for k, v in handler.headers.items()}, body))
         reply = self._next(body)
+        if self.delay_s:
+            time.sleep(self.delay_s)
         anthropic = path.endswith("/messages")
         if reply.status != 200:
             if anthropic:
