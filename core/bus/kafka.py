@@ -104,10 +104,11 @@ class KafkaConsumer(Consumer):
         try:
             await self._consumer.commit(offsets)
         except CommitFailedError as exc:
-            if not self.revoking:
-                raise  # this member was put out of the group: stop rather than write for others
-            # the rebalance in progress refused it: the records are delivered again (already written)
-            log.warning("commit refused during a rebalance; those records will be delivered again: %s", exc)
+            # A rebalance refused it, or this member was put out of the group (a write or an outage
+            # outlasting the rebalance timeout or the poll interval): the records are delivered again,
+            # to whichever member owns them now, and written again (writes are idempotent). The next
+            # poll rejoins the group.
+            log.warning("commit refused by a rebalance; those records will be delivered again: %s", exc)
             return moved | {(tp.topic, tp.partition) for tp in offsets}
         return moved
 
