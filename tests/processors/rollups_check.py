@@ -33,7 +33,7 @@ def read(clickhouse, project: str, table: str) -> dict:
     return {tuple(r[:-6]): r[-6:] for r in rows}
 
 
-def _same(got: dict, want: dict, what: str) -> None:
+def assert_same(got: dict, want: dict, what: str) -> None:
     assert got.keys() == want.keys(), what
     for key, (requests, errors, cost, tokens_in, tokens_out, duration) in want.items():
         g = got[key]
@@ -55,8 +55,8 @@ def assert_rollups_exact(clickhouse, project: str, requests: int | None = None) 
         want = truth(clickhouse, project, table)
         if requests is not None:
             assert sum(v[0] for v in want.values()) == requests, table
-        _same(read(clickhouse, project, table), want, f"{table} before rolling")
+        assert_same(read(clickhouse, project, table), want, f"{table} before rolling")
     roll_due(clickhouse)
     assert unrolled_minutes(clickhouse, project) == 0
     for table in ROLLUPS:
-        _same(read(clickhouse, project, table), truth(clickhouse, project, table), f"{table} rolled")
+        assert_same(read(clickhouse, project, table), truth(clickhouse, project, table), f"{table} rolled")
