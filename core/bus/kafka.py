@@ -19,6 +19,7 @@ from core.bus.base import Bus, BusUnavailable, Consumer, Record
 log = logging.getLogger(__name__)
 _LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 REBALANCE_TIMEOUT_MS = 120_000
+METADATA_MAX_AGE_MS = 10_000
 
 
 def _log_client_error(err: confluent_kafka.KafkaError) -> None:
@@ -62,6 +63,9 @@ class KafkaConsumer(Consumer):
             # a member's revoke hook finishes its write in flight: the group waits that long for it
             # (the default, the 10 s session timeout, would evict a member in a slow insert)
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+            # a topic deleted and created again is seen (and read from its start) within seconds, not
+            # after the default 5 minutes
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         self.revoking = False  # inside the revoke hook
         self._consumer.subscribe(list(topics), listener=self._assignments)
