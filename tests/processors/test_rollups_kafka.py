@@ -18,7 +18,7 @@ from stream_processors.sink import ClickHouseSink
 from stream_processors.worker import SpanProcessor
 from tests.processors.conftest import as_message, make_span
 from tests.processors.rollups_check import assert_rollups_exact
-from tests.processors.test_rebalance_kafka import _counts, _own_topic, _run_until
+from tests.processors.test_rebalance_kafka import _counts, _own_topic
 
 
 async def _until(predicate, tasks, timeout: float = 120, what=None) -> None:
