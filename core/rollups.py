@@ -53,17 +53,12 @@ TICKS_PER_MICROSECOND = 4096
 SERVER_TICKS = f"toUnixTimestamp64Micro(now64(6)) * {TICKS_PER_MICROSECOND}"
 
 
-def minute_of(seconds: float) -> datetime:
-    """The UTC minute holding a unix time."""
-    return datetime.fromtimestamp(int(seconds // 60) * 60, tz=timezone.utc)
-
-
-def mark_minutes(client, minutes: Iterable[tuple[str, datetime]]) -> None:
-    """Record that inserts holding spans of these (project_id, minute) have finished (call only after
-    the insert returned: ``marked`` defaults to the server's clock now)."""
-    rows = sorted(set(minutes))
+def mark_minutes(client, minutes: Iterable[tuple[str, int]]) -> None:
+    """Record that inserts holding spans of these (project_id, minutes since the epoch) have finished
+    (call only after the insert returned: ``marked`` defaults to the server's clock now)."""
+    rows = [[project, datetime.fromtimestamp(minute * 60, tz=timezone.utc)] for project, minute in sorted(set(minutes))]
     if rows:
-        client.insert("rollup_minutes", [list(r) for r in rows], column_names=["project_id", "minute"])
+        client.insert("rollup_minutes", rows, column_names=["project_id", "minute"])
 
 
 def aggregate_sql(table: str, where: str) -> str:

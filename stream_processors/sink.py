@@ -14,7 +14,7 @@ from typing import Any, Callable
 from clickhouse_connect.driver.exceptions import DataError
 
 from core import native
-from core.rollups import mark_minutes, minute_of
+from core.rollups import mark_minutes
 from core.span import COLUMNS
 
 SPAN_COLUMNS = [*COLUMNS, "bus_source", "bus_partition", "bus_offset"]
@@ -58,8 +58,9 @@ class ClickHouseSink:
         self.span_rows: list[dict[str, Any] | bytes] = []  # span dicts, or the records add_record took
         self.span_bus: list[tuple[int, int]] = []  # (partition, offset) of each span row
         self.score_rows: list[list[Any]] = []
-        # (project_id, minute) of the span rows: marked once they are written (see core/rollups.py)
-        self.minutes: set[tuple[str, datetime]] = set()
+        # (project_id, minutes since the epoch) of the span rows: marked once they are written (see
+        # core/rollups.py)
+        self.minutes: set[tuple[str, int]] = set()
         self._rejected: list[tuple[str, int, Exception]] = []
         self._block = self._new_block()
 
@@ -81,7 +82,7 @@ class ClickHouseSink:
         if key is not None:
             self.span_rows.append(value)
             self.span_bus.append((partition, offset))
-            self.minutes.add((key[0], minute_of(key[4] / 1e6)))
+            self.minutes.add((key[0], key[4] // 60_000_000))
         return key
 
     def add_span(self, span: dict[str, Any], partition: int, offset: int) -> None:
@@ -89,7 +90,7 @@ class ClickHouseSink:
         self.span_bus.append((partition, offset))
         start = span.get("start_time")
         if isinstance(start, datetime) and isinstance(span.get("project_id"), str):  # else it is rejected
-            self.minutes.add((span["project_id"], minute_of(start.timestamp())))
+            self.minutes.add((span["project_id"], int(start.timestamp() // 60)))
         if self._block is not None:
             try:
                 self._block.add_dict(span, partition, offset)

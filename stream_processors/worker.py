@@ -139,40 +139,24 @@ class SpanProcessor:
         return _Batch(ClickHouseSink(self.clickhouse, self.source, rebuild=self._python_row))
 
     async def run(self) -> None:
+        """topic -> decode + enrich (``_absorb``) -> sink + hook (``_flush``) -> commit, until stopped."""
         consumer = self.bus.consumer([TOPIC_SPANS, TOPIC_SCORES], self.group, self.name)
         consumer.before_revoke = self._before_revoke
         self._consumer = consumer
         self._drop_batch()  # anything left from an earlier run comes again
         await consumer.start()
         try:
-            batch_started = time.monotonic()
+            started = time.monotonic()  # when the batch being filled got its first record
             while not self._stop.is_set():
-                if self._flushing is not None and self._flushing.done():
-                    await self._finish_flush()  # raises what stopped it
-                filling = bool(self._batch.records)
-                wait_ms = self.batch_ms - int((time.monotonic() - batch_started) * 1000) if filling else self.batch_ms
-                room = min(self.batch_rows - len(self._batch.sink), POLL_RECORDS,
-                           (self.batch_bytes - self._batch.bytes) // self._record_bytes)
-                if self._carry:  # what the last absorb left once the batch was full by bytes
-                    records, self._carry = self._carry, []
-                else:
-                    records = await consumer.poll(max_records=max(room, 1), timeout_ms=max(wait_ms, 1))
-                revokes = self._revokes  # read before any other await: these records are of the current assignment
-                if records and not filling:
-                    batch_started = time.monotonic()
+                records = await self._poll(consumer, started)
                 if records:
-                    await self._refresh_hook_state()
-                    if self._revokes != revokes or consumer.assignments < self._drop_until:
-                        continue  # a revoke came since they were polled: delivered again after the rebalance
+                    if not self._batch.records:
+                        started = time.monotonic()
                     self._absorbing = asyncio.ensure_future(asyncio.to_thread(self._absorb, records))
                     await self._absorbing
-                due = self._batch.records and (
-                    len(self._batch.sink) >= self.batch_rows or self._batch.bytes >= self.batch_bytes
-                    or (time.monotonic() - batch_started) * 1000 >= self.batch_ms
-                )
-                if due:
+                if self._due(started):
                     await self._start_flush(consumer)
-                    batch_started = time.monotonic()
+                    started = time.monotonic()
             if self._batch.records:
                 await self._start_flush(consumer)  # SIGTERM: finish the batch, flush, commit, exit
             await self._finish_flush()
@@ -182,6 +166,31 @@ class SpanProcessor:
                 await asyncio.gather(self._flushing, return_exceptions=True)
                 self._flushing = None
             await consumer.stop()
+
+    async def _poll(self, consumer, started: float) -> list[Record]:
+        """The next records to absorb, at most what the batch has room for, waiting at most until it
+        is due. Nothing when a revoke came since they were polled (they are delivered again after the
+        rebalance). Raises what stopped the write in flight, if it failed."""
+        if self._flushing is not None and self._flushing.done():
+            await self._finish_flush()
+        batch = self._batch
+        wait_ms = self.batch_ms - int((time.monotonic() - started) * 1000) if batch.records else self.batch_ms
+        room = min(self.batch_rows - len(batch.sink), POLL_RECORDS, (self.batch_bytes - batch.bytes) // self._record_bytes)
+        if self._carry:  # what the last absorb left once the batch was full by bytes
+            records, self._carry = self._carry, []
+        else:
+            records = await consumer.poll(max_records=max(room, 1), timeout_ms=max(wait_ms, 1))
+        revokes = self._revokes  # read before any other await: these records are of the current assignment
+        if records:
+            await self._refresh_hook_state()
+        if self._revokes != revokes or consumer.assignments < self._drop_until:
+            return []
+        return records
+
+    def _due(self, started: float) -> bool:
+        batch = self._batch
+        return bool(batch.records) and (len(batch.sink) >= self.batch_rows or batch.bytes >= self.batch_bytes
+                                        or (time.monotonic() - started) * 1000 >= self.batch_ms)
 
     async def _start_flush(self, consumer) -> None:
         """Seal the batch being filled and start writing it, once the previous one is committed."""
