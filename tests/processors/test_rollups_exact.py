@@ -158,3 +158,36 @@ async def test_the_roller_task_rolls_and_stops(clickhouse):
         task_roller.stop()
         await task
     assert task_roller.rolled >= 1
+
+
+@pytest.mark.asyncio
+async def test_a_crash_between_the_insert_and_its_marks_is_repaired_by_the_redelivery(private_bus, clickhouse,
+                                                                                     monkeypatch):
+    """Minutes already rolled get spans whose marks never come (the process dies right after the
+    insert): those spans are not committed on the bus, so they come again, are written and marked."""
+    from stream_processors import sink as sink_module
+
+    project = uuid.uuid4().hex[:12]
+    first = [make_span(project, i * 7) for i in range(20)]
+    _store(clickhouse, first)
+    roller.roll_due(clickhouse)
+    late = [make_span(project, i * 7 + 3, status="error") for i in range(20)]
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in late])
+
+    class Killed(BaseException):  # like SIGKILL: no retry loop catches it
+        pass
+
+    def killed_before_marking(client, minutes):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sink_module, "mark_minutes", killed_before_marking)
+        with pytest.raises(Killed):
+            await SpanProcessor(private_bus, clickhouse, None, group="g-unmarked", batch_ms=100).run()
+    assert _count(clickhouse, project) == 40  # inserted...
+    roller.roll_due(clickhouse)
+    assert unrolled_minutes(clickhouse, project) == 0  # ...not marked: the rollups do not know yet
+    again = SpanProcessor(private_bus, clickhouse, None, group="g-unmarked", batch_ms=100)
+    await _run_until(again, lambda: again.stats["spans"] >= 20)
+    assert unrolled_minutes(clickhouse, project) > 0
+    assert_rollups_exact(clickhouse, project, requests=40)
