@@ -1,8 +1,9 @@
 """Query API benchmark: load N generated spans into chDB, then time the dashboard queries.
 
 Generation runs inside ClickHouse (``INSERT … SELECT … FROM numbers()``) so 10M spans load in about
-three minutes; the materialized views (trace_index, trace_spans, metrics_1m) fill exactly as they do
-from the real sink.
+three minutes; the materialized views (trace_index, trace_spans, rollup_spans) fill exactly as they do
+from the real sink, each chunk's minutes are marked as the sink marks them, and the roller rolls them
+(as `evalforge process` does in the background) before the timing.
 Each query is timed through the HTTP app (TestClient) so routing, validation and JSON encoding count.
 
     .venv/bin/python bench/query_bench.py --spans 10000000 --data-dir /tmp/evalforge_bench
@@ -69,7 +70,8 @@ FROM (
 
 def generate_spans(client, project_id: str, n_spans: int, end: datetime, days: int = 30,
                    chunk: int = 2_000_000) -> None:
-    """Insert ``n_spans`` generated spans for ``project_id`` ending at ``end``, spread over ``days``."""
+    """Insert ``n_spans`` generated spans for ``project_id`` ending at ``end``, spread over ``days``,
+    and mark their minutes (after the inserts, as the sink does)."""
     for offset in range(0, n_spans, chunk):
         client.command(GENERATE_SQL, parameters={
             "offset": offset, "count": min(chunk, n_spans - offset), "project": project_id,
@@ -77,6 +79,8 @@ def generate_spans(client, project_id: str, n_spans: int, end: datetime, days: i
             "end": end.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"),
             "span_us": days * 86400 * 1_000_000,
         })
+    client.command("INSERT INTO rollup_minutes (project_id, minute) SELECT DISTINCT project_id, minute "
+                   "FROM rollup_spans WHERE project_id = {p:String}", parameters={"p": project_id})
 
 
 def build_app(client, project_id: str):
@@ -127,15 +131,21 @@ def main() -> None:
     have = client.query("SELECT count() FROM spans WHERE project_id = {p:String}", parameters={"p": project}).result_rows[0][0]
     now = datetime.now(timezone.utc)
     if not (args.reuse and have >= args.spans):
-        for table in ("spans", "trace_index", "trace_spans", "metrics_1m", "metrics_user_1m", "sink_progress"):
+        for table in ("spans", "trace_index", "trace_spans", "rollup_spans", "rollup_minutes", "metrics_1m",
+                      "metrics_user_1m"):
             client.command(f"TRUNCATE TABLE IF EXISTS {table}")
         t0 = time.perf_counter()
         generate_spans(client, project, args.spans, now)
         generate_spans(client, "other-project", max(args.spans // 100, 1000), now)  # a neighbour tenant
         print(f"generated {args.spans:,} spans in {time.perf_counter() - t0:.1f} s")
+        from stream_processors.roller import roll_due
+
+        t0 = time.perf_counter()
+        print(f"rolled {roll_due(client):,} minutes in {time.perf_counter() - t0:.1f} s")
         if not args.no_optimize:
             t0 = time.perf_counter()
-            for table in ("spans", "trace_index", "trace_spans", "metrics_1m", "metrics_user_1m"):
+            for table in ("spans", "trace_index", "trace_spans", "rollup_spans", "rollup_minutes", "metrics_1m",
+                          "metrics_user_1m"):
                 client.command(f"OPTIMIZE TABLE {table} FINAL")
             print(f"merged parts (OPTIMIZE FINAL) in {time.perf_counter() - t0:.1f} s")
     else:

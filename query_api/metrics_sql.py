@@ -1,11 +1,12 @@
 """Time-series / grouped aggregates for ``GET /api/v1/metrics``.
 
 Source choice (reported as ``source`` in every answer):
-- ``metrics_1m`` (the per-minute AggregatingMergeTree) for counts, sums and means — requests, errors,
-  error_rate, cost sum, token sums/means, latency mean — when every filter and group is one of its
-  columns and the time range is minute-aligned. Exact, and ~100x fewer rows than spans.
+- ``metrics_1m`` (per-minute rollups) for counts, sums and means — requests, errors, error_rate, cost
+  sum, token sums/means, latency mean — when every filter and group is one of its columns and the
+  time range is minute-aligned. Exact (``core/rollups.py``): minutes not rolled since their latest
+  insert are computed from the deduplicated spans in the same query. ~100x fewer rows than spans.
 - ``metrics_user_1m`` (the same measures per minute and user) for those metrics grouped or filtered
-  by user_id alone: cost by user per day over a month reads ~4x fewer rows than spans, and no FINAL.
+  by user_id alone: cost by user per day over a month reads ~4x fewer rows than spans.
 - ``spans`` (FINAL) for everything else, and always for percentiles: they use quantileExactInclusive,
   which is numpy's default (linear) percentile exactly; the table's t-digest states are approximate.
 - ``scores`` for metric=score.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from core.rollups import read_sql
 from query_api.filters import (LIST_FILTERS, READ_SETTINGS, TIME_TYPE, BadParam, Binder, Filters,
                                score_range_conditions, score_value_conditions, span_conditions)
 from query_api.timefmt import iso_from_seconds, num
@@ -154,11 +156,10 @@ def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str
     source = choose_source(mq, f)
     b = Binder()
     if source in ("metrics_1m", "metrics_user_1m"):
-        time_col, table, final = "minute", source, ""
-        where = [f"project_id = {b.bind(project_id, 'String')}",
-                 f"minute >= toDateTime({b.bind(start, TIME_TYPE)}, 'UTC')",
-                 f"minute < toDateTime({b.bind(end, TIME_TYPE)}, 'UTC')"]
-        where += [f"has({b.bind(v, 'Array(String)')}, {LIST_FILTERS[k]})" for k, v in f.lists.items() if v]
+        time_col, final = "minute", ""
+        table = read_sql(source, b.bind(project_id, "String"), f"toDateTime({b.bind(start, TIME_TYPE)}, 'UTC')",
+                         f"toDateTime({b.bind(end, TIME_TYPE)}, 'UTC')")
+        where = [f"has({b.bind(v, 'Array(String)')}, {LIST_FILTERS[k]})" for k, v in f.lists.items() if v] or ["1"]
         value, count = MV_SERVABLE[(mq.metric, mq.aggregation)], "sum(requests)"
     elif source == "scores":
         time_col, table, final = "timestamp", "scores", "FINAL"
@@ -196,7 +197,7 @@ def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str
         sql += f" ORDER BY ifNotFinite(m_value, 0) DESC, {part} LIMIT {int(mq.limit)}"
     elif mq.interval:
         sql += " ORDER BY m_bucket"
-    settings = READ_SETTINGS if table == "spans" else None  # see filters.READ_SETTINGS: spans only
+    settings = None if source == "scores" else READ_SETTINGS  # see filters.READ_SETTINGS: spans and rollup_spans
     result = client.query(sql, parameters=b.params, settings=settings)
     cols = result.column_names
     points = []  # (bucket, group, value, n)

@@ -8,6 +8,7 @@ from core.services import Services, open_clickhouse
 from core.workers import member_name, run_until_stopped
 from stream_processors.eval_trigger import EvalTrigger
 from stream_processors.price_overrides import PriceOverrides
+from stream_processors.roller import Roller
 from stream_processors.worker import SpanProcessor, collect_less_often
 
 
@@ -22,21 +23,29 @@ def make_processor(services: Services, on_spans=None, clickhouse=None) -> SpanPr
 
 
 async def processor_task(services: Services, stopping: asyncio.Event) -> None:
-    """Consume until ``stopping`` is set, then finish the batch, flush and commit."""
+    """Consume until ``stopping`` is set, then finish the batch, flush and commit; roll the rollups
+    meanwhile."""
     trigger = EvalTrigger(services.bus, services.pg) if services.pg is not None else None
     # The processor's own client: with chDB its own engine handle, with a server its own session. A
     # shared client serializes every call, so inserts queued behind API queries and the reverse
     # (at 5,000 spans/s plus trace polling, a trace read waited up to ~270 ms for an insert).
     url = services.urls["clickhouse"]
     clickhouse = await asyncio.to_thread(open_clickhouse, url)
+    # the roller's own client too: one query at a time per session
+    roller_clickhouse = await asyncio.to_thread(open_clickhouse, url)
     collect_less_often()
     try:
         processor = make_processor(services, on_spans=trigger, clickhouse=clickhouse)
+        roller = Roller(roller_clickhouse)
         services.extras["processor"] = processor
-        await run_until_stopped(processor, stopping)
+        services.extras["roller"] = roller
+        async with asyncio.TaskGroup() as tasks:  # one failing stops the other
+            tasks.create_task(run_until_stopped(processor, stopping))
+            tasks.create_task(run_until_stopped(roller, stopping))
     finally:
         if not url.startswith("chdb://"):  # chDB handles live as long as the engine (see Services.close)
             clickhouse.close()
+            roller_clickhouse.close()
 
 
 async def processor_with_alerts_task(services: Services, stopping: asyncio.Event) -> None:

@@ -1,24 +1,20 @@
 """Batching ClickHouse sink for spans and scores.
 
-Idempotence: every span row carries its bus (partition, offset); the ``sink_progress`` view keeps the
-highest offset written per partition, and a worker that (re)starts on a partition skips every record
-at or below it. Client retries of a span that reach the bus twice are caught by a bounded per-worker
-memory of recent span identities, and ReplacingMergeTree collapses whatever slips past both.
-
-Views and base table are not written atomically: if a crash commits the spans part but not the
-views' parts, ``sink_progress`` has not moved, so the batch is inserted again and the views get it
-once (the base rows collapse). Block dedup is off on ``spans`` for exactly that reason (0003).
+Writes are idempotent without any bookkeeping here: a span or score written twice (a redelivery, a
+retried insert, a client retry) collapses in ReplacingMergeTree and in every FINAL read, and the
+rollups are computed from the deduplicated rows (``core/rollups.py``). Each row keeps its bus position
+(``bus_source``, ``bus_partition``, ``bus_offset``) to tell where it came from.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any, Callable
 
 from clickhouse_connect.driver.exceptions import DataError
 
 from core import native
+from core.rollups import mark_minutes
 from core.span import COLUMNS
 
 SPAN_COLUMNS = [*COLUMNS, "bus_source", "bus_partition", "bus_offset"]
@@ -36,28 +32,6 @@ _native = native.load()
 # a negative UInt32 or None in a non-Nullable column): a bad record, not a bad server. Retrying would
 # fail forever.
 DATA_ERRORS = (DataError, TypeError, ValueError, AttributeError, OverflowError, KeyError, IndexError)
-
-
-class SeenSpans:
-    """A bounded LRU of (project, trace, span) identities written recently."""
-
-    def __init__(self, capacity: int = 500_000):
-        self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
-        self._capacity = capacity
-
-    def add(self, key: tuple[str, str, str]) -> bool:
-        """Remember ``key``; False when it was already there."""
-        if key in self._seen:
-            self._seen.move_to_end(key)
-            return False
-        self._seen[key] = None
-        if len(self._seen) > self._capacity:
-            self._seen.popitem(last=False)
-        return True
-
-    def forget(self, key: tuple[str, str, str]) -> None:
-        """Drop ``key`` (its span was not written after all and will be delivered again)."""
-        self._seen.pop(key, None)
 
 
 def make_pricer(resolve: Callable[[str, str, str, str], Any]):
@@ -84,6 +58,10 @@ class ClickHouseSink:
         self.span_rows: list[dict[str, Any] | bytes] = []  # span dicts, or the records add_record took
         self.span_bus: list[tuple[int, int]] = []  # (partition, offset) of each span row
         self.score_rows: list[list[Any]] = []
+        # (project_id, minutes since the epoch) of the span rows: marked once they are written (see
+        # core/rollups.py)
+        self.minutes: set[tuple[str, int]] = set()
+        self._rejected: list[tuple[str, int, Exception]] = []
         self._block = self._new_block()
 
     def _new_block(self):
@@ -94,27 +72,25 @@ class ClickHouseSink:
         return len(self.span_rows)
 
     def add_record(self, value: bytes, partition: int, offset: int, pricer, offload_bytes: int | None,
-                   python_projects: frozenset[str] | None) -> tuple[str, str, str, int] | None:
+                   python_projects: frozenset[str] | None) -> tuple[str, str, str, int, int] | None:
         """Decode, enrich and add a bus record on the native path: (project_id, trace_id, span_id,
-        ingested_at in unix microseconds), or None when the Python path must make it (see
-        ``native/src/processor.rs``). ``offload_bytes`` None: no blob store, nothing is offloaded."""
+        ingested_at and start_time in unix microseconds), or None when the Python path must make it
+        (see ``native/src/processor.rs``). ``offload_bytes`` None: no blob store, nothing is offloaded."""
         if self._block is None or pricer is None or self.rebuild is None:
             return None
         key = self._block.add_record(value, partition, offset, pricer, offload_bytes, python_projects)
         if key is not None:
             self.span_rows.append(value)
             self.span_bus.append((partition, offset))
+            self.minutes.add((key[0], key[4] // 60_000_000))
         return key
-
-    def drop_last(self) -> None:
-        """Take the row ``add_record`` just added out again (a duplicate)."""
-        self._block.drop_last()
-        self.span_rows.pop()
-        self.span_bus.pop()
 
     def add_span(self, span: dict[str, Any], partition: int, offset: int) -> None:
         self.span_rows.append(span)
         self.span_bus.append((partition, offset))
+        start = span.get("start_time")
+        if isinstance(start, datetime) and isinstance(span.get("project_id"), str):  # else it is rejected
+            self.minutes.add((span["project_id"], int(start.timestamp() // 60)))
         if self._block is not None:
             try:
                 self._block.add_dict(span, partition, offset)
@@ -143,11 +119,12 @@ class ClickHouseSink:
         return [list(column) for column in zip(*self.span_row_lists())]
 
     def flush(self) -> list[tuple[str, int, Exception]]:
-        """Insert everything collected. Rows that cannot be encoded for their column types are written
-        around and returned as (table, index in the batch, error), so one bad record never blocks a
-        partition. Any other failure (server, connection) raises and leaves the unwritten rows for a retry.
+        """Insert everything collected, then mark the span rows' minutes. Rows that cannot be encoded
+        for their column types are written around and returned as (table, index in the batch, error),
+        so one bad record never blocks a partition. Any other failure (server, connection) raises and
+        leaves what is not done (rows, marks) for a retry.
         """
-        rejected: list[tuple[str, int, Exception]] = []
+        rejected = self._rejected  # kept across a failed attempt: returned by the one that completes
         if self.span_count:
             try:
                 self._insert_spans()
@@ -161,6 +138,8 @@ class ClickHouseSink:
             except DATA_ERRORS:
                 rejected += self._insert_one_by_one("scores")
             self.score_rows = []
+        mark_minutes(self._client, self.minutes)  # after the insert returned, never before
+        self.minutes, self._rejected = set(), []
         return rejected
 
     def _insert_spans(self) -> None:
@@ -206,41 +185,3 @@ class ClickHouseSink:
             span = self.rebuild(span)  # raises a data error for a record the Python path refuses
         partition, offset = self.span_bus[index]
         return [span[c] for c in COLUMNS] + [self.source, partition, offset]
-
-
-def wrote_partition(client, source: str, partition: int) -> bool:
-    """Whether ``spans`` holds any row from this partition of ``source``: its progress row can be
-    missing while its spans are there (the progress view's part lost in a crash)."""
-    return bool(client.query(
-        "SELECT 1 FROM spans WHERE bus_source = {s:String} AND bus_partition = {p:UInt16} LIMIT 1",
-        parameters={"s": source, "p": partition},
-    ).result_rows)
-
-
-def _per_partition(client, sql: str, source: str) -> dict[int, int]:
-    rows = client.query(sql, parameters={"s": source}).result_rows
-    return {int(p): int(o) for p, o in rows}
-
-
-def load_progress(client, source: str) -> dict[int, int]:
-    """Highest offset already written per partition of ``source`` (bus identity + topic)."""
-    return _per_partition(client, "SELECT bus_partition, max(max_offset) FROM sink_progress "
-                                  "WHERE bus_source = {s:String} GROUP BY bus_partition", source)
-
-
-def load_handovers(client, source: str) -> dict[int, int]:
-    """Per partition of ``source``: the progress at its latest clean handover (see 0008); -1 when retired."""
-    return _per_partition(client, "SELECT bus_partition, argMax(offset, at) FROM sink_handover "
-                                  "WHERE bus_source = {s:String} GROUP BY bus_partition", source)
-
-
-def retire_handovers(client, source: str, partitions: list[int]) -> None:
-    """The partitions' handovers no longer hold (a new owner is about to write)."""
-    record_handovers(client, source, dict.fromkeys(partitions, -1))
-
-
-def record_handovers(client, source: str, progress: dict[int, int]) -> None:
-    """Record that every insert up to ``progress[partition]`` is complete and none came after."""
-    if progress:
-        client.insert("sink_handover", [[source, p, o] for p, o in sorted(progress.items())],
-                      column_names=["bus_source", "bus_partition", "offset"])

@@ -25,6 +25,7 @@ from core.bus.base import Bus, BusUnavailable, Consumer, Record
 log = logging.getLogger(__name__)
 _LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 REBALANCE_TIMEOUT_MS = 120_000
+METADATA_MAX_AGE_MS = 10_000
 
 
 def _log_client_error(err: confluent_kafka.KafkaError) -> None:
@@ -68,6 +69,9 @@ class KafkaConsumer(Consumer):
             # a member's revoke hook finishes its write in flight: the group waits that long for it
             # (the default, the 10 s session timeout, would evict a member in a slow insert)
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+            # a topic deleted and created again is seen (and read from its start) within seconds, not
+            # after the default 5 minutes
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         self.revoking = False  # inside the revoke hook
         self._topics = list(topics)
@@ -114,10 +118,11 @@ class KafkaConsumer(Consumer):
         try:
             await self._consumer.commit(offsets)
         except CommitFailedError as exc:
-            if not self.revoking:
-                raise  # this member was put out of the group: stop rather than write for others
-            # the rebalance in progress refused it: the records are delivered again (already written)
-            log.warning("commit refused during a rebalance; those records will be delivered again: %s", exc)
+            # A rebalance refused it, or this member was put out of the group (a write or an outage
+            # outlasting the rebalance timeout or the poll interval): the records are delivered again,
+            # to whichever member owns them now, and written again (writes are idempotent). The next
+            # poll rejoins the group.
+            log.warning("commit refused by a rebalance; those records will be delivered again: %s", exc)
             return moved | {(tp.topic, tp.partition) for tp in offsets}
         return moved
 

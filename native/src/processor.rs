@@ -338,7 +338,6 @@ pub struct SpanBlock {
     source: String,
     rows: usize,
     fast: bool,
-    last: Vec<[usize; 3]>, // every column's mark before the last row (drop_last)
 }
 
 impl SpanBlock {
@@ -378,7 +377,7 @@ impl SpanBlock {
         built.push(("bus_source".into(), Column::new(Kind::Str)));
         built.push(("bus_partition".into(), Column::new(Kind::UInt(0xffff))));
         built.push(("bus_offset".into(), Column::new(Kind::UInt(u64::MAX))));
-        Ok(SpanBlock { columns: built, source, rows: 0, fast, last: Vec::new() })
+        Ok(SpanBlock { columns: built, source, rows: 0, fast })
     }
 
     /// Whether ``add_record`` can take records (the columns are the ones it writes).
@@ -391,8 +390,8 @@ impl SpanBlock {
         self.rows
     }
 
-    /// Decode, enrich and add one bus record. Returns (project_id, trace_id, span_id, ingested_at as
-    /// unix microseconds), or None when the Python path must take it (nothing added then): see the
+    /// Decode, enrich and add one bus record. Returns (project_id, trace_id, span_id, ingested_at and
+    /// start_time as unix microseconds), or None when the Python path must take it (nothing added then): see the
     /// module doc, plus records of ``python_projects`` (those whose spans a hook needs as dicts).
     #[pyo3(signature = (value, partition, offset, pricer, offload_bytes=None, python_projects=None))]
     #[allow(clippy::too_many_arguments)] // a Python method: its keyword arguments are its interface
@@ -419,7 +418,6 @@ impl SpanBlock {
         if too_big(d.total_tokens) {
             return Ok(None);
         }
-        self.last = self.marks();
         let cost_source: &str = d.cost_source.unwrap_or(&rec.cost_source);
         let input_preview = if rec.input_preview.is_empty() { preview(&rec.input) } else { &rec.input_preview };
         let output_preview = if rec.output_preview.is_empty() { preview(&rec.output) } else { &rec.output_preview };
@@ -460,7 +458,7 @@ impl SpanBlock {
         c.next().unwrap().push_micros(d.ingested);
         self.push_bus(partition, offset);
         self.rows += 1;
-        let key = (rec.project_id.as_ref(), rec.trace_id.as_ref(), rec.span_id.as_ref(), d.ingested);
+        let key = (rec.project_id.as_ref(), rec.trace_id.as_ref(), rec.span_id.as_ref(), d.ingested, d.start);
         Ok(Some(key.into_pyobject(py)?.into_any()))
     }
 
@@ -484,19 +482,7 @@ impl SpanBlock {
             self.rewind(&marks);
             return Err(PyValueError::new_err(format!("bus position ({partition}, {offset}) out of range")));
         }
-        self.last = marks;
         self.rows += 1;
-        Ok(())
-    }
-
-    /// Take the last row added out again (a duplicate found after it was added).
-    fn drop_last(&mut self) -> PyResult<()> {
-        if self.last.is_empty() || self.rows == 0 {
-            return Err(PyValueError::new_err("no row to drop"));
-        }
-        let marks = std::mem::take(&mut self.last);
-        self.rewind(&marks);
-        self.rows -= 1;
         Ok(())
     }
 

@@ -60,7 +60,7 @@ def _value_sql(rule: AlertRule) -> tuple[str, str]:
     elif agg == "count":
         expr = f"toFloat64(countIf({cond}))"
     else:
-        # TDigest, as in metrics_1m, so an alert and the dashboard's percentile agree.
+        # TDigest: approximate, in bounded memory, for a query per rule and tick
         expr = f"quantileTDigestIf({_QUANTILES[agg]})({column}, {cond})"
     return expr, f"countIf({cond})"
 

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from stream_processors import worker
 from stream_processors.worker import SpanProcessor
 from tests.processors.conftest import as_message, make_span
+from tests.processors.rollups_check import assert_rollups_exact
 from tests.processors.test_rebalance_kafka import _counts, _own_topic, _run_until
 
 
@@ -98,3 +99,4 @@ async def test_clickhouse_unavailable_commits_nothing_and_catches_up(kafka_broke
         await bus.close()
     assert committed == len(spans)
     assert _counts(clickhouse, project) == (50, 50, 50)
+    assert_rollups_exact(clickhouse, project, requests=50)
