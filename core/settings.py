@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     judge_calls_per_minute: float = 60.0  # per project, shared by all eval workers; 0 = unlimited
     judge_daily_budget_usd: float = 0.0  # per project and UTC day; 0 = no cap
 
+    @property
+    def judge_hosts(self) -> frozenset[str]:
+        """Deprecated: every egress allow-list entry (pass the settings to ``core.egress`` instead)."""
+        raw = f"{self.egress_allowed_hosts},{self.judge_allowed_hosts}"
+        return frozenset(h.strip().lower() for h in raw.split(",") if h.strip())
+
     @field_validator("bus_url")
     @classmethod
     def _bus(cls, v: str) -> str:

@@ -234,3 +234,14 @@ def test_clients_refuse_options_that_would_bypass_the_guard():
     for kw in ({"transport": httpx.HTTPTransport()}, {"proxy": "http://127.0.0.1:3128"}, {"mounts": {}}):
         with pytest.raises(TypeError):
             guarded_client(NO_ALLOW_LIST, purpose="test", **kw)
+
+
+def test_a_collection_of_entries_works_like_the_settings(dns):
+    """Callers written before the guard passed ``settings.judge_hosts`` (a set of entries)."""
+    settings = Settings(egress_allowed_hosts="10.8.0.0/16", judge_allowed_hosts="vllm.internal")
+    dns["vllm.internal"] = ["192.168.5.5"]
+    for allowed in (settings, settings.judge_hosts):
+        check_url("http://vllm.internal/v1", allowed)
+        check_url("http://10.8.1.1/v1", allowed)
+        with pytest.raises(EgressRefused):
+            check_url("http://169.254.169.254/", allowed)
