@@ -63,11 +63,11 @@ class Settings(BaseSettings):
     port: int = 4318
     public_url: str = Field("", description="base URL for links in alerts; default http://host:port")
 
-    bus_url: str = Field("", description="kafka://host:9092[,host2:9092] | redis://… (Redis Streams) | empty = Redis Streams on the Redis of redis_url")
-    clickhouse_url: str = Field("", description="http(s)://user:pw@host:8123/db | chdb:///path | empty = embedded chDB")
-    postgres_url: str = Field("", description="postgresql://… | empty = embedded PostgreSQL")
-    redis_url: str = Field("", description="redis://… | empty = embedded Redis")
-    blob_url: str = Field("", description="s3://bucket?endpoint=http://…&region=… | file:///path | empty = <data_dir>/blobs")
+    bus_url: str = Field("", repr=False, description="kafka://host:9092[,host2:9092] | redis://… (Redis Streams) | empty = Redis Streams on the Redis of redis_url")
+    clickhouse_url: str = Field("", repr=False, description="http(s)://user:pw@host:8123/db | chdb:///path | empty = embedded chDB")
+    postgres_url: str = Field("", repr=False, description="postgresql://… | empty = embedded PostgreSQL")
+    redis_url: str = Field("", repr=False, description="redis://… | empty = embedded Redis")
+    blob_url: str = Field("", repr=False, description="s3://bucket?endpoint=http://…&region=… | file:///path | empty = <data_dir>/blobs")
 
     kafka_partitions: int = 8
     # 0: chosen by `migrate` from the brokers it finds: min(3, brokers) replicas, min.insync one less

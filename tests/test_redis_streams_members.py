@@ -117,3 +117,12 @@ def test_bus_identity_never_holds_the_password():
     assert RedisStreamsBus("redis://default:s3cret-pw@redis.internal:6379/2").identity == \
         "redis:redis://redis.internal:6379/2"
     assert "s3cret" not in RedisStreamsBus("redis://redis.internal:6379/0?password=s3cret&db=1").identity
+
+
+def test_settings_never_show_the_urls_credentials():
+    from core.settings import Settings
+
+    settings = Settings(bus_url="kafka://svc:s3cret-pw@kafka.internal:9092",
+                        redis_url="redis://default:s3cret-pw@redis.internal:6379/0",
+                        postgres_url="postgresql://app:s3cret-pw@pg.internal/evalforge")
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
