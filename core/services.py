@@ -9,8 +9,8 @@ from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
-from redis import Redis as SyncRedis
 from psycopg_pool import AsyncConnectionPool
+from redis import Redis as SyncRedis
 
 from core.auth import Authenticator
 from core.blobs import BlobStore, S3BlobStore, open_blob_store
