@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
-from core.auth import Project, create_key
+from core.auth import Project, acreate_key
 from core.deps import AdminProjectDep, ReadProjectDep, ServicesDep
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -39,11 +38,8 @@ async def new_key(project: AdminProjectDep, services: ServicesDep, body: KeyIn |
     """A new key; ``{"scope": "ingest"}`` for one that may only send spans and scores (for apps)."""
     scope = body.scope if body else "full"
 
-    def make() -> str:
-        with services.pg_sync() as conn:
-            return create_key(conn, Project(project.id, project.name), scope)
-
-    secret = await asyncio.to_thread(make)
+    async with services.pg.connection() as conn:  # the pool: no connection opened per request
+        secret = await acreate_key(conn, Project(project.id, project.name), scope)
     return {"key": secret, "scope": scope, "note": "shown once; store it now"}
 
 

@@ -53,15 +53,28 @@ def ensure_project(conn, name: str) -> Project:
     return Project(row[0], row[1])
 
 
-def create_key(conn, project: Project, scope: str = "full") -> str:
-    """Create a key for ``project``; returns the secret (never stored in clear)."""
+_INSERT_KEY = "INSERT INTO api_keys (id, project_id, key_hash, prefix, scope) VALUES (%s, %s, %s, %s, %s)"
+
+
+def _new_key(project: Project, scope: str) -> tuple[str, tuple[str, ...]]:
+    """A new secret and the row that stores it (hashed)."""
     if scope not in SCOPES:
         raise ValueError(f"scope: must be one of {', '.join(SCOPES)}")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    conn.execute(
-        "INSERT INTO api_keys (id, project_id, key_hash, prefix, scope) VALUES (%s, %s, %s, %s, %s)",
-        (uuid.uuid4().hex, project.id, hash_key(secret), secret[:10], scope),
-    )
+    return secret, (uuid.uuid4().hex, project.id, hash_key(secret), secret[:10], scope)
+
+
+def create_key(conn, project: Project, scope: str = "full") -> str:
+    """Create a key for ``project``; returns the secret (never stored in clear)."""
+    secret, row = _new_key(project, scope)
+    conn.execute(_INSERT_KEY, row)
+    return secret
+
+
+async def acreate_key(conn, project: Project, scope: str = "full") -> str:
+    """``create_key`` on an async connection (the services' pool)."""
+    secret, row = _new_key(project, scope)
+    await conn.execute(_INSERT_KEY, row)
     return secret
 
 

@@ -99,7 +99,10 @@ def _parse_allow_list(raw: str) -> AllowList:
 
 def allow_list(settings: Any) -> AllowList:
     """The allow-list of ``settings``: ``egress_allowed_hosts`` plus the deprecated
-    ``judge_allowed_hosts`` (EVALFORGE_JUDGE_ALLOWED_HOSTS), which adds to it."""
+    ``judge_allowed_hosts`` (EVALFORGE_JUDGE_ALLOWED_HOSTS), which adds to it. A plain collection of
+    entries is accepted too (callers written before the guard passed ``settings.judge_hosts``)."""
+    if isinstance(settings, set | frozenset | list | tuple):
+        return _parse_allow_list(",".join(sorted(settings)))
     raw = ",".join(str(getattr(settings, name, "") or "") for name in ("egress_allowed_hosts", "judge_allowed_hosts"))
     return _parse_allow_list(raw)
 

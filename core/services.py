@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-import redis
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
+from redis import Redis as SyncRedis
 
 from core.accounts import HashingSlots, LoginThrottle, SessionStore
 from core.auth import Authenticator
@@ -51,11 +51,11 @@ class Services:
     password_hashing: HashingSlots = field(default_factory=HashingSlots)
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def sync_redis(self) -> redis.Redis:
+    def sync_redis(self) -> SyncRedis:
         """The one blocking Redis client (a connection pool) for code running in worker threads."""
         client = self.extras.get("sync_redis")
         if client is None:
-            client = self.extras["sync_redis"] = redis.Redis.from_url(self.urls["redis"], socket_connect_timeout=5)
+            client = self.extras["sync_redis"] = SyncRedis.from_url(self.urls["redis"], socket_connect_timeout=5)
         return client
 
     def pg_sync(self) -> psycopg.Connection:

@@ -64,11 +64,11 @@ class Settings(BaseSettings):
     grpc_port: int = Field(4317, ge=0, le=65535, description="OTLP/gRPC port of up / ingest; 0 = off")
     public_url: str = Field("", description="base URL for links in alerts; default http://host:port")
 
-    bus_url: str = Field("", description="kafka://host:9092[,host2:9092] | redis://… (Redis Streams) | empty = Redis Streams on the Redis of redis_url")
-    clickhouse_url: str = Field("", description="http(s)://user:pw@host:8123/db | chdb:///path | empty = embedded chDB")
-    postgres_url: str = Field("", description="postgresql://… | empty = embedded PostgreSQL")
-    redis_url: str = Field("", description="redis://… | empty = embedded Redis")
-    blob_url: str = Field("", description="s3://bucket?endpoint=http://…&region=… | file:///path | empty = <data_dir>/blobs")
+    bus_url: str = Field("", repr=False, description="kafka://host:9092[,host2:9092] | redis://… (Redis Streams) | empty = Redis Streams on the Redis of redis_url")
+    clickhouse_url: str = Field("", repr=False, description="http(s)://user:pw@host:8123/db | chdb:///path | empty = embedded chDB")
+    postgres_url: str = Field("", repr=False, description="postgresql://… | empty = embedded PostgreSQL")
+    redis_url: str = Field("", repr=False, description="redis://… | empty = embedded Redis")
+    blob_url: str = Field("", repr=False, description="s3://bucket?endpoint=http://…&region=… | file:///path | empty = <data_dir>/blobs")
 
     kafka_partitions: int = 8
     # 0: chosen by `migrate` from the brokers it finds: min(3, brokers) replicas, min.insync one less
@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         "", description="deprecated alias: entries added to egress_allowed_hosts")
     judge_calls_per_minute: float = 60.0  # per project, shared by all eval workers; 0 = unlimited
     judge_daily_budget_usd: float = 0.0  # per project and UTC day; 0 = no cap
+
+    @property
+    def judge_hosts(self) -> frozenset[str]:
+        """Deprecated: every egress allow-list entry (pass the settings to ``core.egress`` instead)."""
+        raw = f"{self.egress_allowed_hosts},{self.judge_allowed_hosts}"
+        return frozenset(h.strip().lower() for h in raw.split(",") if h.strip())
 
     @field_validator("bus_url")
     @classmethod

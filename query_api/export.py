@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
@@ -129,7 +130,7 @@ def export_stream(client, blobs, project_id: str, f: Filters, *, fmt: str, paylo
     drain = _Drain()
     first = True
     for table in _chunks(client, project_id, f, payloads, limit):
-        chunk = pl.from_arrow(table)
+        chunk = cast(pl.DataFrame, pl.from_arrow(table))  # a table gives a frame
         for df in _payload_slices(chunk, blobs) if payloads else (chunk,):
             if fmt == "csv":
                 df = df.with_columns(pl.col("tags").list.join(","))

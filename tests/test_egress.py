@@ -52,7 +52,8 @@ def refused_count(purpose: str, reason: str) -> float:
 class Receiver:
     """An HTTP server on a loopback address that records requests and the connections it accepted."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, redirect_to: str | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, redirect_to: str | None = None,
+                 tls: Any = None) -> None:
         self.requests: list[tuple[str, str]] = []  # (path, Host header)
         self.connections = 0
         receiver = self
@@ -82,6 +83,8 @@ class Receiver:
             do_POST = do_GET
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
+        if tls is not None:  # an ssl.SSLContext: HTTPS
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
@@ -234,3 +237,43 @@ def test_clients_refuse_options_that_would_bypass_the_guard():
     for kw in ({"transport": httpx.HTTPTransport()}, {"proxy": "http://127.0.0.1:3128"}, {"mounts": {}}):
         with pytest.raises(TypeError):
             guarded_client(NO_ALLOW_LIST, purpose="test", **kw)
+
+
+def test_a_collection_of_entries_works_like_the_settings(dns):
+    """Callers written before the guard passed ``settings.judge_hosts`` (a set of entries)."""
+    settings = Settings(egress_allowed_hosts="10.8.0.0/16", judge_allowed_hosts="vllm.internal")
+    dns["vllm.internal"] = ["192.168.5.5"]
+    for allowed in (settings, settings.judge_hosts):
+        check_url("http://vllm.internal/v1", allowed)
+        check_url("http://10.8.1.1/v1", allowed)
+        with pytest.raises(EgressRefused):
+            check_url("http://169.254.169.254/", allowed)
+
+
+@pytest.mark.asyncio
+async def test_tls_keeps_the_host_name_while_connecting_to_the_checked_address(dns):
+    """The socket goes to the checked IP, but SNI and the certificate check still use the URL's name:
+    a certificate for secure.test is accepted, the same server reached as another name is not."""
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("secure.test").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    seen_sni: list[str | None] = []
+    server_context.sni_callback = lambda sock, name, ctx: seen_sni.append(name)
+
+    server = Receiver(tls=server_context)
+    dns["secure.test"] = ["127.0.0.1"]
+    dns["other.test"] = ["127.0.0.1"]
+    try:
+        async with guarded_async_client(LOOPBACK_ALLOWED, purpose="test_tls", verify=client_context) as client:
+            response = await client.get(f"https://secure.test:{server.port}/")
+            assert response.text == f"127.0.0.1 saw secure.test:{server.port}"
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|match"):
+                await client.get(f"https://other.test:{server.port}/")
+        assert seen_sni[0] == "secure.test"
+    finally:
+        server.close()

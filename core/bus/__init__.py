@@ -24,10 +24,11 @@ def open_bus(url: str, *, redis_url: str = "", partitions: int = 8, timeout_s: f
     creates (0: chosen from the number of brokers, see ``KafkaBus.ensure_topics``)."""
     parts = urlsplit(url)
     if parts.scheme == "kafka":
-        from core.bus.kafka import KafkaBus
+        from core.bus.kafka import KafkaBus, kafka_auth
 
-        return KafkaBus(parts.netloc, partitions=partitions, timeout_s=timeout_s,
-                        replication_factor=replication_factor, min_insync_replicas=min_insync_replicas)
+        return KafkaBus(parts.netloc.rpartition("@")[2], partitions=partitions, timeout_s=timeout_s,
+                        replication_factor=replication_factor, min_insync_replicas=min_insync_replicas,
+                        auth=kafka_auth(url))
     from core.bus.redis_streams import RedisStreamsBus
 
     return RedisStreamsBus(url if parts.scheme == "redis" else redis_url, timeout_s=timeout_s)

@@ -7,6 +7,8 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -23,9 +25,62 @@ from confluent_kafka import KafkaException
 from core.bus.base import Bus, BusUnavailable, Consumer, Record
 
 log = logging.getLogger(__name__)
+
+
+class _HideSaslCredentials(logging.Filter):
+    """aiokafka logs every request at DEBUG, the SASL handshake's user and password bytes included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "SaslAuthenticate" in message:
+            record.msg, record.args = message.split("SaslAuthenticate", 1)[0] + "SaslAuthenticate(<hidden>)", ()
+        return True
+
+
+logging.getLogger("aiokafka.conn").addFilter(_HideSaslCredentials())
 _LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 REBALANCE_TIMEOUT_MS = 120_000
 METADATA_MAX_AGE_MS = 10_000
+
+
+@dataclass(frozen=True)
+class KafkaAuth:
+    """SASL credentials from the bus URL (``kafka://user:password@host:9092``, optionally
+    ``?sasl_mechanism=SCRAM-SHA-512&security_protocol=SASL_SSL``). Never shown: repr hides the password,
+    and the bootstrap string the bus names in its messages has no userinfo."""
+
+    username: str
+    password: str = field(repr=False)
+    mechanism: str = "PLAIN"
+    protocol: str = "SASL_PLAINTEXT"
+
+    def aiokafka(self) -> dict:
+        options = {"security_protocol": self.protocol, "sasl_mechanism": self.mechanism,
+                   "sasl_plain_username": self.username, "sasl_plain_password": self.password}
+        if self.protocol == "SASL_SSL":
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context()
+        return options
+
+    def librdkafka(self) -> dict:
+        return {"security.protocol": self.protocol.lower(), "sasl.mechanism": self.mechanism,
+                "sasl.username": self.username, "sasl.password": self.password}
+
+
+def kafka_auth(url: str) -> KafkaAuth | None:
+    """The SASL credentials of a ``kafka://`` URL, or None when it has no userinfo."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return None
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return KafkaAuth(unquote(parts.username), unquote(parts.password or ""),
+                     mechanism=query.get("sasl_mechanism", "PLAIN").upper(),
+                     protocol=query.get("security_protocol", "SASL_PLAINTEXT").upper())
+
+
+def _auth_options(auth: KafkaAuth | None) -> dict:
+    return auth.aiokafka() if auth else {}
 
 
 def _log_client_error(err: confluent_kafka.KafkaError) -> None:
@@ -56,9 +111,10 @@ class _Assignments(ConsumerRebalanceListener):
 
 
 class KafkaConsumer(Consumer):
-    def __init__(self, bootstrap: str, topics: Sequence[str], group: str, name: str):
+    def __init__(self, bootstrap: str, topics: Sequence[str], group: str, name: str, auth: KafkaAuth | None = None):
         self._assignments = _Assignments(self)
         self._consumer = AIOKafkaConsumer(
+            **_auth_options(auth),
             bootstrap_servers=bootstrap,
             group_id=group,
             client_id=name,
@@ -177,8 +233,9 @@ class _Producer:
     librdkafka's threads, off the GIL. Idempotence (with acks=all) keeps retried batches from being
     written twice, across broker restarts too."""
 
-    def __init__(self, bootstrap: str, timeout_s: float):
+    def __init__(self, bootstrap: str, timeout_s: float, auth: KafkaAuth | None = None):
         self.producer = confluent_kafka.Producer({
+            **(auth.librdkafka() if auth else {}),
             "bootstrap.servers": bootstrap,
             "client.id": "evalforge",
             "enable.idempotence": True,
@@ -243,8 +300,9 @@ class KafkaBus(Bus):
     kind = "kafka"
 
     def __init__(self, bootstrap: str, *, partitions: int = 8, timeout_s: float = 5.0,
-                 replication_factor: int = 0, min_insync_replicas: int = 0):
-        self.bootstrap = bootstrap
+                 replication_factor: int = 0, min_insync_replicas: int = 0, auth: KafkaAuth | None = None):
+        self.bootstrap = bootstrap  # hosts only: it appears in messages, credentials are in ``auth``
+        self.auth = auth
         self.partitions = partitions
         self.timeout_s = timeout_s
         self.replication_factor = replication_factor  # 0: min(3, brokers)
@@ -253,7 +311,7 @@ class KafkaBus(Bus):
         self._retiring: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        producer = _Producer(self.bootstrap, self.timeout_s)
+        producer = _Producer(self.bootstrap, self.timeout_s, self.auth)
         try:
             await asyncio.to_thread(producer.producer.list_topics, None, self.timeout_s * 2)
         except KafkaException as exc:
@@ -266,7 +324,7 @@ class KafkaBus(Bus):
         the old one is closed in the background."""
         if self._producer is not old:
             return
-        self._producer = _Producer(self.bootstrap, self.timeout_s)
+        self._producer = _Producer(self.bootstrap, self.timeout_s, self.auth)
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(old.close, 0))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
@@ -314,7 +372,8 @@ class KafkaBus(Bus):
         min.insync.replicas one less (at least 1) — 3 / 2 on a cluster of three or more, so acks=all
         means "on two brokers" and one broker may be down; 1 / 1 on a single broker.
         Raises ConfigError naming the setting when the cluster cannot honour it."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout_s * 1000))
+        admin = AIOKafkaAdminClient(**_auth_options(self.auth), bootstrap_servers=self.bootstrap,
+                                    request_timeout_ms=int(self.timeout_s * 1000))
         try:
             await admin.start()
             brokers = len((await admin.describe_cluster())["brokers"])
@@ -333,7 +392,7 @@ class KafkaBus(Bus):
             await admin.close()
 
     def consumer(self, topics: Sequence[str], group: str, name: str = "worker") -> Consumer:
-        return KafkaConsumer(self.bootstrap, topics, group, name)
+        return KafkaConsumer(self.bootstrap, topics, group, name, self.auth)
 
     async def ping(self) -> None:
         holder = self._producer

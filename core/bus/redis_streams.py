@@ -296,4 +296,4 @@ class RedisStreamsBus(Bus):
         try:
             await asyncio.wait_for(self._r.ping(), self.timeout_s)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            raise BusUnavailable(f"Redis at {self.url} is unreachable: {type(exc).__name__}") from exc
+            raise BusUnavailable(f"Redis at {without_userinfo(self.url)} is unreachable: {type(exc).__name__}") from exc

@@ -47,6 +47,9 @@ POM = INFRA_DIR / "pom.xml"
 LOG4J_CONFIG = INFRA_DIR / "log4j2.properties"
 PROPERTIES_TEMPLATE = INFRA_DIR / "server.properties"
 NODE_ID = 1  # node.id in the template
+# The SASL_PLAINTEXT listener's only user (a test broker's, not a secret worth keeping).
+SASL_USER = "evalforge"
+SASL_PASSWORD = "kafka-test-sasl-password-7f3c"
 OFFSETS_TOPIC = "__consumer_offsets"
 
 # Heap capped because 2 cores and a few GiB are shared with other test processes. C1-only JIT
@@ -252,6 +255,7 @@ class KafkaBroker:
         self.cache_dir = (cache_dir or default_cache_dir()).expanduser().resolve()
         self.port: int | None = port
         self.controller_port: int | None = None
+        self.sasl_port: int | None = None
         self.partitions = partitions
         # off, like a production broker: topics exist only if someone (``evalforge migrate``) created them
         self.auto_create_topics = auto_create_topics
@@ -300,6 +304,13 @@ class KafkaBroker:
         return f"kafka://{self.bootstrap}"
 
     @property
+    def sasl_url(self) -> str:
+        """The bus URL of the SASL_PLAINTEXT listener, credentials included (PLAIN)."""
+        if self.sasl_port is None:
+            raise KafkaBrokerError("broker not started yet: no port chosen")
+        return f"kafka://{SASL_USER}:{SASL_PASSWORD}@127.0.0.1:{self.sasl_port}"
+
+    @property
     def running(self) -> bool:
         """True while the broker process is alive."""
         return self._proc is not None and self._proc.poll() is None
@@ -328,6 +339,7 @@ class KafkaBroker:
                 if not self._fixed_port:
                     self.port = _free_port()
                 self.controller_port = _free_port()
+                self.sasl_port = _free_port()
                 self._write_properties()
                 self._format_storage()
             try:
@@ -425,7 +437,8 @@ class KafkaBroker:
     def _write_properties(self) -> None:
         text = string.Template(PROPERTIES_TEMPLATE.read_text()).substitute(
             port=self.port, controller_port=self.controller_port,
-            log_dirs=self.log_dirs, partitions=self.partitions,
+            log_dirs=self.log_dirs, partitions=self.partitions, sasl_port=self.sasl_port,
+            sasl_user=SASL_USER, sasl_password=SASL_PASSWORD,
             auto_create_topics="true" if self.auto_create_topics else "false")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.properties_file.write_text(text)
@@ -438,6 +451,8 @@ class KafkaBroker:
         self.controller_port = int(old["controller.quorum.bootstrap.servers"].rsplit(":", 1)[1])
         if self.port is None:
             self.port = int(old["advertised.listeners"].rsplit(":", 1)[1])
+        sasl = re.search(r"SASL_PLAINTEXT://[^,:]+:(\d+)", old.get("listeners", ""))
+        self.sasl_port = int(sasl.group(1)) if sasl else _free_port()
         self._write_properties()
 
     def _format_storage(self) -> None:
