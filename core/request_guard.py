@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 import psycopg
@@ -64,10 +65,16 @@ async def reject_nul_bytes(request: Request) -> None:
             raise _refuse(key)
     if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
         return
-    if "json" not in request.headers.get("content-type", ""):
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type and "x-www-form-urlencoded" not in content_type:
         return
     body = await request.body()  # cached: the handler's own body parsing read it already
-    if b"\\u0000" not in body and b"\x00" not in body:
+    if b"\\u0000" not in body and b"\x00" not in body and b"%00" not in body:
+        return
+    if "x-www-form-urlencoded" in content_type:
+        for key, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in key or "\x00" in value:
+                raise _refuse(key)
         return
     try:
         payload = orjson.loads(body)
