@@ -161,11 +161,12 @@ def test_readyz_and_small_requests_stay_fast_while_a_16_mib_body_decodes(server,
     assert result["status"] == 200
     print(f"{kind}: 16 MiB body in {result['seconds']:.2f} s; /readyz max {max(ready) * 1e3:.0f} ms over {len(ready)}, "
           f"small request max {max(small) * 1e3:.0f} ms")
-    # Generous: the test machine runs many suites on 2 cores (load ~10 seen). Decoding on the loop
-    # stalled it for the whole decode (JSON: ~0.9 s for this body on an idle core, protobuf ~0.25 s with
-    # its one big bus call); what remains on the JSON path is orjson.loads holding the GIL (~8 ms per
-    # MiB, 130 ms here on an idle core) and the machine's load.
-    bound = 0.5 if kind == "protobuf" else 1.0
+    # Generous: the test machine runs many suites on 2 cores (load 10-16 seen; then even the protobuf
+    # path, which holds no lock the loop needs, saw /readyz at ~200 ms). Decoding on the loop stalled
+    # it for the whole decode (JSON: ~0.9 s for this body on an idle core, several seconds under that
+    # load); what remains on the JSON path is orjson.loads holding the GIL (~8 ms per MiB, 130 ms here
+    # on an idle core), stretched by the machine's load.
+    bound = 0.5 if kind == "protobuf" else 1.5
     assert max(ready) < bound and max(small) < bound, (sorted(ready)[-3:], sorted(small)[-3:])
 
 
