@@ -211,3 +211,20 @@ def test_huge_tag_and_attribute_spans_are_refused_quickly_and_a_canary_follows(s
     # a second on an idle machine; 2 s leaves room for a test machine running many suites on 2 cores.
     print(f"hostile spans refused in {hostile_seconds:.2f} s; /readyz max {max(probe.latencies) * 1e3:.0f} ms")
     assert max(probe.latencies) < 2.0, (hostile_seconds, sorted(probe.latencies)[-5:])
+
+
+def test_deeply_nested_json_sent_as_text_reads_back_as_text_in_trace_detail(stack):
+    """A string attribute holding JSON 300 levels deep is stored as sent; trace detail, which parses
+    JSON-looking attributes, once answered 500 (the response encoder refuses such depth)."""
+    project_id, key = stack.create_key()
+    deep_list, deep_object = "[" * 300 + "]" * 300, '{"a":' * 300 + "1" + "}" * 300
+    span = _span(attributes={"deep": deep_list, "deep_object": deep_object, "shallow": '{"a": [1, 2]}'})
+    assert stack.client.post("/api/v1/spans", headers=stack.headers(key), json={"spans": [span]}).json()["accepted"] == 1
+    assert _stored(stack, project_id, [span["trace_id"]]) == {span["trace_id"]}
+    deadline = time.monotonic() + 20
+    while (r := stack.client.get(f"/api/v1/traces/{span['trace_id']}", headers=stack.headers(key))).status_code == 404:
+        assert time.monotonic() < deadline, "trace detail never found the span"
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text
+    attributes = r.json()["spans"][0]["attributes"]
+    assert (attributes["deep"], attributes["deep_object"], attributes["shallow"]) == (deep_list, deep_object, {"a": [1, 2]})
