@@ -228,3 +228,27 @@ def test_deeply_nested_json_sent_as_text_reads_back_as_text_in_trace_detail(stac
     assert r.status_code == 200, r.text
     attributes = r.json()["spans"][0]["attributes"]
     assert (attributes["deep"], attributes["deep_object"], attributes["shallow"]) == (deep_list, deep_object, {"a": [1, 2]})
+
+
+_DEEP = b'{"a":' * 300 + b"1" + b"}" * 300
+
+
+@pytest.mark.parametrize("method,path,body,field", [
+    # stored, then the answer (and every later listing) could not be encoded: 500s
+    ("POST", "/api/v1/eval-rules", b'{"name":"x","evaluator":"contains","config":{"expected":"a"},"filter":{"model":'
+     + b"[" * 300 + b"]" * 300 + b"}}", "filter.model[0][0]"),
+    ("POST", "/api/v1/eval-rules", b'{"name":"x","evaluator":"contains","config":' + _DEEP + b"}", "config.a.a"),
+    ("POST", "/api/v1/alert-rules", b'{"name":"x","metric":"latency","threshold":1,"filter":' + _DEEP + b"}", "filter.a.a"),
+    # beyond PostgreSQL's integer, or a price that makes every cost infinite
+    ("POST", "/api/v1/alert-rules", b'{"name":"x","metric":"latency","threshold":1,"cooldown_seconds":99999999999999999}',
+     "cooldown_seconds"),
+    ("PUT", "/api/v1/model-prices", b'{"model":"m","prices":{"input":1e308}}', "prices.input"),
+    ("PUT", "/api/v1/model-prices", b'{"model":"m","prices":{"input":1},"tiers":[{"above_input_tokens":'
+     b'99999999999999999999999,"prices":{"input":1}}]}', "tiers.0.above_input_tokens"),
+])
+def test_deep_or_out_of_range_configuration_is_a_400_naming_the_field(stack, method, path, body, field):
+    _, key = stack.create_key()
+    r = stack.client.request(method, path, headers={**stack.headers(key), "Content-Type": "application/json"},
+                             content=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith(field), r.text
