@@ -243,8 +243,8 @@ _DEEP = b'{"a":' * 300 + b"1" + b"}" * 300
     ("POST", "/api/v1/alert-rules", b'{"name":"x","metric":"latency","threshold":1,"cooldown_seconds":99999999999999999}',
      "cooldown_seconds"),
     ("PUT", "/api/v1/model-prices", b'{"model":"m","prices":{"input":1e308}}', "prices.input"),
-    ("PUT", "/api/v1/model-prices", b'{"model":"m","prices":{"input":1},"tiers":[{"above_input_tokens":'
-     b'99999999999999999999999,"prices":{"input":1}}]}', "tiers.0.above_input_tokens"),
+    ("PUT", "/api/v1/model-prices", (b'{"model":"m","prices":{"input":1},"tiers":[{"above_input_tokens":'
+                                     b'99999999999999999999999,"prices":{"input":1}}]}'), "tiers.0.above_input_tokens"),
 ])
 def test_deep_or_out_of_range_configuration_is_a_400_naming_the_field(stack, method, path, body, field):
     _, key = stack.create_key()
