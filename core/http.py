@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.request_guard import install_failure_handlers, reject_nul_bytes
+from core.request_guard import check_request, install_failure_handlers
 from core.services import Services, open_services
 from core.settings import Settings
 from core.workers import WorkerState, supervise
@@ -61,8 +61,9 @@ def build_app(
     install_failure_handlers(app)
     app.include_router(health_router())
     for router in routers:
-        # Ingest stores what it is sent in ClickHouse (a NUL is data there); the rest reaches PostgreSQL.
-        guard = [] if "ingest" in router.tags else [Depends(reject_nul_bytes)]
+        # Ingest stores what it is sent in ClickHouse (a NUL is data there) and bounds depth itself;
+        # the rest reaches PostgreSQL and echoes what it stored.
+        guard = [] if "ingest" in router.tags else [Depends(check_request)]
         app.include_router(router, dependencies=guard)
     return app
 

@@ -19,11 +19,12 @@ from core.deps import AdminProjectDep, ProjectDep, ServicesDep
 router = APIRouter(prefix="/api/v1/model-prices", tags=["admin"])
 
 PriceKey = Literal["input", "cache_read", "cache_write_5m", "cache_write_1h", "output", "reasoning"]
-Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # USD per 1M tokens
+# USD per 1M tokens; bounded so that a cost stays a finite number (today's dearest model is ~$600)
+Price = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 
 class TierIn(BaseModel):
-    above_input_tokens: int = Field(ge=0)
+    above_input_tokens: int = Field(ge=0, le=10**12)
     prices: dict[PriceKey, Price]
 
 

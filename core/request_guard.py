@@ -1,9 +1,11 @@
 """What keeps a client's mistake or a struggling part from turning into a 500.
 
-- :func:`reject_nul_bytes`: PostgreSQL refuses text holding a NUL character, and psycopg then raises
-  mid-handler. Every router that is not ingest (whose spans and scores go to ClickHouse, where NUL
-  is data) gets this dependency: a NUL anywhere in the JSON body, the query or the path is a 400
-  naming the field, before the handler runs.
+- :func:`check_request`: PostgreSQL refuses text holding a NUL character, and psycopg then raises
+  mid-handler; a JSON body nested hundreds deep is stored and then cannot be encoded in the answer
+  (or any later listing). Every router that is not ingest (whose spans and scores go to ClickHouse,
+  where NUL is data, and which bounds depth itself) gets this dependency: a NUL anywhere in the JSON
+  or form body, the query or the path, or a JSON body nested more than 64 levels, is a 400 naming
+  the field before the handler runs.
 - :func:`install_failure_handlers`: a part that times out (Redis, PostgreSQL, the bus) is 503 +
   Retry-After, not a 500; a client that hangs up mid-upload is one log line.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 import psycopg
@@ -29,11 +32,13 @@ _MAX_DEPTH = 64  # deeper than any admin payload; deeper bodies are refused rath
 
 
 def _find_nul(value: Any, path: str, depth: int = 0) -> str | None:
-    """The dotted path of the first string (value or key) holding a NUL, else None."""
+    """The dotted path of the first string (value or key) holding a NUL, else None; raises a 400
+    naming the path where the value nests deeper than ``_MAX_DEPTH``."""
     if isinstance(value, str):
         return path if "\x00" in value else None
     if depth > _MAX_DEPTH:
-        raise HTTPException(400, f"{path or 'body'}: nested more than {_MAX_DEPTH} levels deep")
+        where = path if len(path) <= 80 else path[:80] + "…"
+        raise HTTPException(400, f"{where or 'body'}: nested more than {_MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
@@ -55,8 +60,9 @@ def _refuse(field: str) -> HTTPException:
     return HTTPException(400, f"{shown}: must not contain a NUL character (\\u0000)")
 
 
-async def reject_nul_bytes(request: Request) -> None:
-    """A FastAPI dependency: 400 naming the field when the path, the query or a JSON body holds a NUL."""
+async def check_request(request: Request) -> None:
+    """A FastAPI dependency: 400 naming the field when the path, the query or the body holds a NUL,
+    or a JSON body nests deeper than 64 levels."""
     if "\x00" in request.url.path or "%00" in request.url.path:
         raise _refuse("path")
     for key, value in request.query_params.multi_items():
@@ -64,14 +70,24 @@ async def reject_nul_bytes(request: Request) -> None:
             raise _refuse(key)
     if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
         return
-    if "json" not in request.headers.get("content-type", ""):
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type and "x-www-form-urlencoded" not in content_type:
         return
     body = await request.body()  # cached: the handler's own body parsing read it already
-    if b"\\u0000" not in body and b"\x00" not in body:
+    has_nul = b"\\u0000" in body or b"\x00" in body or b"%00" in body
+    may_be_deep = body.count(b"[") + body.count(b"{") > _MAX_DEPTH  # a cheap upper bound of the depth
+    if not (has_nul or may_be_deep):
+        return
+    if "x-www-form-urlencoded" in content_type:
+        for key, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in key or "\x00" in value:
+                raise _refuse(key)
         return
     try:
         payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            raise HTTPException(400, f"body: nested more than {_MAX_DEPTH} levels deep") from None
         return  # the handler's validation reports it
     field = _find_nul(payload, "")
     if field is not None:

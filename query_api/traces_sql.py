@@ -348,11 +348,32 @@ def attribute_value(value: str) -> Any:
     return value
 
 
+_MAX_JSON_DEPTH = 64  # deeper JSON stays text: the response encoder refuses deep values (a 500 once)
+
+
 def _json_or_text(value: str) -> Any:
     try:
-        return orjson.loads(value)
+        parsed = orjson.loads(value)
     except orjson.JSONDecodeError:
         return value
+    if value.count("[") + value.count("{") > _MAX_JSON_DEPTH and not _depth_within(parsed, _MAX_JSON_DEPTH):
+        return value
+    return parsed
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    """Whether ``value``'s lists and objects nest at most ``limit`` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in node)
+    return True
 
 
 def build_tree(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -189,6 +189,7 @@ def test_huge_tag_and_attribute_spans_are_refused_quickly_and_a_canary_follows(s
     attributes = [KeyValue(key=f"k{i}", value=AnyValue(int_value=i)) for i in range(100_000)]
     with _ReadyzProbe(stack.client) as probe:
         time.sleep(0.2)
+        hostile_started = time.monotonic()
         for attrs, field in (([tags], "tags"), (attributes, "attributes")):
             r = stack.client.post("/v1/traces", headers=headers, content=_otlp_protobuf([(uuid.uuid4().hex, attrs)]))
             assert r.status_code == 200
@@ -196,6 +197,7 @@ def test_huge_tag_and_attribute_spans_are_refused_quickly_and_a_canary_follows(s
                                   fromlist=["x"]).ExportTraceServiceResponse.FromString(r.content)
             assert response.partial_success.rejected_spans == 1
             assert f"span 0: {field}:" in response.partial_success.error_message
+        hostile_seconds = time.monotonic() - hostile_started
         canary = uuid.uuid4().hex
         sent = time.monotonic()
         assert stack.client.post("/v1/traces", headers=headers, content=_otlp_protobuf(
@@ -204,4 +206,49 @@ def test_huge_tag_and_attribute_spans_are_refused_quickly_and_a_canary_follows(s
         stored_after = time.monotonic() - sent
     assert stored_after < 10
     assert probe.latencies and set(probe.codes) == {200}, probe.codes
-    assert max(probe.latencies) < 0.5, sorted(probe.latencies)[-5:]
+    # Refusing them used to take 35-47 s with the loop blocked throughout. Now the work takes ~0.3 s in
+    # all and /readyz (which pings every part, chDB included, in this one process) stays well under
+    # a second on an idle machine; 2 s leaves room for a test machine running many suites on 2 cores.
+    print(f"hostile spans refused in {hostile_seconds:.2f} s; /readyz max {max(probe.latencies) * 1e3:.0f} ms")
+    assert max(probe.latencies) < 2.0, (hostile_seconds, sorted(probe.latencies)[-5:])
+
+
+def test_deeply_nested_json_sent_as_text_reads_back_as_text_in_trace_detail(stack):
+    """A string attribute holding JSON 300 levels deep is stored as sent; trace detail, which parses
+    JSON-looking attributes, once answered 500 (the response encoder refuses such depth)."""
+    project_id, key = stack.create_key()
+    deep_list, deep_object = "[" * 300 + "]" * 300, '{"a":' * 300 + "1" + "}" * 300
+    span = _span(attributes={"deep": deep_list, "deep_object": deep_object, "shallow": '{"a": [1, 2]}'})
+    assert stack.client.post("/api/v1/spans", headers=stack.headers(key), json={"spans": [span]}).json()["accepted"] == 1
+    assert _stored(stack, project_id, [span["trace_id"]]) == {span["trace_id"]}
+    deadline = time.monotonic() + 20
+    while (r := stack.client.get(f"/api/v1/traces/{span['trace_id']}", headers=stack.headers(key))).status_code == 404:
+        assert time.monotonic() < deadline, "trace detail never found the span"
+        time.sleep(0.2)
+    assert r.status_code == 200, r.text
+    attributes = r.json()["spans"][0]["attributes"]
+    assert (attributes["deep"], attributes["deep_object"], attributes["shallow"]) == (deep_list, deep_object, {"a": [1, 2]})
+
+
+_DEEP = b'{"a":' * 300 + b"1" + b"}" * 300
+
+
+@pytest.mark.parametrize("method,path,body,field", [
+    # stored, then the answer (and every later listing) could not be encoded: 500s
+    ("POST", "/api/v1/eval-rules", b'{"name":"x","evaluator":"contains","config":{"expected":"a"},"filter":{"model":'
+     + b"[" * 300 + b"]" * 300 + b"}}", "filter.model[0][0]"),
+    ("POST", "/api/v1/eval-rules", b'{"name":"x","evaluator":"contains","config":' + _DEEP + b"}", "config.a.a"),
+    ("POST", "/api/v1/alert-rules", b'{"name":"x","metric":"latency","threshold":1,"filter":' + _DEEP + b"}", "filter.a.a"),
+    # beyond PostgreSQL's integer, or a price that makes every cost infinite
+    ("POST", "/api/v1/alert-rules", b'{"name":"x","metric":"latency","threshold":1,"cooldown_seconds":99999999999999999}',
+     "cooldown_seconds"),
+    ("PUT", "/api/v1/model-prices", b'{"model":"m","prices":{"input":1e308}}', "prices.input"),
+    ("PUT", "/api/v1/model-prices", (b'{"model":"m","prices":{"input":1},"tiers":[{"above_input_tokens":'
+                                     b'99999999999999999999999,"prices":{"input":1}}]}'), "tiers.0.above_input_tokens"),
+])
+def test_deep_or_out_of_range_configuration_is_a_400_naming_the_field(stack, method, path, body, field):
+    _, key = stack.create_key()
+    r = stack.client.request(method, path, headers={**stack.headers(key), "Content-Type": "application/json"},
+                             content=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith(field), r.text

@@ -11,7 +11,7 @@
 //! holds the two paths together, block byte for block byte.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -43,6 +43,7 @@ const CACHE_1H_KEY: &str = "gen_ai.usage.cache_creation.1h_input_tokens";
 const COST_SCALE: f64 = 1e15; // core.pricing._COST_SCALE: cost units are 1e-15 USD
 const EXACT_INT: u128 = 1 << 53; // below it an integer converts to f64 exactly
 const MEMO_MAX: usize = 65_536;
+const SCAN_MAX: usize = 32; // keys of an attributes object checked for repeats by scanning
 
 #[derive(Deserialize)]
 struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
@@ -62,8 +63,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
                 let mut repeated = false;
+                // Scanning is quadratic: past a few dozen keys (ingest allows 10,000) a set finds repeats.
+                let mut seen: HashSet<Cow<'a, str>> = HashSet::new();
                 while let Some((Text(key), Text(value))) = map.next_entry::<Text<'a>, Text<'a>>()? {
-                    repeated |= pairs.iter().any(|(k, _)| *k == key);
+                    if pairs.len() < SCAN_MAX {
+                        repeated |= pairs.iter().any(|(k, _)| *k == key);
+                    } else {
+                        if seen.is_empty() {
+                            seen.extend(pairs.iter().map(|(k, _)| k.clone()));
+                        }
+                        repeated |= !seen.insert(key.clone());
+                    }
                     pairs.push((key, value));
                 }
                 Ok(Pairs(if repeated { None } else { Some(pairs) }))

@@ -25,10 +25,10 @@ class AlertRuleIn(BaseModel):
     aggregation: str = "avg"
     comparator: str = ">"
     window_seconds: int = Field(300, ge=10, le=31 * 86400)
-    min_samples: int = Field(1, ge=1)
+    min_samples: int = Field(1, ge=1, le=2**31 - 1)  # PostgreSQL integer columns
     group_by: str | None = None
     filter: dict[str, Any] = Field(default_factory=dict)
-    cooldown_seconds: int = Field(900, ge=0)
+    cooldown_seconds: int = Field(900, ge=0, le=366 * 86400)
     slack_webhook_url: str | None = Field(None, repr=False)
     enabled: bool = True
     renotify: bool = False

@@ -161,12 +161,13 @@ def test_readyz_and_small_requests_stay_fast_while_a_16_mib_body_decodes(server,
     assert result["status"] == 200
     print(f"{kind}: 16 MiB body in {result['seconds']:.2f} s; /readyz max {max(ready) * 1e3:.0f} ms over {len(ready)}, "
           f"small request max {max(small) * 1e3:.0f} ms")
-    # Generous: the test machine runs many suites on 2 cores (load ~10 seen). Decoding on the loop
-    # stalled it for the whole decode (JSON: ~0.9 s for this body on an idle core, protobuf ~0.25 s with
-    # its one big bus call); what remains on the JSON path is orjson.loads holding the GIL (~8 ms per
-    # MiB, 130 ms here on an idle core) and the machine's load.
-    bound = 0.5 if kind == "protobuf" else 1.0
-    assert max(ready) < bound and max(small) < bound, (sorted(ready)[-3:], sorted(small)[-3:])
+    # Decoding on the loop stalled it for the whole decode, most of the big request's time (JSON: ~0.9 s
+    # of ~1.1 s on an idle core). Off the loop, an idle machine answers /readyz within ~100 ms (the JSON
+    # path keeps orjson.loads' GIL hold, ~8 ms per MiB); the test machine also runs many suites on
+    # 2 cores (load 15 seen, the 16 MiB request then took 9 s), so the bound is also relative to the
+    # big request's own time: /readyz never waits for the decode.
+    bound = max(0.5 if kind == "protobuf" else 1.0, result["seconds"] / 4)
+    assert max(ready) < bound and max(small) < bound, (bound, sorted(ready)[-3:], sorted(small)[-3:])
 
 
 def test_a_stalled_redis_is_503_with_retry_after_not_500(migrated_postgres, s3_blob_url, tmp_path, key):
