@@ -119,7 +119,13 @@ async def _bootstrap_admin_user(services, cred: Path) -> None:
         raise ConfigError(f"EVALFORGE_ADMIN_EMAIL: {exc}") from None
     if password is None:
         return
-    # Replace the admin lines of an older file (its user was deleted), keep the rest; 0600 throughout.
+    _write_admin_credentials(cred, email, password)
+    print(f"Created user {email} (owner of 'default'). Password (shown once, also in {cred}):\n  {password}",
+          flush=True)
+
+
+def _write_admin_credentials(cred: Path, email: str, password: str) -> None:
+    """Replace the admin lines of an older file (its user was deleted), keep the rest; 0600 throughout."""
     kept = [line for line in (cred.read_text().splitlines() if cred.exists() else [])
             if not line.startswith(("EVALFORGE_ADMIN_EMAIL=", "EVALFORGE_ADMIN_PASSWORD="))]
     tmp = cred.with_name(cred.name + ".tmp")
@@ -127,8 +133,6 @@ async def _bootstrap_admin_user(services, cred: Path) -> None:
     with os.fdopen(fd, "w") as f:
         f.write("\n".join([*kept, f"EVALFORGE_ADMIN_EMAIL={email}", f"EVALFORGE_ADMIN_PASSWORD={password}"]) + "\n")
     os.replace(tmp, cred)
-    print(f"Created user {email} (owner of 'default'). Password (shown once, also in {cred}):\n  {password}",
-          flush=True)
 
 
 async def _serve(kind: str, settings: Settings, *, reuse_port: bool = False) -> None:
