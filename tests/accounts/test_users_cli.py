@@ -37,6 +37,11 @@ def test_users_create_with_a_password_from_stdin_and_a_role(client, stack):
     assert r.json()["user"]["name"] == "Cli User"
     assert [(p["name"], p["role"]) for p in r.json()["projects"]] == [(project, "viewer")]
 
+    listed = _users(stack.postgres_url, "list")
+    assert listed.returncode == 0
+    assert f"{email.lower()}\tCli User\t{project}:viewer" in listed.stdout.splitlines()
+    assert "from stdin 123" not in listed.stdout and "$argon2" not in listed.stdout
+
     again = _users(stack.postgres_url, "create", "--email", email.lower(), stdin="another one 1\n")
     assert again.returncode != 0 and "email" in again.stderr
     short = _users(stack.postgres_url, "create", "--email", f"x-{uuid.uuid4().hex[:6]}@e.com", stdin="short\n")
