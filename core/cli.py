@@ -126,11 +126,20 @@ async def _bootstrap_admin_user(services, cred: Path) -> None:
         raise ConfigError(f"EVALFORGE_ADMIN_EMAIL: {exc}") from None
     if password is None:
         return
-    fd = os.open(cred, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a") as f:
-        f.write(f"EVALFORGE_ADMIN_EMAIL={email}\nEVALFORGE_ADMIN_PASSWORD={password}\n")
+    _write_admin_credentials(cred, email, password)
     print(f"Created user {email} (owner of 'default'). Password (shown once, also in {cred}):\n  {password}",
           flush=True)
+
+
+def _write_admin_credentials(cred: Path, email: str, password: str) -> None:
+    """Replace the admin lines of an older file (its user was deleted), keep the rest; 0600 throughout."""
+    kept = [line for line in (cred.read_text().splitlines() if cred.exists() else [])
+            if not line.startswith(("EVALFORGE_ADMIN_EMAIL=", "EVALFORGE_ADMIN_PASSWORD="))]
+    tmp = cred.with_name(cred.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join([*kept, f"EVALFORGE_ADMIN_EMAIL={email}", f"EVALFORGE_ADMIN_PASSWORD={password}"]) + "\n")
+    os.replace(tmp, cred)
 
 
 async def _serve(kind: str, settings: Settings, *, reuse_port: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""``evalforge users create|reset-password``: dashboard users from the command line.
+"""``evalforge users create|reset-password|list``: dashboard users from the command line.
 
 The password is read from stdin (one line) when stdin is not a terminal; otherwise, or when that line
 is empty, one is generated and printed once. It is stored only as an argon2 hash.
@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     reset = users_sub.add_parser("reset-password",
                                  help="set a new password (from stdin, or generated and printed) and end the user's sessions")
     reset.add_argument("--email", required=True)
-    for p in (create, reset):
+    listing = users_sub.add_parser("list", help="every user with their projects and roles")
+    for p in (create, reset, listing):
         p.add_argument("--data-dir", type=Path)
 
 
@@ -40,6 +41,10 @@ def _password_from_stdin() -> tuple[str, bool]:
 
 def run(args: argparse.Namespace, with_postgres) -> int:
     """Execute the sub-command; ``with_postgres(fn)`` runs ``fn(conn)`` on the configured PostgreSQL."""
+    if args.users_command == "list":
+        for email, name, roles in with_postgres(_list_users):
+            print("\t".join([email, name, ", ".join(f"{project}:{role}" for project, role in roles)]))
+        return 0
     if args.users_command == "create" and args.role and not args.project:
         raise SystemExit("evalforge: error: --role: needs --project")
     password, generated = _password_from_stdin()
@@ -70,3 +75,12 @@ def run(args: argparse.Namespace, with_postgres) -> int:
     if generated:
         print(f"password (shown once): {password}")
     return 0
+
+
+def _list_users(conn) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    rows = conn.execute(
+        "SELECT u.email, u.name, coalesce(array_agg(p.name ORDER BY p.name) FILTER (WHERE p.id IS NOT NULL), '{}'), "
+        "coalesce(array_agg(m.role ORDER BY p.name) FILTER (WHERE p.id IS NOT NULL), '{}') "
+        "FROM users u LEFT JOIN memberships m ON m.user_id = u.id LEFT JOIN projects p ON p.id = m.project_id "
+        "GROUP BY u.id ORDER BY u.email").fetchall()
+    return [(email, name, list(zip(projects, roles))) for email, name, projects, roles in rows]

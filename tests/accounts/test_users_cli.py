@@ -11,6 +11,7 @@ import httpx
 import psycopg
 
 from core.auth import read_credentials
+from core.embedded import EmbeddedPostgres
 
 from tests.test_cli import CLI, REPO, Up, _env
 
@@ -35,6 +36,11 @@ def test_users_create_with_a_password_from_stdin_and_a_role(client, stack):
     assert r.status_code == 200, r.text
     assert r.json()["user"]["name"] == "Cli User"
     assert [(p["name"], p["role"]) for p in r.json()["projects"]] == [(project, "viewer")]
+
+    listed = _users(stack.postgres_url, "list")
+    assert listed.returncode == 0
+    assert f"{email.lower()}\tCli User\t{project}:viewer" in listed.stdout.splitlines()
+    assert "from stdin 123" not in listed.stdout and "$argon2" not in listed.stdout
 
     again = _users(stack.postgres_url, "create", "--email", email.lower(), stdin="another one 1\n")
     assert again.returncode != 0 and "email" in again.stderr
@@ -103,3 +109,24 @@ def test_first_up_creates_the_admin_prints_the_password_and_writes_credentials(d
     assert up2.stop() == 0
     assert password not in up2.output  # shown once
     assert read_credentials(cred) == values
+
+    # a data dir from before accounts existed (a key, no user): the next start makes the admin
+    pg = EmbeddedPostgres(data_dir.resolve() / "postgres")
+    try:
+        with psycopg.connect(pg.start(), autocommit=True) as conn:
+            conn.execute("DELETE FROM users")
+    finally:
+        pg.stop()
+    up3 = Up(data_dir)
+    up3.start()
+    try:
+        again = read_credentials(cred)
+        assert again["EVALFORGE_API_KEY"] == values["EVALFORGE_API_KEY"]
+        assert again["EVALFORGE_ADMIN_PASSWORD"] != password and cred.read_text().count("ADMIN_PASSWORD") == 1
+        assert stat.S_IMODE(cred.stat().st_mode) == 0o600
+        r = httpx.post(f"{up3.url}/api/v1/auth/login",
+                       json={"email": "admin@localhost", "password": again["EVALFORGE_ADMIN_PASSWORD"]})
+        assert r.status_code == 200, r.text
+    finally:
+        assert up3.stop() == 0
+    assert again["EVALFORGE_ADMIN_PASSWORD"] in up3.output
