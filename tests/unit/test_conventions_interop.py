@@ -107,8 +107,11 @@ def test_vercel_ai_sdk_do_generate_span():
         "ai.response.toolCalls": json.dumps([{"toolCallType": "function", "toolCallId": "call_2",
                                               "toolName": "get_weather", "args": '{"city":"Lyon"}'}]),
         "ai.usage.promptTokens": 120, "ai.usage.completionTokens": 12, "ai.response.msToFirstChunk": 412.5,
-        "ai.response.id": "chatcmpl-9",
+        "ai.response.id": "chatcmpl-9", "ai.telemetry.functionId": "weather-bot",
+        "ai.telemetry.metadata.sessionId": "s-1", "ai.telemetry.metadata.userId": "u-1",
+        "ai.telemetry.metadata.plan": "pro",
     })
+    assert (rec["session_id"], rec["user_id"], rec["attributes"]["metadata.plan"]) == ("s-1", "u-1", "pro")
     assert (rec["kind"], rec["provider"], rec["request_model"], rec["model"]) == (
         "llm", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18")
     assert (rec["input_tokens"], rec["output_tokens"], rec["ttft_ms"]) == (120, 12, 412.5)
