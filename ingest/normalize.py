@@ -50,6 +50,8 @@ _ZERO_SPAN = "0" * 16
 _OTEL_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 _STATUS = {0: "unset", 1: "ok", 2: "error"}
 _TEMPLATE = dict(empty_record(), kind="span", status="unset", events="[]")
+_CACHE_1H = "gen_ai.usage.cache_creation.1h_input_tokens"  # what enrich prices as one-hour cache writes
+_ANTHROPIC_1H = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,8 @@ def to_record(
         _set_ttft(rec, found)
     elif span.events:
         _ttft_from_events(rec, span)
+    if _ANTHROPIC_1H in attrs and _CACHE_1H not in attrs:  # the anthropic SDK's own spans: priced higher
+        attrs[_CACHE_1H] = attrs[_ANTHROPIC_1H]
     if 1 < span.kind < len(_OTEL_KINDS):
         attrs["otel.span_kind"] = _OTEL_KINDS[span.kind]
     if span.links:

@@ -251,3 +251,19 @@ def test_native_messages_decode_only_possible_duplicates_and_agree_with_records(
     marked = mark_duplicate_messages(messages)
     assert mark_duplicate_calls(records) == [sdk]
     assert marked == [(r["trace_id"].encode(), encode(r)) for r in records]
+
+
+def test_anthropic_sdk_span_one_hour_cache_writes_are_priced_as_such():
+    from core.pricing import Usage, compute_call_cost
+    from stream_processors.enrich import enrich
+    rec = enrich(record({**SDK, "gen_ai.request.model": "claude-sonnet-4-5", "gen_ai.usage.input_tokens": 130,
+                         "gen_ai.usage.cache_read.input_tokens": 100, "gen_ai.usage.cache_write.input_tokens": 20,
+                         "anthropic.usage.cache_creation.ephemeral_5m_input_tokens": 12,
+                         "anthropic.usage.cache_creation.ephemeral_1h_input_tokens": 8}))
+    expected = compute_call_cost("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5", Usage(
+        input_tokens=130, output_tokens=6, cache_read_tokens=100, cache_creation_tokens=20,
+        cache_creation_1h_tokens=8)).cost
+    assert (rec["cache_read_tokens"], rec["cache_creation_tokens"]) == (100, 20)
+    assert rec["cost"] == expected and expected != compute_call_cost(
+        "anthropic", "claude-sonnet-4-5", None, Usage(input_tokens=130, output_tokens=6, cache_read_tokens=100,
+                                                      cache_creation_tokens=20)).cost
