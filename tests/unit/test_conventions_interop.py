@@ -267,3 +267,13 @@ def test_anthropic_sdk_span_one_hour_cache_writes_are_priced_as_such():
     assert rec["cost"] == expected and expected != compute_call_cost(
         "anthropic", "claude-sonnet-4-5", None, Usage(input_tokens=130, output_tokens=6, cache_read_tokens=100,
                                                       cache_creation_tokens=20)).cost
+
+
+def test_native_messages_of_unexpected_layout_are_decided_by_decoding():
+    sdk, inst = record(SDK, span_id="a" * 16), record(INSTRUMENTOR, span_id="b" * 16)
+    sdk["project_id"] = "a-longer-project-id"  # ids no longer at the first record's offsets
+    records = [inst, sdk]
+    messages = [(r["trace_id"].encode(), encode(r)) for r in records]
+    marked = mark_duplicate_messages(messages)
+    assert mark_duplicate_calls(records) == [sdk]
+    assert marked == [(r["trace_id"].encode(), encode(r)) for r in records]
