@@ -68,9 +68,9 @@ for slot, keys in {"kind": ("ai.operationId",), "provider": ("ai.model.provider"
 # the Anthropic SDK's own spans (com.anthropic.sdk.python) name cache writes so
 _SLOTS["gen_ai.usage.cache_write.input_tokens"] = ("cache_creation", 2)
 _register("session_id", "evalforge.session_id", "gen_ai.conversation.id", "langfuse.session.id", "session.id",
-          "traceloop.association.properties.session_id")
+          "traceloop.association.properties.session_id", "ai.telemetry.metadata.sessionId")
 _register("user_id", "evalforge.user_id", "langfuse.user.id", "user.id",
-          "traceloop.association.properties.user_id", "llm.user")
+          "traceloop.association.properties.user_id", "llm.user", "ai.telemetry.metadata.userId")
 _register("environment", "evalforge.environment", "langfuse.environment", "deployment.environment.name",
           "deployment.environment")
 _register("release", "evalforge.release", "langfuse.release", "service.version")
@@ -88,7 +88,7 @@ _register("service_name", "service.name")
 
 _TAG_KEYS = frozenset(("evalforge.tags", "tag.tags", "langfuse.trace.tags", "langfuse.tags"))
 _METADATA_PREFIXES = ("evalforge.metadata.", "traceloop.association.properties.", "langfuse.trace.metadata.",
-                      "langfuse.observation.metadata.", "langfuse.metadata.")
+                      "langfuse.observation.metadata.", "langfuse.metadata.", "ai.telemetry.metadata.")
 # indexed message lists: prefix -> (slot, rank, part of the key to drop after the index)
 _INDEXED = {
     "llm.input_messages": ("input", 3, "message."),

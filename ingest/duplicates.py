@@ -137,32 +137,13 @@ def mark_duplicate_calls(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 _TRACE_KEY, _SPAN_KEY, _PARENT_KEY, _NAME_KEY = b'","trace_id":"', b'","span_id":"', b'","parent_span_id":"', \
     b'","name":"'
-_KIND_LLM = b'","kind":"llm"'
-
-
-def _head(data: bytes) -> tuple[bytes, bytes, bytes] | None:
-    """(trace id, span id, parent span id) of a model-call record as ``core.span.encode`` writes it
-    (COLUMNS order: project, ids, name, kind), read at fixed offsets; None for any other record."""
-    at = data.find(_TRACE_KEY, 0, 300)
-    if at < 0:
-        return None
-    trace = at + len(_TRACE_KEY)
-    span = trace + 32 + len(_SPAN_KEY)
-    parent = span + 16 + len(_PARENT_KEY)
-    if data[trace + 32:span] != _SPAN_KEY or data[span + 16:parent] != _PARENT_KEY:
-        return None
-    parent_end = parent + 16 if data[parent:parent + 1] != b'"' else parent
-    if data[parent_end:parent_end + len(_NAME_KEY)] != _NAME_KEY:
-        return None
-    kind = data.find(b'","kind":"', parent_end + len(_NAME_KEY))  # a name's own quotes are escaped
-    if kind < 0 or data[kind:kind + len(_KIND_LLM)] != _KIND_LLM:
-        return None
-    return data[trace:trace + 32], data[span:span + 16], data[parent:parent_end]
+_KIND_KEY, _KIND_LLM = b'","kind":"', b'","kind":"llm"'
 
 
 def _response_id_bytes(data: bytes) -> bytes:
+    attributes = max(data.rfind(b',"attributes":{'), 0)  # near the end, after the payloads
     for key in _RESPONSE_ID_NEEDLES:
-        at = data.rfind(key)  # attributes come after the payloads, near the end
+        at = data.find(key, attributes)
         if at >= 0:
             start = at + len(key)
             return data[start:data.find(b'"', start)]
@@ -176,10 +157,25 @@ def mark_duplicate_messages(messages: list[tuple[bytes, bytes]]) -> list[tuple[b
     of independent calls costs a few substring tests per record. The decision over those records is the
     decision over the whole request (every group member, and every model-call ancestor of one, is among
     them)."""
+    if len(messages) < 2:
+        return messages
+    # Records of one request share their project, so the ids sit at the same offsets in every record
+    # (core.span.encode's COLUMNS order: project, trace, span, parent, name, kind): read by slicing.
+    trace_at = messages[0][1].find(_TRACE_KEY, 0, 300)
+    if trace_at < 0:
+        return messages
+    span_at = trace_at + len(_TRACE_KEY) + 32 + len(_SPAN_KEY)
+    parent_at = span_at + 16 + len(_PARENT_KEY)
     heads: dict[int, tuple[bytes, bytes, bytes, bytes]] = {}  # index -> (trace, span, parent, response id)
     for i, (_, data) in enumerate(messages):
-        if ids := _head(data):
-            heads[i] = (*ids, _response_id_bytes(data))
+        if data[trace_at:trace_at + len(_TRACE_KEY)] != _TRACE_KEY:
+            return mark_slowly(messages)  # not the layout above: decode every model call
+        parent_end = parent_at if data[parent_at:parent_at + 1] == b'"' else parent_at + 16
+        kind = data.find(_KIND_KEY, parent_end + len(_NAME_KEY))  # a name's own quotes are escaped
+        if data[kind:kind + len(_KIND_LLM)] == _KIND_LLM:
+            start = trace_at + len(_TRACE_KEY)
+            heads[i] = (data[start:start + 32], data[span_at:span_at + 16], data[parent_at:parent_end],
+                        _response_id_bytes(data))
     if len(heads) < 2:
         return messages
     spans = {(t, s) for t, s, _, _ in heads.values()}
@@ -190,6 +186,17 @@ def mark_duplicate_messages(messages: list[tuple[bytes, bytes]]) -> list[tuple[b
             rid_seen[rid] = rid_seen.get(rid, 0) + 1
     candidates = [i for i, (t, s, p, rid) in heads.items()
                   if (t, p) in spans or (t, s) in parents or (rid and rid_seen[rid] > 1)]
+    if len(candidates) < 2:
+        return messages
+    return _mark_decoded(messages, candidates)
+
+
+def mark_slowly(messages: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Decode every model-call record and decide over them (the reference for the fast reading)."""
+    return _mark_decoded(messages, [i for i, (_, data) in enumerate(messages) if _KIND_LLM in data])
+
+
+def _mark_decoded(messages: list[tuple[bytes, bytes]], candidates: list[int]) -> list[tuple[bytes, bytes]]:
     if len(candidates) < 2:
         return messages
     records = [orjson.loads(messages[i][1]) for i in candidates]

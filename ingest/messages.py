@@ -194,3 +194,50 @@ def logfire_output(value: Any) -> Any:
     if isinstance(parsed, dict) and isinstance(parsed.get("message"), dict):
         return [from_chat_message(parsed["message"])]
     return value
+
+
+def indexed_genai_messages(flats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``gen_ai.prompt.N.*`` / ``gen_ai.completion.N.*`` -> canonical messages. LiteLLM numbers the
+    tool calls of one reply as completions (``gen_ai.completion.1.function_call.name`` with no role
+    or content): those join the message before them."""
+    out: list[dict[str, Any]] = []
+    for flat in flats:
+        message = from_indexed_genai(flat)
+        if out and not message["role"] and all(p["type"] == "tool_call" for p in message["parts"]):
+            out[-1]["parts"] += message["parts"]
+        else:
+            out.append(message)
+    return out
+
+
+def invocation_model(attributes: dict[str, Any]) -> str:
+    """OpenInference keeps the requested model only in ``llm.invocation_parameters`` (a JSON object)."""
+    params = attributes.get("llm.invocation_parameters")
+    if isinstance(params, str) and params.startswith("{"):
+        try:
+            model = orjson.loads(params).get("model")
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
+        return model if isinstance(model, str) else ""
+    return ""
+
+
+_CONVERTERS = {"ai.prompt.messages": from_chat_messages, "ai.prompt": vercel_prompt,
+               "request_data": logfire_input, "response_data": logfire_output}
+
+
+def convert_messages(found: dict[str, tuple[int, str, Any]], attributes: dict[str, Any]) -> None:
+    """Messages in a convention's own shape (Vercel AI SDK, Logfire) -> canonical, where they won."""
+    for slot in ("input", "output"):
+        entry = found.get(slot)
+        if entry is None:
+            continue
+        rank, key, value = entry
+        if key in ("ai.response.text", "ai.response.toolCalls"):
+            converted = vercel_output(attributes)
+        elif key in _CONVERTERS:
+            converted = _CONVERTERS[key](value)
+        else:
+            continue
+        if converted is not None:
+            found[slot] = (rank, key, converted)

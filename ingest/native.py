@@ -31,11 +31,12 @@ _native = _loader.load()
 
 
 # Attributes only the Python path maps (messages to convert into the canonical shape, Vercel's
-# "provider.api", OpenInference's invocation parameters). They are handed to the extension as prefixes
+# "provider.api", OpenInference's invocation parameters, the anthropic SDK's one-hour cache writes). They are handed to the extension as prefixes
 # to decline, like the indexed message lists, instead of as slots; spans with a first-token event
 # (conventions.FIRST_TOKEN_EVENTS, listed in lib.rs too) are declined by the extension itself.
 PYTHON_ONLY_KEYS = ("ai.prompt", "ai.response.text", "ai.response.toolCalls", "ai.toolCall.", "ai.model.provider",
-                    "request_data", "response_data", "llm.invocation_parameters")
+                    "request_data", "response_data", "llm.invocation_parameters",
+                    "anthropic.usage.cache_creation.ephemeral_1h_input_tokens")
 
 
 def _configure() -> bool:

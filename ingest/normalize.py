@@ -38,10 +38,7 @@ from ingest.conventions import (
     _METADATA_PREFIXES, _OPERATION_ALIASES, _OPERATION_KINDS, _SLOTS, _SPECIAL_KEYS, _SPECIAL_PREFIXES,
     _TAG_KEYS, _TEXT_SLOTS, _TOKEN_SLOTS,
 )
-from ingest.messages import (
-    from_chat_messages, from_indexed_genai, from_openinference, logfire_input, logfire_output, vercel_output,
-    vercel_prompt,
-)
+from ingest.messages import convert_messages, from_openinference, indexed_genai_messages, invocation_model
 
 PREVIEW_CHARS = 200
 UINT32_MAX = 2**32 - 1
@@ -54,6 +51,8 @@ _ZERO_SPAN = "0" * 16
 _OTEL_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 _STATUS = {0: "unset", 1: "ok", 2: "error"}
 _TEMPLATE = dict(empty_record(), kind="span", status="unset", events="[]")
+_CACHE_1H = "gen_ai.usage.cache_creation.1h_input_tokens"  # what enrich prices as one-hour cache writes
+_ANTHROPIC_1H = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +220,7 @@ def to_record(
         if prefix.startswith("llm."):
             value = [from_openinference(messages[i]) for i in sorted(messages)]
         else:
-            value = _indexed_genai_messages([messages[i] for i in sorted(messages)])
+            value = indexed_genai_messages([messages[i] for i in sorted(messages)])
         current = found.get(slot)
         if current is None or rank < current[0]:
             found[slot] = (rank, prefix, value)
@@ -235,7 +234,7 @@ def to_record(
         value = found[slot][2]
         text[slot] = value if type(value) is str else _as_text(value)
     get = text.get
-    request_model = get("request_model", "") or _invocation_model(span.attributes)
+    request_model = get("request_model", "") or invocation_model(span.attributes)
     start_ns, end_ns = span.start_ns, span.end_ns
     # copying a ready record and setting what varies is ~4x cheaper than a 45-key dict display
     rec = _TEMPLATE.copy()
@@ -269,7 +268,7 @@ def to_record(
     if not _TOKEN_SLOTS.isdisjoint(found):
         _set_tokens(rec, found, attrs, max_attr, counter)
     if "input" in found or "output" in found or span.events:
-        _convert_messages(found, span.attributes)
+        convert_messages(found, span.attributes)
         _set_payloads(rec, span, found, limits.max_payload_bytes, counter)
     if "cost" in found or "cost_details" in found:
         _set_cost(rec, found, attrs, max_attr, counter)
@@ -277,6 +276,8 @@ def to_record(
         _set_ttft(rec, found)
     elif span.events:
         _ttft_from_events(rec, span)
+    if _ANTHROPIC_1H in attrs and _CACHE_1H not in attrs:  # the anthropic SDK's own spans: priced higher
+        attrs[_CACHE_1H] = attrs[_ANTHROPIC_1H]
     if 1 < span.kind < len(_OTEL_KINDS):
         attrs["otel.span_kind"] = _OTEL_KINDS[span.kind]
     if span.links:
@@ -291,32 +292,6 @@ def check_attribute_count(count: int, limits: Limits) -> None:
     it before converting the attributes, which is most of the work for a hostile span)."""
     if count > limits.max_attributes:
         raise SpanRejected("attributes", f"{count} attributes; the limit is {limits.max_attributes} per span")
-
-
-def _indexed_genai_messages(flats: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``gen_ai.prompt.N.*`` / ``gen_ai.completion.N.*`` -> canonical messages. LiteLLM numbers the
-    tool calls of one reply as completions (``gen_ai.completion.1.function_call.name`` with no role
-    or content): those join the message before them."""
-    out: list[dict[str, Any]] = []
-    for flat in flats:
-        message = from_indexed_genai(flat)
-        if out and not message["role"] and all(p["type"] == "tool_call" for p in message["parts"]):
-            out[-1]["parts"] += message["parts"]
-        else:
-            out.append(message)
-    return out
-
-
-def _invocation_model(attributes: dict[str, Any]) -> str:
-    """OpenInference keeps the requested model only in ``llm.invocation_parameters`` (a JSON object)."""
-    params = attributes.get("llm.invocation_parameters")
-    if isinstance(params, str) and params.startswith("{"):
-        try:
-            model = orjson.loads(params).get("model")
-        except (orjson.JSONDecodeError, AttributeError):
-            return ""
-        return model if isinstance(model, str) else ""
-    return ""
 
 
 def _special(key, value, attrs, tags, indexed, limit, counter) -> None:  # type: ignore[no-untyped-def]
@@ -655,27 +630,6 @@ def _set_cost(rec, found, attrs, limit, counter) -> None:  # type: ignore[no-unt
     if cost is not None:
         rec["cost"] = cost
         rec["cost_source"] = "user"
-
-
-_CONVERTERS = {"ai.prompt.messages": from_chat_messages, "ai.prompt": vercel_prompt,
-               "request_data": logfire_input, "response_data": logfire_output}
-
-
-def _convert_messages(found: dict[str, tuple[int, str, Any]], attributes: dict[str, Any]) -> None:
-    """Messages in a convention's own shape (Vercel AI SDK, Logfire) -> canonical, where they won."""
-    for slot in ("input", "output"):
-        entry = found.get(slot)
-        if entry is None:
-            continue
-        rank, key, value = entry
-        if key in ("ai.response.text", "ai.response.toolCalls"):
-            converted = vercel_output(attributes)
-        elif key in _CONVERTERS:
-            converted = _CONVERTERS[key](value)
-        else:
-            continue
-        if converted is not None:
-            found[slot] = (rank, key, converted)
 
 
 def _ttft_from_events(rec: dict[str, Any], span: RawSpan) -> None:

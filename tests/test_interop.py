@@ -4,18 +4,22 @@ OpenInference (openinference-instrumentation-openai / -anthropic) and OpenLLMetr
 (opentelemetry-instrumentation-openai / -anthropic) wrap the real ``openai`` and ``anthropic`` SDKs,
 which talk to the local fake provider (tests/sdk/fake_llm.py: it holds back the first content token).
 The anthropic SDK also records its own span (scope ``com.anthropic.sdk.python``): every Anthropic call
-is recorded twice, and must count once. Spans are exported as one OTLP request, as a
-BatchSpanProcessor would, and read back through /api/v1/traces and /api/v1/metrics.
+is recorded twice, and must count once. The instrumented app runs in a child process
+(tests/interop_app.py); its spans are exported as one OTLP request, as a BatchSpanProcessor would,
+and read back through /api/v1/traces and /api/v1/metrics.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import anthropic
-import openai
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -26,19 +30,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from core.pricing import Usage, compute_call_cost
 from tests.sdk.fake_llm import TRUE_TTFT, FakeLLM
 
-OPENAI_TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}}}}]
-ANTHROPIC_TOOLS = [{"name": "get_weather", "input_schema": {"type": "object"}}]
-
-
-def _instrumentors(which: str):
-    if which == "openinference":
-        from openinference.instrumentation.anthropic import AnthropicInstrumentor
-        from openinference.instrumentation.openai import OpenAIInstrumentor
-    else:
-        from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
-        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
-    return OpenAIInstrumentor(), AnthropicInstrumentor()
 
 
 @pytest.fixture(scope="module")
@@ -58,41 +49,13 @@ def _wait(predicate, timeout: float = 30.0):
         time.sleep(0.2)
 
 
-def _record_calls(which: str, llm) -> list:
-    """Four calls (OpenAI tools, OpenAI stream, Anthropic tools, Anthropic stream) under one parent span
-    carrying session and user; returns the finished spans."""
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": f"interop-{which}"}))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    instrumentors = _instrumentors(which)
-    for inst in instrumentors:
-        inst.instrument(tracer_provider=provider)
-    try:
-        oai = openai.OpenAI(base_url=llm.url + "/v1", api_key="x")
-        # the anthropic SDK's own spans, on the same provider (as with a global tracer provider)
-        ant = anthropic.Anthropic(base_url=llm.url, api_key="x", open_telemetry={"tracer_provider": provider})
-        tracer = provider.get_tracer("app")
-        with tracer.start_as_current_span("handle_request") as root:
-            root.set_attribute("session.id", f"sess-{which}")
-            root.set_attribute("user.id", f"user-{which}")
-            root.set_attribute("app.version", "9.10")
-            root.set_attribute("app.order_id", "12345678901234567890123")
-            root.set_attribute("app.flag", "false")
-            oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "weather?"}],
-                                        tools=OPENAI_TOOLS)
-            for _ in oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
-                                                 stream=True, stream_options={"include_usage": True}):
-                pass
-            ant.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=64, tools=ANTHROPIC_TOOLS,
-                                messages=[{"role": "user", "content": [{"type": "text", "text": "weather?"}]}])
-            for _ in ant.messages.create(model="claude-3-5-sonnet-20241022", max_tokens=64, stream=True,
-                                         messages=[{"role": "user", "content": "hi"}]):
-                pass
-    finally:
-        for inst in instrumentors:
-            inst.uninstrument()
-    provider.shutdown()
-    return list(memory.get_finished_spans())
+def _record_calls(which: str, llm) -> tuple[bytes, str, int]:
+    """Run the instrumented app in a child process (instrumentors patch the SDKs process-wide and do
+    not fully undo it); returns its OTLP request body, the app's trace id and the span count."""
+    out = subprocess.run([sys.executable, "-m", "tests.interop_app", which, llm.url], capture_output=True,
+                         check=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    result = json.loads(out.stdout)
+    return base64.b64decode(result["body"]), result["trace_id"], result["spans"]
 
 
 def _parts(messages, kind):
@@ -103,14 +66,10 @@ def _parts(messages, kind):
 def test_instrumentations_land_right(stack, llm, which):
     project_id, key = stack.create_key()
     started = datetime.now(timezone.utc) - timedelta(minutes=1)
-    spans = _record_calls(which, llm)
-    body = encode_spans(spans).SerializeToString()
+    body, trace_id, expected_rows = _record_calls(which, llm)
     resp = stack.client.post("/v1/traces/", content=body,  # trailing slash: accepted, not redirected
                              headers={**stack.headers(key), "Content-Type": "application/x-protobuf"})
     assert resp.status_code == 200, resp.text
-    roots = [s for s in spans if s.name == "handle_request"]
-    trace_id = format(roots[0].context.trace_id, "032x")
-    expected_rows = len(spans)
     _wait(lambda: stack.clickhouse.query(
         "SELECT count() FROM spans WHERE project_id = {p:String}", parameters={"p": project_id}
     ).result_rows[0][0] >= expected_rows)

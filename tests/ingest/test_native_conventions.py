@@ -43,6 +43,7 @@ def test_first_token_events_go_to_python(event):
     ("ai.response.text", "hello"), ("ai.response.toolCalls", "[]"), ("ai.toolCall.args", "{}"),
     ("ai.model.provider", "openai.chat"), ("request_data", '{"messages": []}'), ("response_data", "{}"),
     ("llm.invocation_parameters", '{"model": "gpt-4o"}'),
+    ("anthropic.usage.cache_creation.ephemeral_1h_input_tokens", 8),
 ])
 def test_python_only_attributes_go_to_python(key, value):
     body = _with([(key, value)])

@@ -24,7 +24,7 @@ def test_duplicate_span_counted_once(api, stack):
     assert row["span_count"] == 2 and row["cost"] == 0.25
     session = api(key).get("/sessions/dup-session").json()
     assert session["rollup"]["span_count"] == 2 and session["rollup"]["cost"] == 0.25
-    p50 = api(key).get("/metrics", params={"metric": "latency", "aggregation": "p50",
+    p50 = api(key).get("/metrics", params={"metric": "latency", "aggregation": "p50", "kind": "all",
                                            "from": BASE.isoformat()}).json()
     assert p50["source"] == "spans" and p50["data"][0]["n"] == 2
     export = api(key).get("/export", params={"format": "jsonl"}).content.splitlines()

@@ -42,7 +42,7 @@ def test_metrics(api, project_a, project_b):
     grouped = api(project_a.key).get("/metrics", params={"metric": "cost", "aggregation": "sum", "group_by": "model",
                                                           "limit": 1000, **window}).json()
     assert "model-b-only" not in {row["group"]["model"] for row in grouped["data"]}
-    b_total = api(project_b.key).get("/metrics", params={"metric": "requests", **window}).json()
+    b_total = api(project_b.key).get("/metrics", params={"metric": "requests", "kind": "all", **window}).json()
     assert b_total["data"][0]["value"] == len(project_b.spans)
     score = api(project_a.key).get("/metrics", params={"metric": "score", "score_name": "b-secret-score", **window})
     assert score.json()["data"][0]["n"] == 0

@@ -107,8 +107,11 @@ def test_vercel_ai_sdk_do_generate_span():
         "ai.response.toolCalls": json.dumps([{"toolCallType": "function", "toolCallId": "call_2",
                                               "toolName": "get_weather", "args": '{"city":"Lyon"}'}]),
         "ai.usage.promptTokens": 120, "ai.usage.completionTokens": 12, "ai.response.msToFirstChunk": 412.5,
-        "ai.response.id": "chatcmpl-9",
+        "ai.response.id": "chatcmpl-9", "ai.telemetry.functionId": "weather-bot",
+        "ai.telemetry.metadata.sessionId": "s-1", "ai.telemetry.metadata.userId": "u-1",
+        "ai.telemetry.metadata.plan": "pro",
     })
+    assert (rec["session_id"], rec["user_id"], rec["attributes"]["metadata.plan"]) == ("s-1", "u-1", "pro")
     assert (rec["kind"], rec["provider"], rec["request_model"], rec["model"]) == (
         "llm", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18")
     assert (rec["input_tokens"], rec["output_tokens"], rec["ttft_ms"]) == (120, 12, 412.5)
@@ -244,6 +247,32 @@ def test_native_messages_decode_only_possible_duplicates_and_agree_with_records(
     messages = [(r["trace_id"].encode(), encode(r)) for r in records]
     assert mark_duplicate_messages(messages) is messages  # nothing to decode, nothing changed
     records = [root, sdk, *independent, inst]
+    messages = [(r["trace_id"].encode(), encode(r)) for r in records]
+    marked = mark_duplicate_messages(messages)
+    assert mark_duplicate_calls(records) == [sdk]
+    assert marked == [(r["trace_id"].encode(), encode(r)) for r in records]
+
+
+def test_anthropic_sdk_span_one_hour_cache_writes_are_priced_as_such():
+    from core.pricing import Usage, compute_call_cost
+    from stream_processors.enrich import enrich
+    rec = enrich(record({**SDK, "gen_ai.request.model": "claude-sonnet-4-5", "gen_ai.usage.input_tokens": 130,
+                         "gen_ai.usage.cache_read.input_tokens": 100, "gen_ai.usage.cache_write.input_tokens": 20,
+                         "anthropic.usage.cache_creation.ephemeral_5m_input_tokens": 12,
+                         "anthropic.usage.cache_creation.ephemeral_1h_input_tokens": 8}))
+    expected = compute_call_cost("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5", Usage(
+        input_tokens=130, output_tokens=6, cache_read_tokens=100, cache_creation_tokens=20,
+        cache_creation_1h_tokens=8)).cost
+    assert (rec["cache_read_tokens"], rec["cache_creation_tokens"]) == (100, 20)
+    assert rec["cost"] == expected and expected != compute_call_cost(
+        "anthropic", "claude-sonnet-4-5", None, Usage(input_tokens=130, output_tokens=6, cache_read_tokens=100,
+                                                      cache_creation_tokens=20)).cost
+
+
+def test_native_messages_of_unexpected_layout_are_decided_by_decoding():
+    sdk, inst = record(SDK, span_id="a" * 16), record(INSTRUMENTOR, span_id="b" * 16)
+    sdk["project_id"] = "a-longer-project-id"  # ids no longer at the first record's offsets
+    records = [inst, sdk]
     messages = [(r["trace_id"].encode(), encode(r)) for r in records]
     marked = mark_duplicate_messages(messages)
     assert mark_duplicate_calls(records) == [sdk]
