@@ -14,7 +14,7 @@ const RANGES: Record<string, { ms: number; interval: string; seconds: number }> 
   "7d": { ms: 7 * 86_400_000, interval: "hour", seconds: 3600 },
   "30d": { ms: 30 * 86_400_000, interval: "day", seconds: 86400 },
 };
-const GROUPS = ["", "model", "provider", "name", "user_id", "environment", "release", "tag", "status"];
+const GROUPS = ["", "model", "provider", "name", "user_id", "environment", "release", "tag", "status", "prompt_name", "prompt_version"];
 
 interface MetricData { data: Array<{ bucket: string | null; group: Record<string, string>; value: number | null; n: number }> }
 interface Spec { key: string; metric: string; aggregation?: string; score_name?: string; label: string }
