@@ -217,3 +217,18 @@ def test_clicking_a_dashboard_point_opens_the_traces_behind_it(live, data, page_
     count = _api_count(live, data.key, **{k: v.replace("%3A", ":") for k, v in params.items()})
     assert count >= 15
     page.get_by_test_id("row-count").filter(has_text=f"{count} traces").wait_for()
+
+
+def test_full_text_search_and_a_shared_link_keep_the_view(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/traces")
+    page.get_by_label("Search").fill("question 7")
+    page.get_by_role("button", name="Apply").click()
+    page.get_by_test_id("row-count").filter(has_text="1 traces").wait_for()
+    link = page.url
+    assert "q=question+7" in link or "q=question%207" in link
+    other = page_for(data.key)  # a colleague opening the link sees the same view
+    other.goto(link)
+    other.get_by_test_id("row-count").filter(has_text="1 traces").wait_for()
+    assert other.get_by_label("Search").input_value() == "question 7"
+    assert _api_count(live, data.key, q="question 7") == 1
