@@ -172,6 +172,11 @@ def test_keyboard_moves_through_the_table_and_opens_a_trace(live, data, page_for
     with live.api(data.key) as api:
         by_cost = api.get("/api/v1/traces", params={"sort": "cost", "order": "desc", "limit": 100}).json()["data"]
     assert ids == [t["trace_id"] for t in by_cost]
+    page.get_by_text("Columns").click()
+    page.get_by_label("Models").uncheck()
+    page.wait_for_url("**hide=**models**")
+    headers = page.locator("[role=columnheader]").all_inner_texts()
+    assert "Models" not in headers and "Cost ▼" in headers  # sorted by cost, descending
     table.focus()
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowDown")
