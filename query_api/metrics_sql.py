@@ -26,7 +26,8 @@ from query_api.timefmt import iso_from_seconds, num
 METRICS = ("requests", "latency", "ttft", "cost", "input_tokens", "output_tokens", "errors", "error_rate",
            "tokens_per_second", "score")
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99")
-GROUP_BY = ("model", "provider", "name", "user_id", "session_id", "environment", "release", "tag", "status")
+GROUP_BY = ("model", "provider", "name", "user_id", "session_id", "environment", "release", "tag", "status",
+            "prompt_name", "prompt_version")
 INTERVALS = {  # interval -> (bucket function, approximate seconds for the bucket-count guard)
     "minute": ("toStartOfMinute", 60), "hour": ("toStartOfHour", 3600), "day": ("toStartOfDay", 86400),
     "week": ("toMonday", 7 * 86400), "month": ("toStartOfMonth", 28 * 86400),

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any
 
 
 def iso_from_micros(us: int | None) -> str | None:
-    """Unix microseconds (as selected with toUnixTimestamp64Micro) -> ISO-8601 UTC with ``Z``."""
+    """Unix microseconds (as selected with toUnixTimestamp64Micro) -> ISO-8601 UTC with ``Z``
+    (``datetime.isoformat``'s text: no fraction when it is zero)."""
     if us is None:
         return None
-    dt = datetime.fromtimestamp(us // 1_000_000, tz=timezone.utc).replace(microsecond=us % 1_000_000)
-    return dt.isoformat().replace("+00:00", "Z")
+    seconds, micros = divmod(us, 1_000_000)
+    prefix = _iso_seconds(seconds)  # spans of a trace share their seconds: a 10,000-span trace formats few
+    return f"{prefix}.{micros:06d}Z" if micros else f"{prefix}Z"
+
+
+@lru_cache(maxsize=4096)
+def _iso_seconds(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "")
 
 
 def iso_from_seconds(s: int | None) -> str | None:

@@ -22,7 +22,7 @@ def metrics(request: Request, project: ProjectDep, services: ServicesDep) -> dic
     """metric: requests | latency | ttft | cost | input_tokens | output_tokens | errors | error_rate |
     tokens_per_second | score (with score_name); aggregation: count | sum | avg | min | max | p50 |
     p90 | p95 | p99; group_by (repeatable): model, provider, name, user_id, session_id, environment,
-    release, tag, status; interval: minute | hour | day | week | month or a duration (30s, 5m,
+    release, tag, status, prompt_name, prompt_version; interval: minute | hour | day | week | month or a duration (30s, 5m,
     2h, 1d; buckets aligned to the Unix epoch, UTC) — omit for totals;
     limit: groups kept (largest totals); filters as on /traces. Default range: the last 7 days.
     requests and latency count model calls (kind=llm) unless kind is given; kind=all: every span."""

@@ -53,6 +53,7 @@ def seed(live: LiveStack) -> Seeded:
                          name="llm-call", kind="llm", model=model, request_model=model,
                          provider="openai" if model.startswith("gpt") else "anthropic", input_tokens=1200 + t,
                          output_tokens=80 + t, ttft_ms=210.0, attributes={"metadata.region": "eu"},
+                         prompt_name="weather", prompt_version=str(1 + t % 2),
                          input=json.dumps(messages_in), output=json.dumps(messages_out), **common))
         recs.append(span(pid, tid, _hex(base + t * 10 + 3, 16), root, start + timedelta(milliseconds=950), 300,
                          name="get_weather", kind="tool", input='{"city": "Paris"}', output='{"temp_c": 18}', **common))

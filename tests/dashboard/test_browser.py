@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -107,9 +107,11 @@ def test_dashboard_plots_the_values_of_the_metrics_api(live, data, page_for):
     with page.expect_request(lambda r: "/api/v1/metrics" in r.url and "metric=requests" in r.url
                              and "interval=" in r.url) as req:
         page.goto(f"/projects/{data.project_id}/dashboard?range=24h")
+    with live.api(data.key) as api:  # the score chart is drawn once a score exists (another test adds one)
+        n_charts = 6 if api.get("/api/v1/scores/summary").json()["data"] else 5
     charts = page.locator("figure.chart[data-drawn='1']")
-    charts.nth(4).wait_for()  # requests, error rate, latency, tokens, cost (no scores yet)
-    assert charts.count() == 5
+    charts.nth(n_charts - 1).wait_for()  # requests, error rate, latency, tokens, cost (+ score average)
+    assert charts.count() == n_charts
     table = page.get_by_test_id("chart-Requests").get_by_test_id("chart-data")
     plotted = table.locator("tbody tr").evaluate_all(
         "rows => rows.map(r => [Number(r.cells[0].dataset.x), Number(r.cells[1].dataset.value)])")
@@ -170,6 +172,11 @@ def test_keyboard_moves_through_the_table_and_opens_a_trace(live, data, page_for
     with live.api(data.key) as api:
         by_cost = api.get("/api/v1/traces", params={"sort": "cost", "order": "desc", "limit": 100}).json()["data"]
     assert ids == [t["trace_id"] for t in by_cost]
+    page.get_by_text("Columns").click()
+    page.get_by_label("Models").uncheck()
+    page.wait_for_url("**hide=**models**")
+    headers = page.locator("[role=columnheader]").all_inner_texts()
+    assert "Models" not in headers and "Cost ▼" in headers  # sorted by cost, descending
     table.focus()
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowDown")
@@ -181,8 +188,6 @@ def test_keyboard_moves_through_the_table_and_opens_a_trace(live, data, page_for
 
 
 def test_live_mode_shows_a_new_trace(live, data, page_for):
-    from datetime import timedelta
-
     from tests.dashboard.conftest import span
 
     page = page_for(data.key)
@@ -215,3 +220,68 @@ def test_clicking_a_dashboard_point_opens_the_traces_behind_it(live, data, page_
     count = _api_count(live, data.key, **{k: v.replace("%3A", ":") for k, v in params.items()})
     assert count >= 15
     page.get_by_test_id("row-count").filter(has_text=f"{count} traces").wait_for()
+
+
+def test_full_text_search_and_a_shared_link_keep_the_view(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/traces")
+    page.get_by_label("Search").fill("question 7")
+    page.get_by_role("button", name="Apply").click()
+    page.get_by_test_id("row-count").filter(has_text="1 traces").wait_for()
+    link = page.url
+    assert "q=question+7" in link or "q=question%207" in link
+    other = page_for(data.key)  # a colleague opening the link sees the same view
+    other.goto(link)
+    other.get_by_test_id("row-count").filter(has_text="1 traces").wait_for()
+    assert other.get_by_label("Search").input_value() == "question 7"
+    assert _api_count(live, data.key, q="question 7") == 1
+
+
+def test_compare_two_cohorts_shows_the_api_significance_and_two_traces_side_by_side(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/compare")
+    page.get_by_label("Metric").select_option("latency")
+    page.get_by_label("Cohort A").fill("gpt-4o")
+    page.get_by_label("Cohort B").fill("claude-3-5-sonnet")
+    page.get_by_role("button", name="Compare", exact=True).click()
+    result = page.get_by_test_id("compare-result")
+    result.wait_for()
+    with live.api(data.key) as api:
+        expected = api.post("/api/v1/compare", json={"metric": "latency", "a": {"model": "gpt-4o"},
+                                                     "b": {"model": "claude-3-5-sonnet"}}).json()
+    assert expected["verdict"].replace("_", " ") in result.inner_text()
+    assert expected["test"] in result.inner_text()
+    page.goto(f"/projects/{data.project_id}/compare?a={data.chat_trace}&b={data.big_trace}")
+    trees = page.get_by_test_id("span-tree")
+    trees.nth(1).wait_for()
+    assert trees.count() == 2
+    assert trees.nth(0).locator("[data-testid=span-row]").count() == 4
+    assert trees.nth(1).locator("[data-testid=span-row]").count() == 1
+
+
+def test_session_reads_as_a_conversation_with_the_api_totals(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/sessions/sess-1")
+    turns = page.locator(".turn")
+    turns.first.wait_for()
+    with live.api(data.key) as api:
+        session = api.get("/api/v1/sessions/sess-1").json()
+    assert turns.count() == session["rollup"]["trace_count"] == 3
+    assert [t.inner_text().split("\n")[0].split(" ")[0] for t in turns.all()] == ["chat-turn"] * 3
+    inputs = turns.locator(".role-user pre").all_inner_texts()
+    assert inputs == [t["input_preview"] for t in session["traces"]] == ["question 1", "question 5", "question 9"]
+
+
+def test_dashboard_custom_range_asks_the_api_for_that_range(live, data, page_for):
+    page = page_for(data.key)
+    start = data.anchor.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    end = (data.anchor + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    with page.expect_request(lambda r: "metric=requests" in r.url and "interval=" in r.url) as req:
+        page.goto(f"/projects/{data.project_id}/dashboard?from={start}&to={end}")
+    query = req.value.url.split("?", 1)[1]
+    assert f"from={start.replace(':', '%3A')}" in query and "interval=minute" in query
+    table = page.get_by_test_id("chart-Requests").get_by_test_id("chart-data")
+    table.locator("td[data-value]").first.wait_for(state="attached")
+    plotted = sum(float(v) for v in table.locator("td[data-value]").evaluate_all("tds => tds.map(t => t.dataset.value)"))
+    with live.api(data.key) as api:
+        assert plotted == sum(r["value"] for r in api.get(f"/api/v1/metrics?{query}").json()["data"])

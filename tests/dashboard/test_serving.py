@@ -83,3 +83,10 @@ def test_span_cost_per_token_type_adds_up_to_its_cost(live, data):
     assert set(details) <= {"input", "cache_read", "cache_write_5m", "cache_write_1h", "output", "reasoning"}
     assert details["input"] > 0 and details["output"] > 0
     assert sum(details.values()) == pytest.approx(span["cost"], rel=1e-12)
+
+
+def test_metrics_group_by_prompt_version(live, data):
+    with live.api(data.key) as api:
+        rows = api.get("/api/v1/metrics", params={"metric": "requests", "group_by": "prompt_version",
+                                                  "prompt_name": "weather"}).json()["data"]
+    assert {r["group"]["prompt_version"]: r["value"] for r in rows} == {"1": 6, "2": 6}

@@ -20,10 +20,11 @@ export function Layout() {
   const location = useLocation();
   const navigate = useNavigate();
   const reset = useResetSession();
-  if (session.isLoading) return <Loading what="session" />;
   if (session.error) return <ErrorBox error={session.error} retry={session.refetch} />;
-  if (!session.data) return <Navigate to={`/sign-in?next=${encodeURIComponent(location.pathname + location.search)}`} replace />;
-  const { user, projects } = session.data;
+  if (session.data === null) return <Navigate to={`/sign-in?next=${encodeURIComponent(location.pathname + location.search)}`} replace />;
+  // While the session loads, the page starts its own requests (and loads its code) at the same
+  // time: the API answers for the project itself, so nothing is shown that the caller may not see.
+  const { user, projects } = session.data ?? { user: null, projects: [] };
   const project = projects.find((p) => p.id === projectId);
   const page = location.pathname.split("/")[3] || "traces";
   const signOut = async () => {
@@ -36,7 +37,7 @@ export function Layout() {
         <label className="switcher">
           <span>Project</span>
           <select value={projectId} onChange={(e) => navigate(`/projects/${e.target.value}/${PAGES.some((p) => p.path === page) ? page : "traces"}`)}>
-            {!project && <option value={projectId}>(not available)</option>}
+            {!project && <option value={projectId}>{session.isLoading ? "…" : "(not available)"}</option>}
             {projects.map((p) => <option key={p.id} value={p.id}>{p.name} ({p.role})</option>)}
           </select>
         </label>
@@ -48,7 +49,7 @@ export function Layout() {
         {user && <button type="button" onClick={signOut}>Sign out</button>}
       </header>
       <main className="content">
-        {project ? <Outlet /> : (
+        {project || session.isLoading ? <Outlet /> : (
           // Same answer whether the project exists or not: existence does not leak.
           <div className="page"><h1>Not found</h1><p>This project does not exist or you are not a member of it.</p></div>
         )}

@@ -1,6 +1,6 @@
 import { StrictMode, Suspense } from "react";
 import { createRoot } from "react-dom/client";
-import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { QueryCache, QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { createBrowserRouter, Navigate, RouterProvider } from "react-router";
 import { ApiError } from "./api";
 import { Layout, RootRedirect } from "./Layout";
@@ -9,7 +9,17 @@ import { PAGES, SUBPAGES } from "./pages";
 import { Loading } from "./components/ErrorBox";
 import "./styles.css";
 
+// A session that ended (signed out elsewhere, expired) sends the user to sign in, then back here.
+const queryCache = new QueryCache({
+  onError: (error) => {
+    if (error instanceof ApiError && error.status === 401 && !location.pathname.startsWith("/sign-in")) {
+      location.assign(`/sign-in?next=${encodeURIComponent(location.pathname + location.search)}`);
+    }
+  },
+});
+
 const client = new QueryClient({
+  queryCache,
   defaultOptions: {
     queries: {
       // Client errors (400 / 401 / 403 / 404) will not pass on a retry; the page shows them with a Retry button.

@@ -14,7 +14,7 @@ const RANGES: Record<string, { ms: number; interval: string; seconds: number }> 
   "7d": { ms: 7 * 86_400_000, interval: "hour", seconds: 3600 },
   "30d": { ms: 30 * 86_400_000, interval: "day", seconds: 86400 },
 };
-const GROUPS = ["", "model", "provider", "name", "user_id", "environment", "release", "tag", "status"];
+const GROUPS = ["", "model", "provider", "name", "user_id", "environment", "release", "tag", "status", "prompt_name", "prompt_version"];
 
 interface MetricData { data: Array<{ bucket: string | null; group: Record<string, string>; value: number | null; n: number }> }
 interface Spec { key: string; metric: string; aggregation?: string; score_name?: string; label: string }
@@ -33,14 +33,18 @@ export default function DashboardPage() {
   const { projectId } = useProject();
   const [params, setParams] = useSearchParams();
   const navigate = useNavigate();
-  const rangeKey = RANGES[params.get("range") ?? ""] ? params.get("range")! : "24h";
-  const range = RANGES[rangeKey];
+  // A custom range (from / to in the URL) wins over the presets; its buckets follow its length.
+  const custom = params.get("from") && params.get("to") && Date.parse(params.get("to")!) > Date.parse(params.get("from")!)
+    ? { from: new Date(params.get("from")!).toISOString(), to: new Date(params.get("to")!).toISOString() } : null;
+  const rangeKey = custom ? "custom" : RANGES[params.get("range") ?? ""] ? params.get("range")! : "24h";
+  const range = custom ? customRange(custom.from, custom.to) : RANGES[rangeKey];
   const group = params.get("group_by") ?? "";
   // Minute-aligned window: the API then serves it from the per-minute rollups.
   const { from, to } = useMemo(() => {
+    if (custom) return custom;
     const end = Math.ceil(Date.now() / 60_000) * 60_000;
     return { from: new Date(end - range.ms).toISOString(), to: new Date(end).toISOString() };
-  }, [rangeKey, params.get("t")]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [rangeKey, custom?.from, custom?.to, params.get("t")]); // eslint-disable-line react-hooks/exhaustive-deps
   const names = useQuery({
     queryKey: ["score-names", projectId, from],
     queryFn: () => api<{ data?: Array<{ name: string }>; scores?: Array<{ name: string }> }>("/scores/summary", { project: projectId, params: { from, to } }),
@@ -79,9 +83,20 @@ export default function DashboardPage() {
         <h1>Dashboard</h1>
         <div role="group" aria-label="Time range" className="presets">
           {Object.keys(RANGES).map((r) => (
-            <button type="button" key={r} aria-pressed={r === rangeKey} onClick={() => setParams(withParam(params, "range", r))}>{r}</button>
+            <button type="button" key={r} aria-pressed={r === rangeKey}
+                    onClick={() => setParams(withParam(withParam(withParam(params, "from", null), "to", null), "range", r))}>{r}</button>
           ))}
         </div>
+        <form className="inline-form" aria-label="Custom range" key={`${from}-${to}`} onSubmit={(e) => {
+          e.preventDefault();
+          const f = new FormData(e.currentTarget);
+          const a = Date.parse(String(f.get("from"))), b = Date.parse(String(f.get("to")));
+          if (a < b) setParams(withParam(withParam(withParam(params, "range", null), "from", new Date(a).toISOString()), "to", new Date(b).toISOString()));
+        }}>
+          <label>From<input type="datetime-local" name="from" required defaultValue={localInput(from)} /></label>
+          <label>To<input type="datetime-local" name="to" required defaultValue={localInput(to)} /></label>
+          <button type="submit">Apply range</button>
+        </form>
         <label>Group by
           <select value={group} onChange={(e) => setParams(withParam(params, "group_by", e.target.value || null))}>
             {GROUPS.map((g) => <option key={g} value={g}>{g || "none"}</option>)}
@@ -120,6 +135,21 @@ export default function DashboardPage() {
       </div>
     </div>
   );
+}
+
+/** Bucket size for a custom range: at most a few hundred points per series. */
+function customRange(from: string, to: string): { ms: number; interval: string; seconds: number } {
+  const ms = Date.parse(to) - Date.parse(from);
+  if (ms <= 6 * 3_600_000) return { ms, interval: "minute", seconds: 60 };
+  if (ms <= 14 * 86_400_000) return { ms, interval: "hour", seconds: 3600 };
+  return { ms, interval: "day", seconds: 86400 };
+}
+
+/** ISO time -> the local "YYYY-MM-DDTHH:MM" a datetime-local input shows. */
+function localInput(iso: string): string {
+  const d = new Date(iso);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
 function MetricChart({ title, specs, datas, group, format, open, xRange }: {

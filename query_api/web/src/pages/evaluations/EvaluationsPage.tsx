@@ -8,7 +8,22 @@ import { ErrorBox } from "../../components/ErrorBox";
 import { JsonTree } from "../../components/JsonTree";
 import { fmtInt, fmtNumber } from "../../lib/format";
 
-interface Summary { name: string; count: number; mean: number | null; p50?: number | null; min?: number | null; max?: number | null; histogram?: unknown }
+interface Summary {
+  name: string; count: number; mean: number | null; p50?: number | null; min?: number | null; max?: number | null;
+  histogram: Array<{ lower: number; upper: number; count: number }>; values: Array<{ value: string; count: number }>;
+}
+
+/** A score's distribution as a row of bars (numeric histogram, or categorical value counts). */
+function Distribution({ s }: { s: Summary }) {
+  const bins = s.histogram.length ? s.histogram.map((h) => ({ label: `${fmtNumber(h.lower)}–${fmtNumber(h.upper)}`, count: h.count }))
+    : s.values.map((v) => ({ label: v.value, count: v.count }));
+  const max = Math.max(1, ...bins.map((b) => b.count));
+  return (
+    <div className="histogram" role="img" aria-label={`Distribution of ${s.name}: ${bins.map((b) => `${b.label} ${b.count}`).join(", ")}`}>
+      {bins.map((b) => <span key={b.label} title={`${b.label}: ${b.count}`} style={{ height: `${Math.max(2, (b.count / max) * 28)}px` }} />)}
+    </div>
+  );
+}
 
 export default function EvaluationsPage() {
   const { projectId, project } = useProject();
@@ -19,9 +34,9 @@ export default function EvaluationsPage() {
       <h1>Evaluations</h1>
       <section aria-labelledby="sum-h"><h2 id="sum-h">Score summaries</h2>
         <Resource q={summary} what="score summaries">{(d) => (d.data ?? []).length === 0 ? <p className="muted">No scores yet.</p> : (
-          <table className="list"><thead><tr><th>Score</th><th>Count</th><th>Mean</th><th>p50</th><th>Min</th><th>Max</th></tr></thead>
+          <table className="list"><thead><tr><th>Score</th><th>Count</th><th>Mean</th><th>p50</th><th>Min</th><th>Max</th><th>Distribution</th></tr></thead>
             <tbody>{(d.data ?? []).map((s, i) => (
-              <tr key={`${s.name}-${i}`}><td>{s.name}</td><td>{fmtInt(s.count)}</td><td>{fmtNumber(s.mean)}</td><td>{fmtNumber(s.p50)}</td><td>{fmtNumber(s.min)}</td><td>{fmtNumber(s.max)}</td></tr>
+              <tr key={`${s.name}-${i}`}><td>{s.name}</td><td>{fmtInt(s.count)}</td><td>{fmtNumber(s.mean)}</td><td>{fmtNumber(s.p50)}</td><td>{fmtNumber(s.min)}</td><td>{fmtNumber(s.max)}</td><td><Distribution s={s} /></td></tr>
             ))}</tbody></table>
         )}</Resource>
       </section>
@@ -81,6 +96,26 @@ function Rules({ canWrite }: { canWrite: boolean }) {
   );
 }
 
+/** A human score for one queued span (it leaves the queue once the score is stored). */
+function Annotate({ projectId, scoreName, traceId, spanId }: { projectId: string; scoreName: string; traceId: string; spanId: string }) {
+  const qc = useQueryClient();
+  const [value, setValue] = useState("");
+  const save = useMutation({
+    mutationFn: () => api("/scores", { method: "POST", project: projectId, body: {
+      trace_id: traceId, span_id: spanId, name: scoreName, source: "human",
+      value: value.trim() !== "" && Number.isFinite(Number(value)) ? Number(value) : value } }),
+    onSuccess: () => setTimeout(() => qc.invalidateQueries({ queryKey: ["review", projectId, scoreName] }), 1500),
+  });
+  if (save.isSuccess) return <span role="status">saved</span>;
+  return (
+    <form className="inline-form" onSubmit={(e) => { e.preventDefault(); save.mutate(); }}>
+      <input aria-label={`${scoreName} for ${spanId}`} value={value} onChange={(e) => setValue(e.target.value)} required size={6} />
+      <button type="submit" disabled={save.isPending}>Save</button>
+      {save.error && <ErrorBox error={save.error} retry={() => save.mutate()} />}
+    </form>
+  );
+}
+
 function Review() {
   const { projectId } = useProject();
   const [scoreName, setScoreName] = useState("");
@@ -101,10 +136,11 @@ function Review() {
         <button type="submit">Show</button>
       </form>
       {scoreName && <Resource q={queue} what="review queue">{(d) => d.items.length === 0 ? <p className="muted">Nothing to review.</p> : (
-        <table className="list"><thead><tr><th>Span</th><th>Model</th><th>Input</th><th>Output</th></tr></thead>
+        <table className="list"><thead><tr><th>Span</th><th>Model</th><th>Input</th><th>Output</th><th>Annotate</th></tr></thead>
           <tbody>{d.items.map((i) => (
             <tr key={i.span_id}><td><Link to={`/projects/${projectId}/traces/${i.trace_id}?span=${i.span_id}`}>{i.name}</Link></td><td>{i.model}</td>
-              <td className="clip">{i.input_preview}</td><td className="clip">{i.output_preview}</td></tr>
+              <td className="clip">{i.input_preview}</td><td className="clip">{i.output_preview}</td>
+              <td><Annotate projectId={projectId} scoreName={scoreName} traceId={i.trace_id} spanId={i.span_id} /></td></tr>
           ))}</tbody></table>
       )}</Resource>}
       {scoreName && judge && <Resource q={agreement} what="agreement">{(d) => <JsonTree value={d} />}</Resource>}

@@ -18,7 +18,7 @@ export function FilterBar() {
     for (const [k, v] of new FormData(e.currentTarget).entries()) {
       if (typeof v === "string" && v.trim() !== "") next.append(k, v.trim());
     }
-    for (const k of ["sort", "order", "cols", "live", "attribute"]) for (const v of params.getAll(k)) next.append(k, v);
+    for (const k of ["sort", "order", "hide", "live", "attribute"]) for (const v of params.getAll(k)) next.append(k, v);
     setParams(next);
   };
   return (

@@ -1,6 +1,6 @@
 import { useMemo, useRef, useState, KeyboardEvent } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
-import { useInfiniteQuery } from "@tanstack/react-query";
+import { keepPreviousData, useInfiniteQuery } from "@tanstack/react-query";
 import { ColumnDef, flexRender, getCoreRowModel, useReactTable, VisibilityState } from "@tanstack/react-table";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { api } from "../../api";
@@ -28,7 +28,8 @@ export default function TracesPage() {
   const live = params.get("live") === "1";
   const sort = params.get("sort") ?? "start_time";
   const order = params.get("order") ?? "desc";
-  const filterKey = params.toString();
+  // Only what the API is asked goes in the cache key: hiding a column or going live refetches nothing.
+  const filterKey = `${apiParams(params, 0).toString()}&${params.get("range") ?? ""}&${sort}&${order}`;
   const result = useInfiniteQuery({
     queryKey: ["traces", projectId, filterKey],
     queryFn: ({ pageParam, signal }) => {
@@ -40,12 +41,17 @@ export default function TracesPage() {
     initialPageParam: "",
     getNextPageParam: (last) => last.next_cursor ?? undefined,
     refetchInterval: live ? 1500 : false, // live mode: new traces within 2 s
+    placeholderData: keepPreviousData, // the old rows stay while a new filter loads
   });
   const rows = useMemo(() => result.data?.pages.flatMap((p) => p.data) ?? [], [result.data]);
-  const [visibility, setVisibility] = useState<VisibilityState>(() => {
-    const hidden = params.get("hide")?.split(",") ?? ["session_id"];
-    return Object.fromEntries(hidden.map((h) => [h, false]));
-  });
+  // The column choice is part of the view, so it lives in the URL too (``hide=a,b``).
+  const hidden = (params.get("hide") ?? "session_id").split(",").filter(Boolean);
+  const visibility: VisibilityState = Object.fromEntries(hidden.map((h) => [h, false]));
+  const setVisibility = (update: VisibilityState | ((old: VisibilityState) => VisibilityState)) => {
+    const next = typeof update === "function" ? update(visibility) : update;
+    const off = Object.entries(next).filter(([, on]) => !on).map(([id]) => id);
+    setParams(withParam(params, "hide", off.join(",") || ","), { replace: true });
+  };
   const columns = useMemo<ColumnDef<TraceRow>[]>(() => [
     { id: "start_time", header: "Time", cell: (c) => fmtTime(c.row.original.start_time) },
     { id: "name", header: "Name", cell: (c) => <Link to={`/projects/${projectId}/traces/${c.row.original.trace_id}`}>{c.row.original.name || c.row.original.trace_id.slice(0, 12)}</Link> },
