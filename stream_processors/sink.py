@@ -124,7 +124,7 @@ class ClickHouseSink:
         so one bad record never blocks a partition. Any other failure (server, connection) raises and
         leaves what is not done (rows, marks) for a retry.
         """
-        rejected = self._rejected  # kept across a failed attempt: returned by the one that completes
+        rejected = self._rejected  # of a table done before an attempt failed: returned by the one that completes
         if self.span_count:
             try:
                 self._insert_spans()
@@ -150,33 +150,20 @@ class ClickHouseSink:
         self._client.insert("spans", self.span_columns(), column_names=SPAN_COLUMNS, column_oriented=True)
 
     def _insert_one_by_one(self, table: str) -> list[tuple[str, int, Exception]]:
-        """The slow path after a data error: each row alone, in order (so sink_progress stays a prefix).
-
-        Rows written here are dropped from the batch at once, so a retry after a server error does not
-        write them twice."""
-        rejected = []
+        """The slow path after a data error: each row alone. Any other failure raises and leaves every
+        row for the retry (rows written twice collapse where they are read)."""
         if table == "spans":
-            self._block = None  # rows written here leave the batch: a retry must not write them again
-            # in bus order: a span added late (its payload waited for the blob store) must not land
-            # after spans behind it, or a crash meanwhile would leave the progress past it
-            order = sorted(range(len(self.span_rows)), key=self.span_bus.__getitem__)
-            columns = SPAN_COLUMNS
+            self._block = None  # from now on through clickhouse-connect, which names the bad rows
+            rows, columns = len(self.span_rows), SPAN_COLUMNS
         else:
-            order, columns = list(range(len(self.score_rows))), SCORE_COLUMNS
-        for done, index in enumerate(order):
+            rows, columns = len(self.score_rows), SCORE_COLUMNS
+        rejected = []
+        for index in range(rows):
             try:
                 row = self._span_row_list(index) if table == "spans" else self.score_rows[index]
                 self._client.insert(table, [row], column_names=columns)
             except DATA_ERRORS as exc:
                 rejected.append((table, index, exc))
-            except Exception:
-                left = sorted(order[done:])
-                if table == "spans":
-                    self.span_rows = [self.span_rows[i] for i in left]
-                    self.span_bus = [self.span_bus[i] for i in left]
-                else:
-                    self.score_rows = [self.score_rows[i] for i in left]
-                raise
         return rejected
 
     def _span_row_list(self, index: int) -> list[Any]:

@@ -40,7 +40,7 @@ def minute(spans, t0):
     ("latency", "avg", pytest.approx(550.0), 10),
     ("latency", "sum", pytest.approx(5500.0), 10),
     ("latency", "count", 10.0, 10),
-    # percentiles are t-digest estimates (as in metrics_1m): the median of 100..1000 lies in [500, 600]
+    # percentiles are t-digest estimates: the median of 100..1000 lies in [500, 600]
     ("latency", "p50", pytest.approx(550.0, abs=50), 10),
     ("latency", "p99", pytest.approx(1000.0, rel=0.05), 10),
     ("ttft", "avg", pytest.approx(75.0), 4),
