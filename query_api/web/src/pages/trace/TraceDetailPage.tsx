@@ -68,6 +68,7 @@ export function TraceView({ trace, projectId, compact = false }: { trace: Trace;
     <div className={compact ? "trace compact" : "page trace"}>
       <div className="page-head">
         <h1>{trace.name || "Trace"} <span className="muted mono">{trace.trace_id}</span></h1>
+        {!compact && <Link className="small" to={`/projects/${projectId}/compare?a=${trace.trace_id}`}>Compare with another trace</Link>}
       </div>
       <dl className="stats">
         <div><dt>Start</dt><dd>{fmtTime(trace.start_time)}</dd></div>
