@@ -84,14 +84,14 @@ async def test_two_workers_given_the_same_job_call_the_model_once_per_item(pool,
 @pytest.mark.kafka
 @pytest.mark.asyncio
 async def test_the_worker_on_kafka_commits_a_job_only_after_its_run(kafka_broker, pool, echo, migrated_postgres):
-    from core.bus import TOPIC_EXPERIMENT_JOBS
+    from core.bus import ALL_TOPICS, TOPIC_EXPERIMENT_JOBS
     from core.bus.kafka import KafkaBus
     from evaluators.experiments.worker import ExperimentWorker, job_message
 
     bus = KafkaBus(kafka_broker.bootstrap, partitions=2)
     await bus.start()
     try:
-        await bus.ensure_topics([TOPIC_EXPERIMENT_JOBS])
+        await bus.ensure_topics(ALL_TOPICS)  # as `migrate` does: the test broker creates no topic by itself
         project_id = _project(migrated_postgres)
         exps = [(await _experiment(pool, project_id, echo.openai_base_url, 6))[0] for _ in range(3)]
         await bus.publish(TOPIC_EXPERIMENT_JOBS, [job_message(e["id"]) for e in exps])

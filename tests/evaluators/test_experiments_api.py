@@ -259,7 +259,7 @@ def test_client_side_results_keep_the_good_rows_and_name_the_bad(stack):
             {"item_id": "not-an-item", "repetition": 0},
             {"item_id": first, "repetition": 2},
             {"item_id": second, "repetition": 0, "scores": [{"name": "ok", "value": "high"}]},
-            {"item_id": second, "repetition": 1, "output": "a\x00b"},
+            {"item_id": second, "repetition": 1, "output": float("nan")},
             {"item_id": second, "repetition": 0, "latency_ms": -1},
             {"item_id": second, "repetition": 0, "cost": float("inf")}]
     # Python's JSON parser takes NaN / Infinity literals, which PostgreSQL cannot store
@@ -274,7 +274,7 @@ def test_client_side_results_keep_the_good_rows_and_name_the_bad(stack):
     again = stack.client.post(f"/api/v1/experiments/{exp['id']}/results", headers=h, json={"results": rows[:1]}).json()
     assert (again["accepted"], again["inserted"]) == (1, 0)  # a retried upload counts once
     assert stack.client.post("/api/v1/experiments", headers=h, json={
-        "name": "bad\x00name", "dataset_id": dataset_id}).json()["error"].startswith("name: contains a NUL")
+        "name": "bad\x00name", "dataset_id": dataset_id}).json()["error"].startswith("name: must not contain a NUL")
     assert stack.client.post(f"/api/v1/experiments/{exp['id']}/finish", headers=h, json={}).json()["status"] == "completed"
     got = stack.client.get(f"/api/v1/experiments/{exp['id']}", headers=h).json()
     assert got["status"] == "completed" and got["progress"] == {"done": 1, "total": 4}
