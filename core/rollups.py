@@ -24,7 +24,13 @@ and each mark came after its insert had committed, so the rollup saw every finis
 insert or mark did not finish is not committed on the bus, so it is written and marked again.
 Versions are server clock microseconds x 4096 plus random low bits (two rollers rolling one minute in
 the same microsecond get different versions; marks take the highest low bits, so a rollup must start
-in a later microsecond than a mark to pass it).
+in a later microsecond than a mark to pass it; migration 0009 spells the same 4096 in the default).
+
+Limits, as built: marks and versions compare one clock, that of the server (or chDB) — a ClickHouse
+cluster would need them on one node. ``rollup_spans`` keys a span by its minute where ``spans`` keys it
+by its hour, so a span id sent again with another start minute of the same hour counts in both minutes
+here and once in ``spans FINAL`` (a retry sends the same span; an SDK does not move it). Each roll of a
+minute adds rows under a new version; superseded versions stay (one extra set per re-opened minute).
 """
 
 from __future__ import annotations
