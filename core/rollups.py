@@ -7,7 +7,8 @@ rebalance, a redelivery after a crash). ``spans`` collapses those copies (Replac
 view that sums inserts counts each copy. So the sums are computed from deduplicated rows instead:
 
 - ``rollup_spans``: the columns the rollups need, ordered by (project, minute), filled by a view over
-  ``spans``. A copy, not a sum: inserting a span twice leaves one row after FINAL, like ``spans``.
+  ``spans`` with the spans that count (``counted = 1``: a model call recorded twice counts once, 0014).
+  A copy, not a sum: inserting a span twice leaves one row after FINAL, like ``spans``.
 - ``rollup_minutes``: per (project, minute), ``marked`` (the latest time a writer finished an insert
   holding spans of that minute) and ``rolled`` (the version of the latest rollup written for it).
   The sink marks a batch's minutes *after* its insert returned, so ``marked`` is later than the commit.
@@ -49,7 +50,7 @@ MEASURES = {
 }
 # rollup table -> the columns it is grouped by within a (project, minute)
 ROLLUPS = {
-    "metrics_1m": ("model", "provider", "name", "status", "environment", "release"),
+    "metrics_1m": ("model", "provider", "name", "status", "kind", "environment", "release"),
     "metrics_user_1m": ("user_id",),
 }
 # Settings for every read of rollup_spans FINAL: it is partitioned by day and keyed by minute, so the

@@ -39,7 +39,7 @@ SPAN_VALUES = {  # metric -> value expression on spans (NULLs are skipped by eve
     "latency": "duration_ms", "ttft": "ttft_ms", "cost": "cost", "input_tokens": "input_tokens",
     "output_tokens": "output_tokens", "tokens_per_second": "tokens_per_second",
 }
-MV_COLUMNS = frozenset({"model", "provider", "name", "status", "environment", "release"})
+MV_COLUMNS = frozenset({"model", "provider", "name", "status", "kind", "environment", "release"})
 USER_MV_COLUMNS = frozenset({"user_id"})
 MV_SERVABLE = {  # (metric, aggregation) -> expression over metrics_1m and metrics_user_1m
     ("requests", "count"): "sum(requests)", ("requests", "sum"): "sum(requests)",

@@ -17,7 +17,7 @@ def truth(clickhouse, project: str, table: str) -> dict:
     rows = clickhouse.query(
         f"SELECT toStartOfMinute(start_time) AS minute, {dims}, count(), countIf(status = 'error'), "
         "sum(ifNull(cost, 0)), sum(toUInt64(input_tokens)), sum(toUInt64(output_tokens)), sum(duration_ms) "
-        f"FROM spans FINAL WHERE project_id = {{p:String}} GROUP BY minute, {dims}",
+        f"FROM spans FINAL WHERE project_id = {{p:String}} AND counted = 1 GROUP BY minute, {dims}",
         parameters={"p": project}).result_rows
     return {tuple(r[:-6]): r[-6:] for r in rows}
 

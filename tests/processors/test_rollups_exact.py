@@ -191,3 +191,37 @@ async def test_a_crash_between_the_insert_and_its_marks_is_repaired_by_the_redel
     await _run_until(again, lambda: again.stats["spans"] >= 20)
     assert unrolled_minutes(clickhouse, project) > 0
     assert_rollups_exact(clickhouse, project, requests=40)
+
+
+@pytest.mark.asyncio
+async def test_a_call_recorded_twice_counts_once_in_the_rollups_which_keep_kinds(private_bus, clickhouse):
+    """A model call recorded twice (ingest marks the extra record evalforge.duplicate_of) counts once in
+    the rollups as in spans FINAL, rolled or not; metric=requests (model calls by default) is served
+    from metrics_1m, and kind=all counts every counted span."""
+    from starlette.datastructures import QueryParams
+
+    from query_api.filters import parse_filters
+    from query_api.metrics_sql import MetricQuery, run_metric
+
+    project = uuid.uuid4().hex[:12]
+    calls = [make_span(project, i) for i in range(10)]
+    doubles = [make_span(project, i, attributes={"evalforge.duplicate_of": calls[i]["span_id"]}) for i in range(4)]
+    chains = [make_span(project, i, kind="chain", name="agent", input_tokens=0, output_tokens=0) for i in range(6)]
+    await private_bus.publish(TOPIC_SPANS, [as_message(s) for s in calls + doubles + chains])
+    proc = SpanProcessor(private_bus, clickhouse, None, group="g-counted", batch_ms=100)
+    await _run_until(proc, lambda: proc.stats["spans"] >= 20)
+    assert _count(clickhouse, project) == 20  # both records of a call stay visible
+    assert_rollups_exact(clickhouse, project, requests=16)  # ...and count once
+
+    def requests(kind: str) -> tuple[str, float]:
+        f = parse_filters(QueryParams(f"from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z&kind={kind}"))
+        if kind == "all":
+            del f.lists["kind"]
+        mq = MetricQuery(metric="requests", aggregation="count", group_by=[], interval=None, limit=50)
+        answer = run_metric(clickhouse, project, mq, f)
+        [row] = answer["data"]
+        return answer["source"], row["value"]
+
+    assert requests("llm") == ("metrics_1m", 10)
+    assert requests("chain") == ("metrics_1m", 6)
+    assert requests("all") == ("metrics_1m", 16)
