@@ -135,3 +135,4 @@ register(BenchmarkSpec(
 
 # The standard benchmarks register themselves on import (they need the names defined above).
 from evaluators.benchmarks import code as _code  # noqa: E402,F401
+from evaluators.benchmarks import standard as _standard  # noqa: E402,F401
