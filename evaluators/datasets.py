@@ -9,6 +9,7 @@ experiment pin the version it ran on. An item keeps its ``id`` across versions.
 from __future__ import annotations
 
 import io
+import math
 import uuid
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -48,11 +49,14 @@ class ItemIn(BaseModel):
     id: str | None = Field(None, exclude=True)
 
 
-def no_nul(value: Any, where: str) -> None:
-    """PostgreSQL text and jsonb cannot hold U+0000: refuse it by field rather than fail the insert."""
+def check_storable(value: Any, where: str) -> None:
+    """PostgreSQL text and jsonb hold neither U+0000 nor NaN / Infinity (which Python's JSON parser
+    accepts): refuse them by field rather than fail the insert."""
     stack = [value]
     while stack:
         v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            raise DatasetError(f"{where}: contains a non-finite number ({v})")
         if isinstance(v, str):
             if "\x00" in v:
                 raise DatasetError(f"{where}: contains a NUL character")
@@ -83,7 +87,7 @@ def check_items(raw: Iterable[Any], input_schema: dict | None = None, expected_s
                 raise DatasetError(f"{where}.{loc}: {err['msg']}") from None
             if "input" not in data:
                 raise DatasetError(f"{where}.input: required")
-            no_nul(data, where)
+            check_storable(data, where)
             for validator, field, value in ((in_validator, "input", item.input),
                                             (out_validator, "expected_output", item.expected_output)):
                 if validator is not None:
@@ -113,19 +117,20 @@ def item_out(row: tuple) -> dict[str, Any]:
 _ITEM_COLUMNS = "item_id, input, expected_output, metadata, split, tags, source_trace_id, source_span_id"
 
 
-async def _insert_items(conn, dataset_id: str, items: list[ItemIn], version: int, first_position: int) -> list[dict]:
-    created = []
+async def _insert_rows(conn, dataset_id: str, version: int, rows: list[tuple[str, int, ItemIn]]) -> None:
+    """Item rows (id, position, content) opening at ``version``."""
     async with conn.cursor() as cur:
-        rows = []
-        for offset, item in enumerate(items):
-            item_id = uuid.uuid4().hex
-            rows.append((dataset_id, item_id, first_position + offset, Jsonb(item.input), Jsonb(item.expected_output),
-                         Jsonb(item.metadata), item.split, item.tags, item.source_trace_id, item.source_span_id, version))
-            created.append({"id": item_id, **item.model_dump()})
         await cur.executemany(
             "INSERT INTO dataset_items (dataset_id, item_id, position, input, expected_output, metadata, split, tags, "
-            "source_trace_id, source_span_id, version_from) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
-    return created
+            "source_trace_id, source_span_id, version_from) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(dataset_id, item_id, position, Jsonb(i.input), Jsonb(i.expected_output), Jsonb(i.metadata), i.split,
+              i.tags, i.source_trace_id, i.source_span_id, version) for item_id, position, i in rows])
+
+
+async def _insert_items(conn, dataset_id: str, items: list[ItemIn], version: int, first_position: int) -> list[dict]:
+    rows = [(uuid.uuid4().hex, first_position + offset, item) for offset, item in enumerate(items)]
+    await _insert_rows(conn, dataset_id, version, rows)
+    return [{"id": item_id, **item.model_dump()} for item_id, _, item in rows]
 
 
 async def create_dataset(conn, project_id: str, name: str, items: list[ItemIn], *, description: str = "",
@@ -189,6 +194,20 @@ async def delete_items(conn, project_id: str, dataset_id: str, item_ids: list[st
                                  "AND version_to IS NULL", (version, dataset_id, item_ids))
         if cur.rowcount != len(set(item_ids)):
             raise DatasetError("item_ids: some ids are not items of the current version")
+    return version
+
+
+async def update_item(conn, project_id: str, dataset_id: str, item_id: str, item: ItemIn) -> int:
+    """Replace an item from the next version on; it keeps its id and position (earlier versions keep
+    the old content)."""
+    async with conn.transaction():
+        version = await _next_version(conn, project_id, dataset_id, f"edited item {item_id}")
+        row = await (await conn.execute(
+            "UPDATE dataset_items SET version_to = %s WHERE dataset_id = %s AND item_id = %s AND version_to IS NULL "
+            "RETURNING position", (version, dataset_id, item_id))).fetchone()
+        if row is None:
+            raise NotFound("item_id: not an item of the current version")
+        await _insert_rows(conn, dataset_id, version, [(item_id, row[0], item)])
     return version
 
 

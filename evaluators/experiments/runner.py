@@ -77,6 +77,7 @@ class ExperimentRun:
         self._spans: list[tuple[bytes, bytes]] = []
         self._scores: list[tuple[bytes, bytes]] = []
         self._cancelled = False
+        self.bench = None  # set from the experiment when the run starts
         self._blocking_evaluators = any(e.name in ("llm_judge", "semantic_similarity") for e in self.evaluators)
 
     async def run(self, lock_wait_s: float = 2.0) -> str:

@@ -63,10 +63,21 @@ async def get(conn, experiment_id: str, project_id: str | None = None) -> dict[s
     return out
 
 
-async def list_for(conn, project_id: str, limit: int = 100) -> list[dict[str, Any]]:
-    rows = await (await conn.execute(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE project_id = %s "
-                                     "ORDER BY created_at DESC LIMIT %s", (project_id, limit))).fetchall()
-    return [_experiment(r) for r in rows]
+async def list_for(conn, project_id: str, limit: int = 100, dataset_id: str | None = None) -> list[dict[str, Any]]:
+    """Newest first, each with its progress; ``dataset_id`` keeps the runs on that dataset (to compare)."""
+    sql = (f"SELECT {_EXPERIMENT_COLUMNS}, (SELECT count(*) FROM experiment_results r WHERE r.experiment_id = e.id) "
+           "FROM experiments e WHERE project_id = %s")
+    params: list[Any] = [project_id]
+    if dataset_id is not None:
+        sql += " AND dataset_id = %s"
+        params.append(dataset_id)
+    rows = await (await conn.execute(sql + " ORDER BY created_at DESC LIMIT %s", [*params, limit])).fetchall()
+    out = []
+    for r in rows:
+        exp = _experiment(r[:-1])
+        exp["progress"] = {"done": r[-1], "total": exp["total"]}
+        out.append(exp)
+    return out
 
 
 async def status(conn, experiment_id: str) -> str | None:

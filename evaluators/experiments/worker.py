@@ -15,8 +15,9 @@ from collections import deque
 from typing import Any
 
 import orjson
+import psycopg
 
-from core.bus import TOPIC_EXPERIMENT_JOBS, Bus, Record
+from core.bus import TOPIC_EXPERIMENT_JOBS, Bus, BusUnavailable, Record
 from evaluators.experiments import store
 from evaluators.experiments.runner import ExperimentRun
 
@@ -29,13 +30,14 @@ def job_message(experiment_id: str) -> tuple[bytes, bytes]:
 
 class ExperimentWorker:
     def __init__(self, bus: Bus, pg, settings, *, group: str = "evalforge-experiments", name: str = "worker",
-                 max_runs: int = 4, judge_deps: dict[str, Any] | None = None, flush_ms: float = 200) -> None:
+                 max_runs: int = 4, max_attempts: int = 5, judge_deps: dict[str, Any] | None = None, flush_ms: float = 200) -> None:
         self.bus = bus
         self.pg = pg
         self.settings = settings
         self.group = group
         self.name = name
         self.max_runs = max_runs
+        self.max_attempts = max_attempts
         self.judge_deps = judge_deps
         self.flush_ms = flush_ms
         self._stop = asyncio.Event()
@@ -83,23 +85,44 @@ class ExperimentWorker:
     async def _handle(self, value: bytes) -> None:
         try:
             experiment_id = orjson.loads(value)["experiment_id"]
-            async with self.pg.connection() as conn:
-                exp = await store.get(conn, experiment_id)
-        except (orjson.JSONDecodeError, KeyError, TypeError, store.NotFound) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             log.warning("experiment job dropped: %s: %s", type(exc).__name__, exc)
             return
-        if exp["status"] in store.FINISHED:
-            return
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with self.pg.connection() as conn:
+                    exp = await store.get(conn, experiment_id)
+                if exp["status"] in store.FINISHED:
+                    return
+                run = ExperimentRun(self.pg, self.bus, self.settings, exp, judge_deps=self.judge_deps,
+                                    flush_ms=self.flush_ms)
+                status = await run.run()
+                self.stats["runs"] += 1
+                log.info("experiment %s: %s", experiment_id, status)
+                return
+            except asyncio.CancelledError:
+                raise
+            except store.NotFound:
+                log.warning("experiment job dropped: experiment %s no longer exists", experiment_id)
+                return
+            except (BusUnavailable, psycopg.OperationalError) as exc:
+                # PostgreSQL or the bus went away mid-run: what was written stays written, the rerun
+                # resumes after it. Only after several failures is the run given up.
+                log.warning("experiment %s: %s (attempt %d)", experiment_id, exc, attempt)
+                if attempt == self.max_attempts:
+                    await self._fail(experiment_id, exc)
+                    return
+                await asyncio.sleep(min(2 ** attempt, 30))
+            except Exception as exc:  # a bad target or evaluator config, a broken benchmark: the run fails, visibly
+                log.exception("experiment %s failed", experiment_id)
+                await self._fail(experiment_id, exc)
+                return
+
+    async def _fail(self, experiment_id: str, exc: BaseException) -> None:
+        self.stats["failed"] += 1
         try:
-            run = ExperimentRun(self.pg, self.bus, self.settings, exp, judge_deps=self.judge_deps, flush_ms=self.flush_ms)
-            status = await run.run()
-            self.stats["runs"] += 1
-            log.info("experiment %s: %s", experiment_id, status)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bad target or evaluator config, a broken benchmark: the run fails, visibly
-            log.exception("experiment %s failed", experiment_id)
-            self.stats["failed"] += 1
             async with self.pg.connection() as conn:
                 await store.set_status(conn, experiment_id, "failed", expect=("queued", "running"),
                                        error=f"{type(exc).__name__}: {exc}")
+        except psycopg.Error:
+            log.exception("experiment %s: cannot record the failure", experiment_id)

@@ -83,7 +83,7 @@ async def create_dataset(body: DatasetIn, project: ProjectDep, services: Service
     Items that fail validation are left out and listed in ``rejected`` with the field at fault."""
     try:
         for field in ("name", "description", "input_schema", "expected_output_schema"):
-            store.no_nul(getattr(body, field), field)
+            store.check_storable(getattr(body, field), field)
         store.check_schema(body.input_schema, "input_schema")
         store.check_schema(body.expected_output_schema, "expected_output_schema")
     except store.DatasetError as exc:
@@ -139,6 +139,22 @@ async def _append(project, services, dataset_id: str, raw: list[Any], change: st
 async def add_items(dataset_id: str, body: ItemsIn, project: ProjectDep, services: ServicesDep) -> dict:
     """Add items as a new version; invalid ones are listed in ``rejected``."""
     return await _append(project, services, dataset_id, body.items, "")
+
+
+@router.put("/{dataset_id}/items/{item_id}")
+async def update_item(dataset_id: str, item_id: str, body: dict[str, Any], project: ProjectDep,
+                      services: ServicesDep) -> dict:
+    """Replace one item's content as a new version (same id and position; earlier versions unchanged)."""
+    async with services.pg.connection() as conn:
+        try:
+            input_schema, expected_schema = await store.schemas(conn, project.id, dataset_id)
+            items, rejected = store.check_items([body], input_schema, expected_schema, "item")
+            if rejected:
+                raise store.DatasetError(rejected[0]["error"].replace("item[0]", "item", 1))
+            version = await store.update_item(conn, project.id, dataset_id, item_id, items[0])
+        except (store.DatasetError, store.NotFound) as exc:
+            raise _bad(exc) from None
+    return {"id": dataset_id, "item_id": item_id, "version": version}
 
 
 @router.post("/{dataset_id}/items/delete")

@@ -85,7 +85,7 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
         raise HTTPException(400, "dataset_id: give exactly one of dataset_id and benchmark")
     try:
         for field in ("name", "dataset_id", "benchmark", "subset", "target", "evaluators", "metadata"):
-            dataset_store.no_nul(getattr(body, field) if field != "target" or body.target is None
+            dataset_store.check_storable(getattr(body, field) if field != "target" or body.target is None
                                  else body.target.model_dump(), field)
     except dataset_store.DatasetError as exc:
         raise HTTPException(400, str(exc)) from None
@@ -148,10 +148,11 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
 
 
 @router.get("")
-async def list_experiments(project: ProjectDep, services: ServicesDep,
-                           limit: int = Query(100, ge=1, le=1000)) -> dict:
+async def list_experiments(project: ProjectDep, services: ServicesDep, limit: int = Query(100, ge=1, le=1000),
+                           dataset_id: str | None = Query(None, max_length=64)) -> dict:
+    """The project's experiments, newest first, with progress; ``dataset_id`` filters."""
     async with services.pg.connection() as conn:
-        return {"experiments": await store.list_for(conn, project.id, limit)}
+        return {"experiments": await store.list_for(conn, project.id, limit, dataset_id)}
 
 
 @router.get("/{experiment_id}")
@@ -174,7 +175,7 @@ async def get_experiment(experiment_id: str, project: ProjectDep, services: Serv
 
 @router.get("/{experiment_id}/items")
 async def experiment_items(experiment_id: str, project: ProjectDep, services: ServicesDep,
-                           offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10_000)) -> dict:
+                           offset: int = Query(0, ge=0, le=100_000_000), limit: int = Query(1000, ge=1, le=10_000)) -> dict:
     """Per item x repetition: output, scores with reasons, latency, tokens, cost, error, trace id."""
     async with services.pg.connection() as conn:
         try:
@@ -245,8 +246,8 @@ async def record_results(experiment_id: str, body: ResultsIn, project: ProjectDe
                 rejected.append({"index": n, "error": f"results[{n}].repetition: must be below {exp['repetitions']}"})
             elif bad := _bad_score(r.scores):
                 rejected.append({"index": n, "error": f"results[{n}].{bad}"})
-            elif nul := _nul_field(r):
-                rejected.append({"index": n, "error": f"results[{n}].{nul}: contains a NUL character"})
+            elif unstorable := _unstorable(r):
+                rejected.append({"index": n, "error": f"results[{n}].{unstorable}"})
             else:
                 item = by_id[r.item_id]
                 good.append({**r.model_dump(), "position": positions[r.item_id], "input": item.get("input"),
@@ -257,12 +258,12 @@ async def record_results(experiment_id: str, body: ResultsIn, project: ProjectDe
     return {"accepted": len(good), "inserted": inserted, "rejected": rejected}
 
 
-def _nul_field(r: ResultIn) -> str | None:
-    for field in ("item_id", "output", "scores", "error", "trace_id"):
+def _unstorable(r: ResultIn) -> str | None:
+    for field in ("item_id", "output", "scores", "error", "trace_id", "latency_ms", "cost"):
         try:
-            dataset_store.no_nul(getattr(r, field), field)
-        except dataset_store.DatasetError:
-            return field
+            dataset_store.check_storable(getattr(r, field), field)
+        except dataset_store.DatasetError as exc:
+            return str(exc)
     return None
 
 

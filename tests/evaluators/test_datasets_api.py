@@ -41,20 +41,32 @@ def test_create_add_delete_make_versions_and_old_versions_read_back(stack):
     first_id = v1["items"][0]["id"]
     deleted = stack.client.post(f"/api/v1/datasets/{ds['id']}/items/delete", headers=h, json={"item_ids": [first_id]}).json()
     assert deleted["version"] == 3
+    second_id = v1["items"][1]["id"]
+    edited = stack.client.put(f"/api/v1/datasets/{ds['id']}/items/{second_id}", headers=h,
+                              json={"input": {"question": "capital of Italy"}, "expected_output": "Rome"})
+    assert edited.status_code == 200 and edited.json()["version"] == 4, edited.text
+    assert stack.client.put(f"/api/v1/datasets/{ds['id']}/items/{first_id}", headers=h,
+                            json={"input": {}}).status_code == 404  # deleted at version 3
+    assert stack.client.put(f"/api/v1/datasets/{ds['id']}/items/{second_id}", headers=h,
+                            json={"expected_output": 1}).json()["error"].startswith("item.input:")
 
     def at(version):
         return stack.client.get(f"/api/v1/datasets/{ds['id']}", headers=h, params={"version": version}).json()
 
     assert _strip(at(1)["items"]) == _norm(ITEMS)
+    assert at(3)["items"][0]["input"] == {"question": "capital of France"}
+    now = at(4)["items"]
+    assert (now[0]["id"], now[0]["input"], now[0]["expected_output"]) == (second_id, {"question": "capital of Italy"}, "Rome")
     assert [i["input"] for i in at(2)["items"]] == [i["input"] for i in ITEMS] + [{"question": "3+3"}]
     latest = stack.client.get(f"/api/v1/datasets/{ds['id']}", headers=h).json()
-    assert latest["version"] == 3 and [i["input"] for i in latest["items"]] == [i["input"] for i in ITEMS[1:]] + [{"question": "3+3"}]
+    assert latest["version"] == 4 and [i["input"] for i in latest["items"]] == [
+        {"question": "capital of Italy"}, ITEMS[2]["input"], {"question": "3+3"}]
     assert [i["id"] for i in at(2)["items"]][1:3] == [i["id"] for i in latest["items"]][:2]  # ids survive versions
-    dev = stack.client.get(f"/api/v1/datasets/{ds['id']}", headers=h, params={"split": "dev"}).json()
+    dev = stack.client.get(f"/api/v1/datasets/{ds['id']}", headers=h, params={"split": "dev", "version": 3}).json()
     assert [i["input"] for i in dev["items"]] == [{"question": "capital of France"}]
     listed = stack.client.get("/api/v1/datasets", headers=h).json()["datasets"]
-    assert [(d["name"], d["version"], d["items"]) for d in listed] == [("qa", 3, 3)]
-    assert stack.client.get(f"/api/v1/datasets/{ds['id']}", headers=h, params={"version": 4}).status_code == 400
+    assert [(d["name"], d["version"], d["items"]) for d in listed] == [("qa", 4, 3)]
+    assert stack.client.get(f"/api/v1/datasets/{ds['id']}", headers=h, params={"version": 5}).status_code == 400
     _, other = stack.create_key()
     assert stack.client.get(f"/api/v1/datasets/{ds['id']}", headers=stack.headers(other)).status_code == 404
     assert stack.client.post(f"/api/v1/datasets/{ds['id']}/items", headers=stack.headers(other),
@@ -122,6 +134,9 @@ def test_schemas_reject_bad_items_and_keep_the_good_ones(stack):
         "name": "badschema", "input_schema": {"type": "nope"}}).json()["error"].startswith("input_schema:")
     assert stack.client.post("/api/v1/datasets", headers=h, json={"name": "nul", "items": [
         {"input": {"q": "a\x00b"}}]}).json()["error"].startswith("items[0]: contains a NUL")
+    nan = stack.client.post("/api/v1/datasets", headers={**h, "content-type": "application/json"},
+                            content=b'{"name": "nan", "items": [{"input": {"q": NaN}}]}')
+    assert nan.json()["error"].startswith("items[0]: contains a non-finite number")
     assert stack.client.post("/api/v1/datasets", headers=h, json={"items": []}).json()["error"].startswith("name")
     assert stack.client.post("/api/v1/datasets", headers=h, json={"name": "a\x00"}).json()["error"].startswith("name: contains a NUL")
     assert stack.client.post("/api/v1/datasets", headers=h, json={"name": "typed"}).status_code == 409

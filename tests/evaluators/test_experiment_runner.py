@@ -119,3 +119,45 @@ async def test_the_worker_on_kafka_commits_a_job_only_after_its_run(kafka_broker
         assert len(echo.requests) == 18
     finally:
         await bus.close()
+
+
+class FlakyBus:
+    """The real bus, except that its first ``failures`` publishes of spans fail as an outage would."""
+
+    def __init__(self, bus, failures: int) -> None:
+        self._bus, self.failures = bus, failures
+
+    def __getattr__(self, name):
+        return getattr(self._bus, name)
+
+    async def publish(self, topic, records):
+        from core.bus import TOPIC_SPANS, BusUnavailable
+
+        if topic == TOPIC_SPANS and self.failures > 0:
+            self.failures -= 1
+            raise BusUnavailable("injected outage")
+        await self._bus.publish(topic, records)
+
+
+@pytest.mark.asyncio
+async def test_a_bus_outage_mid_run_is_retried_and_the_run_completes(pool, private_bus, echo, migrated_postgres):
+    from core.bus import TOPIC_EXPERIMENT_JOBS
+    from evaluators.experiments.worker import ExperimentWorker, job_message
+
+    exp, _ = await _experiment(pool, _project(migrated_postgres), echo.openai_base_url, 12, concurrency=3)
+    await private_bus.publish(TOPIC_EXPERIMENT_JOBS, [job_message(exp["id"])])
+    flaky = FlakyBus(private_bus, failures=2)
+    worker = ExperimentWorker(flaky, pool, SETTINGS, name="flaky", flush_ms=20)
+    task = asyncio.create_task(worker.run())
+    try:
+        async with pool.connection() as conn:
+            for _ in range(400):
+                if await store.status(conn, exp["id"]) in store.FINISHED:
+                    break
+                await asyncio.sleep(0.05)
+            assert await store.status(conn, exp["id"]) == "completed"
+            assert await store.done_count(conn, exp["id"]) == 12
+    finally:
+        worker.stop()
+        await task
+    assert flaky.failures == 0 and worker.stats == {"runs": 1, "failed": 0}

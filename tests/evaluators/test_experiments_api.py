@@ -4,6 +4,7 @@ bad input."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -88,6 +89,9 @@ def test_two_stub_models_get_their_exact_accuracy_cost_traces_and_a_significance
     haiku = compute_call_cost("anthropic", "claude-3-5-haiku", None, Usage(120, 30)).cost
     assert w["summary"]["cost"]["total"] == pytest.approx(100 * haiku, rel=1e-9)
     assert g["dataset_version"] == 1
+    listed = stack.client.get("/api/v1/experiments", headers=h, params={"dataset_id": dataset_id}).json()["experiments"]
+    assert [(e["id"], e["progress"]) for e in listed] == [(weak, {"done": 100, "total": 100}), (good, {"done": 50, "total": 50})]
+    assert stack.client.get("/api/v1/experiments", headers=h, params={"dataset_id": "other"}).json()["experiments"] == []
     # the stubs saw both wire protocols and the rendered template
     paths = {r.path for r in stub.requests}
     assert paths == {"/v1/chat/completions", "/v1/messages"}
@@ -256,14 +260,17 @@ def test_client_side_results_keep_the_good_rows_and_name_the_bad(stack):
             {"item_id": first, "repetition": 2},
             {"item_id": second, "repetition": 0, "scores": [{"name": "ok", "value": "high"}]},
             {"item_id": second, "repetition": 1, "output": "a\x00b"},
-            {"item_id": second, "repetition": 0, "latency_ms": -1}]
-    r = stack.client.post(f"/api/v1/experiments/{exp['id']}/results", headers=h, json={"results": rows})
+            {"item_id": second, "repetition": 0, "latency_ms": -1},
+            {"item_id": second, "repetition": 0, "cost": float("inf")}]
+    # Python's JSON parser takes NaN / Infinity literals, which PostgreSQL cannot store
+    r = stack.client.post(f"/api/v1/experiments/{exp['id']}/results", content=json.dumps({"results": rows}),
+                          headers={**h, "content-type": "application/json"})
     assert r.status_code == 202, r.text
     body = r.json()
     assert (body["accepted"], body["inserted"]) == (1, 1)
     assert [e["error"].split(":")[0] for e in body["rejected"]] == [
         "results[1].item_id", "results[2].repetition", "results[3].scores[0].value", "results[4].output",
-        "results[5].latency_ms"]
+        "results[5].latency_ms", "results[6].cost"]
     again = stack.client.post(f"/api/v1/experiments/{exp['id']}/results", headers=h, json={"results": rows[:1]}).json()
     assert (again["accepted"], again["inserted"]) == (1, 0)  # a retried upload counts once
     assert stack.client.post("/api/v1/experiments", headers=h, json={
