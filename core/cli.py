@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     from evaluators.experiments_cli import add_parsers as add_experiment_parsers
 
     add_experiment_parsers(sub)
+    from evaluators.leaderboard_cli import add_parser as add_leaderboard_parser
+
+    add_leaderboard_parser(sub)
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     kc = keys_sub.add_parser("create", help="create a key for a project (creating the project if needed)")
@@ -344,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
             from evaluators.experiments_cli import run as run_experiments_cli
 
             return run_experiments_cli(args, settings)
+        elif args.command == "leaderboard":
+            from evaluators.leaderboard_cli import run as run_leaderboard_cli
+
+            return run_leaderboard_cli(args, settings)
         elif args.command == "demo":
             from core.demo import run_demo
 
