@@ -52,6 +52,7 @@ def _routers(kind: str) -> list:
         from evaluators.routers.datasets import router as datasets_router
         from evaluators.routers.experiments import router as experiments_router
         from evaluators.routers.leaderboards import router as leaderboards_router
+        from evaluators.routers.plan import router as plan_router
         from evaluators.rules_api import router as eval_rules_router
         from query_api.routers.auth import router as auth_router
         from query_api.routers.members import router as members_router
@@ -59,8 +60,8 @@ def _routers(kind: str) -> list:
         from stream_processors.alerts.rules_api import router as alert_rules_router
 
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router,
-                    auth_router, projects_router, members_router, datasets_router, experiments_router,
-                    benchmarks_router, leaderboards_router]
+                    auth_router, projects_router, members_router, datasets_router, plan_router,
+                    experiments_router, benchmarks_router, leaderboards_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
 
