@@ -9,6 +9,7 @@ within ``auth_cache_seconds`` everywhere and at once on the replica that made th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -17,12 +18,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+T = TypeVar("T")
 ROLES = ("viewer", "member", "admin", "owner")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 MIN_PASSWORD_CHARS = 8
@@ -111,16 +114,17 @@ def create_user(conn, email: str, password: str, name: str = "") -> User:
     return user
 
 
-def set_password(conn, email: str, password: str) -> bool:
-    """Replace a user's password and end their sessions; False if there is no such user."""
+def set_password(conn, email: str, password: str) -> list[str] | None:
+    """Replace a user's password and end their sessions; the ended sessions' hashes (for the caches),
+    or None if there is no such user."""
     check_password(password)
     row = conn.execute(
         "UPDATE users SET password_hash = %s, password_changed_at = now() WHERE email = %s RETURNING id",
         (hash_password(password), normalize_email(email))).fetchone()
     if row is None:
-        return False
-    conn.execute("DELETE FROM user_sessions WHERE user_id = %s", (row[0],))
-    return True
+        return None
+    ended = conn.execute("DELETE FROM user_sessions WHERE user_id = %s RETURNING token_hash", (row[0],)).fetchall()
+    return [r[0] for r in ended]
 
 
 def set_membership(conn, project_id: str, user_id: str, role: str) -> None:
@@ -133,6 +137,18 @@ def set_membership(conn, project_id: str, user_id: str, role: str) -> None:
 
 def user_count(conn) -> int:
     return conn.execute("SELECT count(*) FROM users").fetchone()[0]
+
+
+class HashingSlots:
+    """At most ``slots`` argon2 computations at once. Each holds 64 MiB and a core for 0.1-0.4 s, so a
+    flood of sign-ins waits here instead of exhausting memory or the event loop's thread pool."""
+
+    def __init__(self, slots: int = 2):
+        self._semaphore = asyncio.Semaphore(slots)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._semaphore:
+            return await asyncio.to_thread(fn, *args)
 
 
 # -- sessions (async, on the services' pool and Redis) --
@@ -202,6 +218,11 @@ class SessionStore:
         async with self._pg.connection() as conn:
             await conn.execute("DELETE FROM user_sessions WHERE token_hash = %s", (digest,))
         await self._forget(self.SESSION_PREFIX + digest)
+
+    async def forget_sessions(self, token_hashes: list[str]) -> None:
+        """Drop sessions ended in PostgreSQL (a new password) from the caches."""
+        for digest in token_hashes:
+            await self._forget(self.SESSION_PREFIX + digest)
 
     async def memberships(self, user_id: str) -> dict[str, tuple[str, str]]:
         """project id -> (project name, role) for every project the user belongs to."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -14,6 +15,8 @@ class BlobStore(Protocol):
     def get(self, key: str) -> bytes: ...
 
     def ping(self) -> None: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
 
 
 class FileBlobStore:
@@ -42,6 +45,15 @@ class FileBlobStore:
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise OSError(f"blob dir {self.root} is not writable")
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob under ``prefix/`` (a project's payloads); returns how many."""
+        folder = self._path(prefix.strip("/"))
+        if folder == self.root.resolve() or not folder.is_dir():
+            return 0
+        count = sum(1 for p in folder.rglob("*") if p.is_file())
+        shutil.rmtree(folder)
+        return count
 
 
 class S3BlobStore:
@@ -76,6 +88,19 @@ class S3BlobStore:
 
     def ping(self) -> None:
         self._s3.head_bucket(Bucket=self.bucket)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob under ``prefix/`` (a project's payloads); returns how many."""
+        if not prefix.strip("/"):
+            return 0
+        count = 0
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix.strip("/") + "/"))
+        for page in pages:
+            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:  # a page holds at most 1,000 keys, as many as one delete_objects call takes
+                self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                count += len(keys)
+        return count
 
     def ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError

@@ -190,6 +190,7 @@ def _serve_copies(kind: str, settings: Settings, workers: int) -> int:
 
 async def _worker(kind: str, settings: Settings) -> None:
     """``evalforge process`` / ``evaluate``: one worker alone; SIGTERM/SIGINT drain and exit."""
+    from core.bus import BusUnavailable
     from core.services import open_services
 
     if kind == "process":
@@ -208,6 +209,8 @@ async def _worker(kind: str, settings: Settings) -> None:
     try:
         print(f"EvalForge {kind} worker running", flush=True)
         await task(services, stopping)
+    except BusUnavailable as exc:  # e.g. a second replica on a Redis Streams bus: one line, no traceback
+        raise ConfigError(f"EVALFORGE_BUS_URL: {exc}") from None
     finally:
         await services.close()
 

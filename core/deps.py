@@ -49,7 +49,7 @@ async def signed_in_user(request: Request, services: ServicesDep) -> User:
     """For routes about the user rather than a project (``/auth/me``, creating a project)."""
     user = await session_user(request, services)
     if user is None:
-        if request.headers.get("authorization"):
+        if request.headers.get("authorization") and request.method not in SAFE_METHODS:
             raise HTTPException(403, "this needs a signed-in user; an API key belongs to one project")
         raise HTTPException(401, "not signed in")
     return user
@@ -107,6 +107,10 @@ async def admin_project(project: Annotated[Project, Depends(readable_project)]) 
     return _require(project, "admin", "manage API keys, members or settings")
 
 
+async def owner_project(project: Annotated[Project, Depends(readable_project)]) -> Project:
+    return _require(project, "owner", "delete the project")
+
+
 async def ingest_project(request: Request, project: Annotated[Project, Depends(current_project)]) -> Project:
     """Any key (ingest or full); a signed-in user sending spans or scores must be a member or above."""
     if project.user_id is not None and request.method not in SAFE_METHODS:
@@ -120,5 +124,6 @@ async def ingest_project(request: Request, project: Annotated[Project, Depends(c
 ProjectDep = Annotated[Project, Depends(project_for_method)]
 ReadProjectDep = Annotated[Project, Depends(readable_project)]
 AdminProjectDep = Annotated[Project, Depends(admin_project)]
+OwnerProjectDep = Annotated[Project, Depends(owner_project)]
 IngestProjectDep = Annotated[Project, Depends(ingest_project)]
 SignedInUserDep = Annotated[User, Depends(signed_in_user)]

@@ -6,6 +6,7 @@ enough to trust (seen: servers outliving the Python process).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -26,9 +27,12 @@ class EmbeddedRedis:
     @property
     def socket_path(self) -> Path:
         # Unix socket paths are limited to ~107 bytes, so keep it short when the data dir is deep.
+        # The path is part of the bus's identity (the progress key stored with every span), so it must
+        # be the same after a restart: a digest of the data dir, not hash(), which varies per process.
         path = self.data_dir / "redis.sock"
         if len(str(path)) > 100:
-            path = Path("/tmp") / f"evalforge-redis-{abs(hash(str(self.data_dir)))}.sock"
+            digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:16]
+            path = Path("/tmp") / f"evalforge-redis-{digest}.sock"
         return path
 
     @property

@@ -7,14 +7,16 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.request_guard import install_failure_handlers, reject_nul_bytes
 from core.services import Services, open_services
 from core.settings import Settings
+from core.workers import WorkerState, supervise
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,11 @@ def build_app(
         app.state.services = services
         stopping = asyncio.Event()
         tasks: list[asyncio.Task] = []
+        # A worker that dies is restarted with backoff and fails /readyz meanwhile (never silent).
+        app.state.workers = [WorkerState(getattr(job, "__name__", "task")) for job in background]
         try:
-            tasks = [asyncio.create_task(job(services, stopping), name=getattr(job, "__name__", "task")) for job in background]
+            tasks = [asyncio.create_task(supervise(job, services, stopping, state), name=state.name)
+                     for job, state in zip(background, app.state.workers, strict=True)]
             yield
         finally:
             stopping.set()
@@ -53,9 +58,12 @@ def build_app(
 
     app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
     install_error_handlers(app)
+    install_failure_handlers(app)
     app.include_router(health_router())
     for router in routers:
-        app.include_router(router)
+        # Ingest stores what it is sent in ClickHouse (a NUL is data there); the rest reaches PostgreSQL.
+        guard = [] if "ingest" in router.tags else [Depends(reject_nul_bytes)]
+        app.include_router(router, dependencies=guard)
     return app
 
 
@@ -71,10 +79,12 @@ def health_router() -> APIRouter:
 
     @router.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: 503 while any part is down."""
+        """Readiness: 503 while any part is down or a background worker is not running."""
         parts = await request.app.state.services.health()
-        ok = all(p["status"] == "ok" for p in parts.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "parts": parts}, status_code=200 if ok else 503)
+        workers = {w.name: w.as_dict() for w in getattr(request.app.state, "workers", ())}
+        ok = all(p["status"] == "ok" for p in parts.values()) and all(w["status"] == "running" for w in workers.values())
+        body = {"status": "ok" if ok else "unavailable", "parts": parts, "workers": workers}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -34,6 +34,14 @@ class PriceOverrideIn(BaseModel):
     tiers: list[TierIn] = Field(default_factory=list, max_length=20)
 
 
+def _as_floats(entry: dict[str, Any]) -> dict[str, Any]:
+    """Prices are numbers of one JSON type, always floats (the shipped table writes 10 for 10.0)."""
+    def floats(prices: dict[str, Any]) -> dict[str, float]:
+        return {key: float(value) for key, value in prices.items()}
+    return {**entry, "prices": floats(entry.get("prices", {})),
+            "tiers": [{**tier, "prices": floats(tier.get("prices", {}))} for tier in entry.get("tiers", [])]}
+
+
 async def project_overrides(services, project_id: str) -> list[dict[str, Any]]:
     """The project's overrides as price-table entries."""
     async with services.pg.connection() as conn:
@@ -48,7 +56,7 @@ async def project_overrides(services, project_id: str) -> list[dict[str, Any]]:
 async def list_prices(project: ProjectDep, services: ServicesDep) -> dict:
     """The project's overrides and the version of the shipped table they take precedence over."""
     return {"shipped": {"version": pricing.price_table.version, "updated": pricing.price_table.updated},
-            "overrides": await project_overrides(services, project.id)}
+            "overrides": [_as_floats(o) for o in await project_overrides(services, project.id)]}
 
 
 @router.get("/match")
@@ -62,8 +70,8 @@ async def match_price(project: ProjectDep, services: ServicesDep,
     source, entry = found
     raw = entry.raw
     return {"model": model, "provider": provider, "source": source,
-            "entry": {"id": entry.id, "provider": entry.provider, "model": raw["model"], "prices": raw.get("prices", {}),
-                      "tiers": raw.get("tiers", [])}}
+            "entry": _as_floats({"id": entry.id, "provider": entry.provider, "model": raw["model"],
+                                 "prices": raw.get("prices", {}), "tiers": raw.get("tiers", [])})}
 
 
 @router.put("")
@@ -85,7 +93,7 @@ async def put_price(body: PriceOverrideIn, project: AdminProjectDep, services: S
             "SET prices = EXCLUDED.prices, tiers = EXCLUDED.tiers, updated_at = now() RETURNING updated_at",
             (project.id, provider, model, Jsonb(entry["prices"]), Jsonb(tiers)))
         updated_at = (await cur.fetchone())[0]
-    return {**entry, "updated_at": updated_at.isoformat()}
+    return {**_as_floats(entry), "updated_at": updated_at.isoformat()}
 
 
 @router.delete("")

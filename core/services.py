@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import redis
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
-from core.accounts import LoginThrottle, SessionStore
+from core.accounts import HashingSlots, LoginThrottle, SessionStore
 from core.auth import Authenticator
 from core.blobs import BlobStore, S3BlobStore, open_blob_store
 from core.bus import ALL_TOPICS, Bus, BusUnavailable, open_bus
@@ -29,7 +30,9 @@ def open_clickhouse(url: str):
 
     if url.startswith("chdb://"):
         return clickhouse_connect.get_client(dsn=url)
-    return clickhouse_connect.get_client(dsn=url, compress="lz4", connect_timeout=5)
+    # No session: a ClickHouse server refuses a second query in a session while one runs, and the
+    # services' client is used from many threads at once. Nothing here relies on session state.
+    return clickhouse_connect.get_client(dsn=url, compress="lz4", connect_timeout=5, autogenerate_session_id=False)
 
 
 @dataclass
@@ -45,7 +48,15 @@ class Services:
     auth: Authenticator | None = None
     sessions: SessionStore | None = None
     login_throttle: LoginThrottle | None = None
+    password_hashing: HashingSlots = field(default_factory=HashingSlots)
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def sync_redis(self) -> redis.Redis:
+        """The one blocking Redis client (a connection pool) for code running in worker threads."""
+        client = self.extras.get("sync_redis")
+        if client is None:
+            client = self.extras["sync_redis"] = redis.Redis.from_url(self.urls["redis"], socket_connect_timeout=5)
+        return client
 
     def pg_sync(self) -> psycopg.Connection:
         """A short-lived blocking connection (CLI, migrations)."""
@@ -84,6 +95,8 @@ class Services:
             await self.pg.close()
         if self.redis is not None:
             await self.redis.aclose()
+        if (sync_redis := self.extras.pop("sync_redis", None)) is not None:
+            sync_redis.close()
         if self.clickhouse is not None and not self.urls.get("clickhouse", "").startswith("chdb://"):
             self.clickhouse.close()
         if self.embedded is not None:
@@ -122,7 +135,9 @@ async def open_services(
             svc.embedded = EmbeddedStack(settings.data_dir.resolve(), embedded_parts)
             urls.update(await asyncio.to_thread(svc.embedded.start))
         if "redis" in needed:
-            svc.redis = aioredis.from_url(urls["redis"], socket_connect_timeout=5)
+            # A read timeout: a stalled Redis becomes a 503 (core.request_guard), not a request that hangs.
+            svc.redis = aioredis.from_url(urls["redis"], socket_connect_timeout=5,
+                                          socket_timeout=settings.redis_timeout_seconds)
             await _reach("EVALFORGE_REDIS_URL", svc.redis.ping())
         if "postgres" in needed:
             if migrate:
@@ -139,7 +154,9 @@ async def open_services(
         if "bus" in needed:
             redis_url = urls["redis"]
             svc.bus = open_bus(settings.bus_url, redis_url=redis_url, partitions=settings.kafka_partitions,
-                               timeout_s=settings.bus_timeout_seconds)
+                               timeout_s=settings.bus_timeout_seconds,
+                               replication_factor=settings.kafka_replication_factor,
+                               min_insync_replicas=settings.kafka_min_insync_replicas)
             try:
                 await svc.bus.start()
                 if migrate:

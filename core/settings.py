@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     blob_url: str = Field("", description="s3://bucket?endpoint=http://…&region=… | file:///path | empty = <data_dir>/blobs")
 
     kafka_partitions: int = 8
+    # 0: chosen by `migrate` from the brokers it finds: min(3, brokers) replicas, min.insync one less
+    kafka_replication_factor: int = Field(0, ge=0)
+    kafka_min_insync_replicas: int = Field(0, ge=0)
     processor_group: str = "evalforge-processors"
     sink_batch_rows: int = 5000
     sink_batch_ms: int = 1000
@@ -79,6 +82,15 @@ class Settings(BaseSettings):
     max_spans_per_request: int = 10_000
     max_attribute_bytes: int = 64 * 1024
     payload_offload_bytes: int = 32 * 1024
+    # Bounds on what one ingest request may cost (hostile input must not stall a process).
+    max_attributes_per_span: int = 10_000
+    max_tags_per_span: int = 1_000
+    max_scores_per_request: int = 1_000
+    ingest_max_inflight_bytes: int = Field(
+        256 * 1024 * 1024, description="request-body bytes one ingest process holds at most; beyond, 503 + Retry-After (0 = no cap)")
+    redis_timeout_seconds: float = 5.0  # a command on the shared Redis (auth cache, rate limits) waits this long
+    ingest_thread_decode_bytes: int = Field(
+        256 * 1024, description="bodies this large or larger are decompressed and decoded off the event loop")
     rate_limit_spans_per_second: float = 0.0  # 0 = unlimited
     rate_limit_burst: float = 0.0  # default: one second's worth
     auth_cache_seconds: float = 30.0  # API keys, sessions and memberships

@@ -68,6 +68,9 @@ COLUMNS: dict[str, str] = {
 }
 
 TIME_COLUMNS = ("start_time", "end_time", "ingested_at")
+# Set by ingest (ingest/duplicates.py) on the extra records of a model call recorded twice: the span id
+# of the record that counts. ClickHouse's spans.counted is 0 where it is set (migration 0013).
+DUPLICATE_OF = "evalforge.duplicate_of"
 
 
 def empty_record() -> dict[str, Any]:

@@ -153,6 +153,8 @@ def fill_missing_tokens(span: dict[str, Any]) -> None:
     processor's enrichment does; ingest too, for the payloads it offloads (the processor sees no text then)."""
     if span["kind"] not in LLM_KINDS or span["input_tokens"] or span["output_tokens"]:
         return
+    if span.get("status") == "error":
+        return  # a failed call (4xx / 5xx) that reported no usage was not billed: nothing to count or price
     model = span.get("model") or span.get("request_model") or None
     estimated = False
     if span.get("input"):

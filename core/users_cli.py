@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, with_postgres) -> int:
             found = with_postgres(lambda conn: set_password(conn, args.email, password))
         except ValueError as exc:
             raise SystemExit(f"evalforge: error: {exc}") from None
-        if not found:
+        if found is None:
             print(f"evalforge: error: no user with email {args.email!r}", file=sys.stderr)
             return 1
         print(f"new password set for {args.email.strip().lower()}; their sessions are ended")

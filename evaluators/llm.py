@@ -18,9 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol, TypeVar
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.egress import EGRESS_REFUSED, EgressRefused, check_url, guarded_sdk_http_client
+from core.egress import (
+    EGRESS_REFUSED,
+    EgressRefused,
+    check_url,
+    guarded_sdk_http_client,
+)
 
 T = TypeVar("T")
 ErrorKind = Literal["provider_error", "malformed_output", "rate_limited", "budget_exceeded"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
@@ -92,7 +91,8 @@ def _assistant(body: PromptIn, services) -> dict[str, Any]:
         check_base_url(body.llm.base_url, s)
     except ValueError as exc:
         raise HTTPException(400, f"llm.{exc}") from None
-    guard = redis_judge_guard(redis.Redis.from_url(services.urls["redis"]), s.judge_calls_per_minute,
+    # the services' pooled client: a client per request would open (and leak) a pool per request
+    guard = redis_judge_guard(services.sync_redis(), s.judge_calls_per_minute,
                               s.judge_daily_budget_usd)
     return {"llm": LLMClient(body.llm, api_key=s.judge_api_key or None, egress=s, purpose="llm_assist"),
             "guard": guard}

@@ -10,8 +10,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from core.auth import ensure_project
-from evaluators.rules import FILTER_FIELDS
 from evaluators.registry import validate_rule_config
+from evaluators.rules import FILTER_FIELDS
 
 
 def add_parser(sub) -> None:

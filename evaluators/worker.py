@@ -13,14 +13,13 @@ from typing import Any
 import orjson
 
 from core.blobs import BlobStore
-from core.bus import TOPIC_EVAL_JOBS, TOPIC_SCORES, TOPIC_SPANS, Bus
+from core.bus import TOPIC_EVAL_DLQ, TOPIC_EVAL_JOBS, TOPIC_SCORES, TOPIC_SPANS, Bus
 from core.span import decode, encode
 from evaluators.llm import JudgeError, JudgeGuard
 from evaluators.registry import get_evaluator
 
 log = logging.getLogger(__name__)
 
-TOPIC_EVAL_DLQ = "eval.dlq"
 _JSON = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
 

@@ -23,7 +23,7 @@ _register("kind", "evalforge.span.kind", "openinference.span.kind", "langfuse.ob
 _register("operation", "evalforge.operation", "gen_ai.operation.name", "llm.request.type")
 _register("provider", "evalforge.provider", "gen_ai.provider.name", "gen_ai.system", "llm.provider",
           "llm.system")
-_register("request_model", "evalforge.request_model", "gen_ai.request.model")
+_register("request_model", "evalforge.request_model", "gen_ai.request.model", "llm.request.model_name")
 _register("response_model", "evalforge.model", "gen_ai.response.model", "langfuse.observation.model.name",
           "llm.model_name", "llm.response.model")
 _register("input_tokens", "evalforge.usage.input_tokens", "gen_ai.usage.input_tokens",
@@ -48,13 +48,29 @@ _register("completion_start", "langfuse.observation.completion_start_time")
 _register("input", "evalforge.input", "gen_ai.input.messages", "langfuse.observation.input")
 _register("output", "evalforge.output", "gen_ai.output.messages", "langfuse.observation.output")
 _SLOTS.update({"gen_ai.tool.call.arguments": ("input", 5), "gen_ai.retrieval.query.text": ("input", 5),
-               "input.value": ("input", 6), "gen_ai.prompt": ("input", 7)})
+               "ai.prompt.messages": ("input", 5), "ai.toolCall.args": ("input", 5), "ai.toolCall.input": ("input", 5),
+               "input.value": ("input", 6), "traceloop.entity.input": ("input", 6), "ai.prompt": ("input", 6),
+               "gen_ai.prompt": ("input", 7), "request_data": ("input", 8)})
 _SLOTS.update({"gen_ai.tool.call.result": ("output", 5), "gen_ai.retrieval.documents": ("output", 5),
-               "output.value": ("output", 6), "gen_ai.completion": ("output", 7)})
+               "ai.response.text": ("output", 5), "ai.response.toolCalls": ("output", 5),
+               "ai.toolCall.result": ("output", 5), "ai.toolCall.output": ("output", 5),
+               "output.value": ("output", 6), "traceloop.entity.output": ("output", 6),
+               "gen_ai.completion": ("output", 7), "response_data": ("output", 8)})
+# Vercel AI SDK (ai.*), lowest rank: its doGenerate / doStream spans also carry gen_ai.*, which win
+for slot, keys in {"kind": ("ai.operationId",), "provider": ("ai.model.provider",),
+                   "request_model": ("ai.model.id",), "response_model": ("ai.response.model",),
+                   "input_tokens": ("ai.usage.promptTokens", "ai.usage.inputTokens"),
+                   "output_tokens": ("ai.usage.completionTokens", "ai.usage.outputTokens"),
+                   "total_tokens": ("ai.usage.totalTokens",), "cache_read": ("ai.usage.cachedInputTokens",),
+                   "reasoning": ("ai.usage.reasoningTokens",), "ttft_ms": ("ai.response.msToFirstChunk", "ai.stream.msToFirstChunk")}.items():
+    for key in keys:
+        _SLOTS[key] = (slot, 50)
+# the Anthropic SDK's own spans (com.anthropic.sdk.python) name cache writes so
+_SLOTS["gen_ai.usage.cache_write.input_tokens"] = ("cache_creation", 2)
 _register("session_id", "evalforge.session_id", "gen_ai.conversation.id", "langfuse.session.id", "session.id",
           "traceloop.association.properties.session_id")
 _register("user_id", "evalforge.user_id", "langfuse.user.id", "user.id",
-          "traceloop.association.properties.user_id")
+          "traceloop.association.properties.user_id", "llm.user")
 _register("environment", "evalforge.environment", "langfuse.environment", "deployment.environment.name",
           "deployment.environment")
 _register("release", "evalforge.release", "langfuse.release", "service.version")
@@ -97,7 +113,15 @@ _KIND_ALIASES = {
     "llm": "llm", "generation": "llm", "chat": "llm", "completion": "llm", "embedding": "embedding",
     "chain": "chain", "workflow": "chain", "task": "chain", "tool": "tool", "retriever": "retriever",
     "reranker": "retriever", "agent": "agent", "evaluator": "evaluator", "span": "span",
+    # Vercel AI SDK ai.operationId: the provider call is the do* span, its parent the SDK function
+    "ai.generatetext.dogenerate": "llm", "ai.streamtext.dostream": "llm", "ai.generateobject.dogenerate": "llm",
+    "ai.streamobject.dostream": "llm", "ai.generatetext": "chain", "ai.streamtext": "chain",
+    "ai.generateobject": "chain", "ai.streamobject": "chain", "ai.toolcall": "tool", "ai.embed": "chain",
+    "ai.embedmany": "chain", "ai.embed.doembed": "embedding", "ai.embedmany.doembed": "embedding",
 }
+# span events that mark the first token of a stream (OpenInference; OpenLLMetry's first chunk event)
+FIRST_TOKEN_EVENTS = frozenset(("First Token Stream Event", "gen_ai.content.completion.chunk",
+                                "llm.content.completion.chunk", "ai.stream.firstChunk"))
 _OPERATION_ALIASES = {"completion": "text_completion", "embedding": "embeddings"}
 _OPERATION_KINDS = {
     "chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "embedding",

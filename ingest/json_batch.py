@@ -127,6 +127,8 @@ def parse_time(value: int | str, field: str) -> int:
             raise SpanRejected(field, "integer times are unix nanoseconds (this looks like seconds or ms)")
         return value
     if value.isascii() and value.isdigit():
+        if len(value) > 19:  # int64 nanoseconds; int() of 4,300+ digits would raise
+            raise SpanRejected(field, "must be unix nanoseconds before year 2262")
         return parse_time(int(value), field)
     try:
         moment = datetime.fromisoformat(value)
@@ -247,11 +249,13 @@ def _optional_str(payload: dict[str, Any], key: str, max_chars: int) -> str:
     return value
 
 
-def validate_score(payload: Any, project_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+def validate_score(payload: Any, project_id: str, *, now: datetime | None = None,
+                   default_id: str | None = None) -> dict[str, Any]:
     """Score payload -> a row of the ClickHouse ``scores`` table. Raises :class:`BatchError`.
 
     ``data_type`` is inferred from ``value`` when absent: bool -> boolean (stored 1/0), number ->
-    numeric, string -> categorical. ``id`` makes re-sent scores collapse; a uuid4 hex otherwise.
+    numeric, string -> categorical. ``id`` makes re-sent scores collapse; ``default_id`` (or a uuid4
+    hex) otherwise.
     """
     if not isinstance(payload, dict):
         raise BatchError("body", "must be a JSON object")
@@ -275,7 +279,7 @@ def validate_score(payload: Any, project_id: str, *, now: datetime | None = None
     source = payload.get("source", "api")
     if source not in _SCORE_SOURCES:
         raise BatchError("source", f"must be one of {', '.join(_SCORE_SOURCES)}")
-    score_id = _optional_str(payload, "id", 128) or uuid.uuid4().hex
+    score_id = _optional_str(payload, "id", 128) or default_id or uuid.uuid4().hex
     return {
         "project_id": project_id,
         "score_id": score_id,

@@ -30,12 +30,22 @@ log = logging.getLogger(__name__)
 _native = _loader.load()
 
 
+# Attributes only the Python path maps (messages to convert into the canonical shape, Vercel's
+# "provider.api", OpenInference's invocation parameters). They are handed to the extension as prefixes
+# to decline, like the indexed message lists, instead of as slots; spans with a first-token event
+# (conventions.FIRST_TOKEN_EVENTS, listed in lib.rs too) are declined by the extension itself.
+PYTHON_ONLY_KEYS = ("ai.prompt", "ai.response.text", "ai.response.toolCalls", "ai.toolCall.", "ai.model.provider",
+                    "request_data", "response_data", "llm.invocation_parameters")
+
+
 def _configure() -> bool:
     if _native is None:
         return False
+    slots = {key: spec for key, spec in c._SLOTS.items() if not key.startswith(PYTHON_ONLY_KEYS)}
     try:
         _native.configure(
-            list(COLUMNS), c._SLOTS, sorted(c._TAG_KEYS), list(c._INDEXED_PREFIXES), list(c._METADATA_PREFIXES),
+            list(COLUMNS), slots, sorted(c._TAG_KEYS), list(c._INDEXED_PREFIXES) + list(PYTHON_ONLY_KEYS),
+            list(c._METADATA_PREFIXES),
             _RESOURCE_KEYS, c._KIND_ALIASES, c._OPERATION_ALIASES, c._OPERATION_KINDS, list(_OTEL_KINDS),
             PREVIEW_CHARS,
         )
@@ -46,6 +56,7 @@ def _configure() -> bool:
 
 
 AVAILABLE = _configure()
+
 
 
 def encode_otlp(body: bytes, project_id: str, limits: Limits, offload_chars: int,

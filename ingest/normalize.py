@@ -34,13 +34,18 @@ import orjson
 
 from core.span import empty_record, ns_to_datetime
 from ingest.conventions import (
-    _COUNT_SLOTS, _DIRECT_TEXT_SLOTS, _INDEXED, _INDEXED_KEY, _INDEXED_PREFIXES, _KIND_ALIASES,
+    FIRST_TOKEN_EVENTS, _COUNT_SLOTS, _DIRECT_TEXT_SLOTS, _INDEXED, _INDEXED_KEY, _INDEXED_PREFIXES, _KIND_ALIASES,
     _METADATA_PREFIXES, _OPERATION_ALIASES, _OPERATION_KINDS, _SLOTS, _SPECIAL_KEYS, _SPECIAL_PREFIXES,
     _TAG_KEYS, _TEXT_SLOTS, _TOKEN_SLOTS,
+)
+from ingest.messages import (
+    from_chat_messages, from_indexed_genai, from_openinference, logfire_input, logfire_output, vercel_output,
+    vercel_prompt,
 )
 
 PREVIEW_CHARS = 200
 UINT32_MAX = 2**32 - 1
+_MAX_MESSAGE_INDEX_DIGITS = 6  # gen_ai.prompt.<n>.…: a million messages is far beyond any real call
 MAX_NS = 2**63 - 1  # int64 nanoseconds: year 2262, well inside what datetime holds
 _TRUNCATED_KEY = "evalforge.truncated"
 _HEX = re.compile(r"[0-9a-f]+")
@@ -57,6 +62,9 @@ class Limits:
 
     max_attribute_bytes: int = 64 * 1024  # one attribute / event attribute value, UTF-8 bytes
     max_payload_bytes: int = 8 * 1024 * 1024  # input / output; big ones are offloaded by ingest later
+    # Counts beyond which a span is rejected (not cut): they bound the work one request can cause.
+    max_attributes: int = 10_000  # attributes of one span
+    max_tags: int = 1_000  # tags of one span, before de-duplication
 
 
 DEFAULT_LIMITS = Limits()
@@ -175,6 +183,7 @@ def to_record(
     if not isinstance(resource, Resource):
         resource = make_resource(resource, *(scope or ("", "")), limits=limits)
     _validate(span)
+    check_attribute_count(len(span.attributes), limits)
     max_attr = limits.max_attribute_bytes
     counter = [resource.truncated]
     attrs = dict(resource.attributes)
@@ -182,29 +191,37 @@ def to_record(
     tags: list[str] = []
     indexed: dict[str, dict[int, dict[str, Any]]] = {}
     slots_get, found_get = _SLOTS.get, found.get
+    seen_tags: set[str] = set()
     # The hot loop: one dict lookup per attribute; plain short strings are stored without a call.
-    for key, value in span.attributes.items():
-        spec = slots_get(key)
-        if spec is None:
-            if key.startswith(_SPECIAL_PREFIXES) or key in _SPECIAL_KEYS:
-                _special(key, value, attrs, tags, indexed, max_attr, counter)
-            elif type(value) is str and len(value) * 4 <= max_attr:
-                attrs[key] = value
+    key = ""
+    try:
+        for key, value in span.attributes.items():
+            spec = slots_get(key)
+            if spec is None:
+                if key.startswith(_SPECIAL_PREFIXES) or key in _SPECIAL_KEYS:
+                    _special(key, value, attrs, (tags, seen_tags, limits.max_tags), indexed, max_attr, counter)
+                elif type(value) is str and len(value) * 4 <= max_attr:
+                    attrs[key] = value
+                else:
+                    attrs[key] = _attr_str(value, max_attr, counter)
+                continue
+            slot, rank = spec
+            current = found_get(slot)
+            if current is None:
+                found[slot] = (rank, key, value)
+            elif rank < current[0]:
+                found[slot] = (rank, key, value)
+                attrs[current[1]] = _attr_str(current[2], max_attr, counter)
             else:
                 attrs[key] = _attr_str(value, max_attr, counter)
-            continue
-        slot, rank = spec
-        current = found_get(slot)
-        if current is None:
-            found[slot] = (rank, key, value)
-        elif rank < current[0]:
-            found[slot] = (rank, key, value)
-            attrs[current[1]] = _attr_str(current[2], max_attr, counter)
-        else:
-            attrs[key] = _attr_str(value, max_attr, counter)
+    except _Unencodable as exc:
+        raise SpanRejected(f"attributes.{key[:100]}", exc.message) from None
     for prefix, messages in indexed.items():
         slot, rank, _ = _INDEXED[prefix]
-        value = [messages[i] for i in sorted(messages)]
+        if prefix.startswith("llm."):
+            value = [from_openinference(messages[i]) for i in sorted(messages)]
+        else:
+            value = _indexed_genai_messages([messages[i] for i in sorted(messages)])
         current = found.get(slot)
         if current is None or rank < current[0]:
             found[slot] = (rank, prefix, value)
@@ -218,7 +235,7 @@ def to_record(
         value = found[slot][2]
         text[slot] = value if type(value) is str else _as_text(value)
     get = text.get
-    request_model = get("request_model", "")
+    request_model = get("request_model", "") or _invocation_model(span.attributes)
     start_ns, end_ns = span.start_ns, span.end_ns
     # copying a ready record and setting what varies is ~4x cheaper than a 45-key dict display
     rec = _TEMPLATE.copy()
@@ -241,19 +258,22 @@ def to_record(
     if text:
         for slot in _DIRECT_TEXT_SLOTS.intersection(text):
             rec[slot] = text[slot]
-        if "provider" in text:
-            rec["provider"] = text["provider"].lower()
+        if "provider" in text:  # Vercel AI SDK names the API too: "openai.chat" is openai
+            rec["provider"] = text["provider"].lower().partition(".")[0]
     _set_operation_and_kind(rec, get)
     if span.status_code or span.status_message or span.events or "level" in found or "error_type" in found:
         _set_status(rec, span, get, max_attr, counter)
     if not _TOKEN_SLOTS.isdisjoint(found):
         _set_tokens(rec, found, attrs, max_attr, counter)
     if "input" in found or "output" in found or span.events:
+        _convert_messages(found, span.attributes)
         _set_payloads(rec, span, found, limits.max_payload_bytes, counter)
     if "cost" in found or "cost_details" in found:
         _set_cost(rec, found, attrs, max_attr, counter)
     if "ttft_ms" in found or "ttft_s" in found or "completion_start" in found:
         _set_ttft(rec, found)
+    elif span.events:
+        _ttft_from_events(rec, span)
     if 1 < span.kind < len(_OTEL_KINDS):
         attrs["otel.span_kind"] = _OTEL_KINDS[span.kind]
     if span.links:
@@ -263,14 +283,49 @@ def to_record(
     return rec
 
 
+def check_attribute_count(count: int, limits: Limits) -> None:
+    """Raise :class:`SpanRejected` for a span with more attributes than ``limits`` allow (decoders call
+    it before converting the attributes, which is most of the work for a hostile span)."""
+    if count > limits.max_attributes:
+        raise SpanRejected("attributes", f"{count} attributes; the limit is {limits.max_attributes} per span")
+
+
+def _indexed_genai_messages(flats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``gen_ai.prompt.N.*`` / ``gen_ai.completion.N.*`` -> canonical messages. LiteLLM numbers the
+    tool calls of one reply as completions (``gen_ai.completion.1.function_call.name`` with no role
+    or content): those join the message before them."""
+    out: list[dict[str, Any]] = []
+    for flat in flats:
+        message = from_indexed_genai(flat)
+        if out and not message["role"] and all(p["type"] == "tool_call" for p in message["parts"]):
+            out[-1]["parts"] += message["parts"]
+        else:
+            out.append(message)
+    return out
+
+
+def _invocation_model(attributes: dict[str, Any]) -> str:
+    """OpenInference keeps the requested model only in ``llm.invocation_parameters`` (a JSON object)."""
+    params = attributes.get("llm.invocation_parameters")
+    if isinstance(params, str) and params.startswith("{"):
+        try:
+            model = orjson.loads(params).get("model")
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
+        return model if isinstance(model, str) else ""
+    return ""
+
+
 def _special(key, value, attrs, tags, indexed, limit, counter) -> None:  # type: ignore[no-untyped-def]
     """Attributes that are neither plain nor a single column: tags, metadata, indexed messages."""
     if key in _TAG_KEYS:
-        _add_tags(tags, value)
+        _add_tags(*tags, value)
     elif key == "metadata":
         _expand_metadata(attrs, value, limit, counter)
     elif key.startswith(_INDEXED_PREFIXES) and (m := _INDEXED_KEY.fullmatch(key)):
         prefix, index, part = m.groups()
+        if len(index) > _MAX_MESSAGE_INDEX_DIGITS:  # int() of 4,300+ digits raises; no call has 10^6 messages
+            raise SpanRejected(f"attributes.{key[:100]}", f"message index has more than {_MAX_MESSAGE_INDEX_DIGITS} digits")
         drop = _INDEXED[prefix][2]
         if drop and part.startswith(drop):
             part = part[len(drop):]
@@ -310,12 +365,26 @@ def _attr_str(value: Any, limit: int, counter: list[int]) -> str:
     return _truncate(value, limit, counter)
 
 
+class _Unencodable(SpanRejected):
+    """An attribute value that has no JSON text we would store (nested too deep, a huge integer)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("attributes", message)
+
+
 def _dumps(value: Any) -> str:
-    """JSON text of an attribute value; orjson, falling back for what it refuses (ints > 64 bit)."""
+    """JSON text of an attribute value; orjson, falling back for what it refuses (ints > 64 bit).
+
+    Raises :class:`_Unencodable` for values nested deeper than orjson's 255 levels that the
+    fallback cannot write either (recursion), or integers beyond Python's int-to-text limit.
+    """
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:
-        return json.dumps(value, default=str, ensure_ascii=False, skipkeys=True)
+        try:
+            return json.dumps(value, default=str, ensure_ascii=False, skipkeys=True)
+        except (RecursionError, ValueError):
+            raise _Unencodable("value is nested too deep (at most 255 levels) or holds an integer too long to store") from None
 
 
 def _truncate(text: str, limit: int, counter: list[int]) -> str:
@@ -343,7 +412,9 @@ def _as_text(value: Any) -> str:
     return _dumps(value)
 
 
-def _add_tags(tags: list[str], value: Any) -> None:
+def _add_tags(tags: list[str], seen: set[str], max_tags: int, value: Any) -> None:
+    """Append each new tag of ``value`` (a tag, a list, or a JSON list as text) to ``tags`` in order;
+    ``seen`` mirrors ``tags`` so that de-duplication stays linear."""
     if isinstance(value, str):
         if value.startswith("["):
             try:
@@ -354,9 +425,12 @@ def _add_tags(tags: list[str], value: Any) -> None:
             value = [value]
     if not isinstance(value, (list, tuple)):
         value = [value]
+    if len(tags) + len(value) > max_tags:
+        raise SpanRejected("tags", f"more than {max_tags} tags on one span")
     for tag in value:
         tag = tag if isinstance(tag, str) else _dumps(tag)
-        if tag and tag not in tags:
+        if tag and tag not in seen:
+            seen.add(tag)
             tags.append(tag)
 
 
@@ -541,7 +615,10 @@ def _set_payloads(rec, span, found, limit, counter) -> None:  # type: ignore[no-
                                                     if span.events else None)
         if value is None:
             continue
-        text = _truncate(_payload_text(value), limit, counter)
+        try:
+            text = _truncate(_payload_text(value), limit, counter)
+        except _Unencodable as exc:
+            raise SpanRejected(column, exc.message) from None
         rec[column] = text
         rec[column + "_preview"] = text[:PREVIEW_CHARS]
 
@@ -575,6 +652,36 @@ def _set_cost(rec, found, attrs, limit, counter) -> None:  # type: ignore[no-unt
     if cost is not None:
         rec["cost"] = cost
         rec["cost_source"] = "user"
+
+
+_CONVERTERS = {"ai.prompt.messages": from_chat_messages, "ai.prompt": vercel_prompt,
+               "request_data": logfire_input, "response_data": logfire_output}
+
+
+def _convert_messages(found: dict[str, tuple[int, str, Any]], attributes: dict[str, Any]) -> None:
+    """Messages in a convention's own shape (Vercel AI SDK, Logfire) -> canonical, where they won."""
+    for slot in ("input", "output"):
+        entry = found.get(slot)
+        if entry is None:
+            continue
+        rank, key, value = entry
+        if key in ("ai.response.text", "ai.response.toolCalls"):
+            converted = vercel_output(attributes)
+        elif key in _CONVERTERS:
+            converted = _CONVERTERS[key](value)
+        else:
+            continue
+        if converted is not None:
+            found[slot] = (rank, key, converted)
+
+
+def _ttft_from_events(rec: dict[str, Any], span: RawSpan) -> None:
+    """Time to first token from a first-token / first-chunk event (OpenInference, OpenLLMetry)."""
+    first = min((e["time_unix_nano"] for e in span.events
+                 if e.get("name") in FIRST_TOKEN_EVENTS and isinstance(e.get("time_unix_nano"), int)
+                 and e["time_unix_nano"] >= span.start_ns), default=None)
+    if first is not None:
+        rec["ttft_ms"] = (first - span.start_ns) / 1e6
 
 
 def _set_ttft(rec: dict[str, Any], found: dict[str, tuple[int, str, Any]]) -> None:

@@ -37,6 +37,7 @@ from ingest.normalize import (
     Rejection,
     Resource,
     SpanRejected,
+    check_attribute_count,
     make_resource,
     to_record,
 )
@@ -181,6 +182,11 @@ def _walk_protobuf(request: ExportTraceServiceRequest,
             scope = scope_spans.scope
             resource = make_resource(resource_attrs, scope.name, scope.version, limits)
             for span in scope_spans.spans:
+                try:
+                    check_attribute_count(len(span.attributes), limits)
+                except SpanRejected as exc:
+                    yield resource, exc
+                    continue
                 status = span.status
                 events = [
                     {"name": event.name, "time_unix_nano": event.time_unix_nano,

@@ -78,7 +78,7 @@ def _arm_condition(metric: str, f: Filters, b: Binder, project_id: str, score_na
     if metric == "score":
         where = score_value_conditions(f, b, project_id, score_name)
     else:
-        where = span_conditions(f, b, project_id=project_id)
+        where = span_conditions(f, b, project_id=project_id) + ["counted = 1"]  # a call recorded twice: once
         if metric in SPAN_VALUES:
             where.append(f"{SPAN_VALUES[metric]} IS NOT NULL")
     return "(" + " AND ".join(where) + ")"

@@ -4,6 +4,10 @@ Rows are read in key order in chunks (keyset pagination on start_time, trace_id,
 than one long-lived result stream, so an export holds no connection open between chunks and never
 blocks other requests on the shared (embedded) client. Each chunk goes through polars (CSV/JSONL)
 or a pyarrow ParquetWriter whose bytes are handed out as soon as a row group is written.
+
+With payloads, memory stays bounded however large the offloaded inputs / outputs are: chunks are
+smaller, and within a chunk rows are encoded in slices whose fetched payloads add up to about
+``PAYLOAD_SLICE_BYTES`` (one payload larger than that is a slice of its own).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ BASE_COLUMNS = (
 )
 PAYLOAD_COLUMNS = ("input", "output", "input_ref", "output_ref", "toJSONString(attributes) AS attributes", "events")
 CHUNK_ROWS = 50_000
+PAYLOAD_CHUNK_ROWS = 1_000  # rows carry inline payloads (up to the offload threshold each) and attributes
+PAYLOAD_SLICE_BYTES = 2 * 1024 * 1024  # offloaded payload bytes fetched before a slice is encoded
 
 
 def _chunks(client, project_id: str, f: Filters, payloads: bool, limit: int) -> Iterator[pa.Table]:
@@ -45,7 +51,7 @@ def _chunks(client, project_id: str, f: Filters, payloads: bool, limit: int) -> 
             where.append(f"start_time >= {k}")
             where.append(f"(start_time, trace_id, span_id) > ({k}, {b.bind(after[1], 'String')}, "
                          f"{b.bind(after[2], 'String')})")
-        n = min(CHUNK_ROWS, limit - sent)
+        n = min(PAYLOAD_CHUNK_ROWS if payloads else CHUNK_ROWS, limit - sent)
         sql = (f"SELECT {select} FROM spans FINAL WHERE {' AND '.join(where)} "
                f"ORDER BY toStartOfHour(start_time), start_time, trace_id, span_id LIMIT {n}")
         table = client.query_arrow(sql, parameters=b.params, settings=READ_SETTINGS, use_strings=True)
@@ -59,22 +65,38 @@ def _chunks(client, project_id: str, f: Filters, payloads: bool, limit: int) -> 
             return
 
 
-def _with_payloads(df: pl.DataFrame, blobs) -> pl.DataFrame:
-    """Fill offloaded input / output from the blob store (the row keeps only the key)."""
-    if blobs is None:
-        return df
-    updates = {}
-    for field in ("input", "output"):
-        refs, texts = df[f"{field}_ref"].to_list(), df[field].to_list()
-        if any(refs):
-            for i, ref in enumerate(refs):
-                if ref:
-                    try:
-                        texts[i] = blobs.get(ref).decode("utf-8", "replace")
-                    except Exception:  # one missing blob must not abort a whole export
-                        texts[i] = None
-            updates[field] = pl.Series(field, texts, dtype=pl.String)
-    return df.with_columns(**updates) if updates else df
+def _payload_slices(df: pl.DataFrame, blobs) -> Iterator[pl.DataFrame]:
+    """``df`` in row slices with offloaded input / output filled from the blob store (the row keeps
+    only the key); a slice ends once its fetched payloads reach PAYLOAD_SLICE_BYTES."""
+    if blobs is None or not (any(df["input_ref"].to_list()) or any(df["output_ref"].to_list())):
+        yield df
+        return
+    refs = {field: df[f"{field}_ref"].to_list() for field in ("input", "output")}
+    start, fetched = 0, 0
+    texts: dict[str, list[str | None]] = {"input": [], "output": []}
+    for i in range(df.height):
+        for field in ("input", "output"):
+            ref = refs[field][i]
+            text = None
+            if ref:
+                try:
+                    text = blobs.get(ref).decode("utf-8", "replace")
+                    fetched += len(text)
+                except Exception:  # one missing blob must not abort a whole export
+                    text = None
+            texts[field].append(text)
+        if fetched >= PAYLOAD_SLICE_BYTES or i == df.height - 1:
+            part = df.slice(start, i + 1 - start)
+            updates = {}
+            for field in ("input", "output"):
+                inline = part[field].to_list()
+                filled = [t if r else v for t, r, v in zip(texts[field], refs[field][start:i + 1], inline)]
+                updates[field] = pl.Series(field, filled, dtype=pl.String)
+                del filled
+            # the texts now live in the frame: drop the Python copies before the caller encodes it
+            start, fetched = i + 1, 0
+            texts = {"input": [], "output": []}
+            yield part.with_columns(**updates)
 
 
 class _Drain(io.RawIOBase):
@@ -107,21 +129,20 @@ def export_stream(client, blobs, project_id: str, f: Filters, *, fmt: str, paylo
     drain = _Drain()
     first = True
     for table in _chunks(client, project_id, f, payloads, limit):
-        df = pl.from_arrow(table)
-        if payloads:
-            df = _with_payloads(df, blobs)
-        if fmt == "csv":
-            df = df.with_columns(pl.col("tags").list.join(","))
-            yield df.write_csv(include_header=first).encode()
-        elif fmt == "jsonl":
-            yield df.write_ndjson().encode()
-        else:
-            arrow = df.to_arrow()
-            if writer is None:
-                writer = pq.ParquetWriter(drain, arrow.schema, compression="zstd")
-            writer.write_table(arrow)
-            yield drain.take()
-        first = False
+        chunk = pl.from_arrow(table)
+        for df in _payload_slices(chunk, blobs) if payloads else (chunk,):
+            if fmt == "csv":
+                df = df.with_columns(pl.col("tags").list.join(","))
+                yield df.write_csv(include_header=first).encode()
+            elif fmt == "jsonl":
+                yield df.write_ndjson().encode()
+            else:
+                arrow = df.to_arrow()
+                if writer is None:
+                    writer = pq.ParquetWriter(drain, arrow.schema, compression="zstd")
+                writer.write_table(arrow)
+                yield drain.take()
+            first = False
     if fmt == "parquet":
         if writer is None:  # no rows: still a valid (empty) Parquet file with the columns
             empty = pl.DataFrame({"project_id": [], "trace_id": [], "span_id": []},

@@ -81,7 +81,10 @@ def parse_time(param: str, value: str) -> datetime:
         raise BadParam(param, f"not an ISO-8601 time or Unix seconds: {value[:40]!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    dt = dt.astimezone(timezone.utc)
+    try:
+        dt = dt.astimezone(timezone.utc)  # year 1 or 9999 with an offset leaves datetime's range
+    except OverflowError:
+        raise BadParam(param, "out of range (years 1970-2200)") from None
     if not 1970 <= dt.year <= 2200:
         raise BadParam(param, "out of range (years 1970-2200)")
     return dt
@@ -315,7 +318,7 @@ def trace_filter_subquery(f: Filters, b: Binder, project_id: str, *, slack_days:
     # a trace matches when some span matches each filter; status is the trace's own (error if any span)
     having = [f"{TRACE_STATUS} IN {b.bind(f.lists['status'], 'Array(String)')}"] if f.lists.get("status") else []
     having += [f"countIf({cond}) > 0" for cond in span_match_conditions(f, b, skip=("status",))]
-    having += _range_conditions(f, b, TRACE_DURATION, "sum(ifNull(cost, 0))")
+    having += _range_conditions(f, b, TRACE_DURATION, "sum(ifNull(cost, 0) * counted)")
     if not having and not f.score_name:
         return None
     where = window_conditions(f, b, project_id, slack_days=slack_days)

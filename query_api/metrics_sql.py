@@ -166,7 +166,8 @@ def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str
         value, count = _aggregate("value", mq.aggregation), "count()"
     else:
         time_col, table, final = "start_time", "spans", "FINAL"
-        where = span_conditions(f, b, project_id=project_id)
+        # a model call recorded twice counts once (ingest.duplicates; spans.counted, migration 0013)
+        where = span_conditions(f, b, project_id=project_id) + ["counted = 1"]
         if mq.metric in SPAN_VALUES:  # aggregates skip NULLs anyway; dropping them early halves the work
             where.append(f"{SPAN_VALUES[mq.metric]} IS NOT NULL")
         value = _span_value_expr(mq)

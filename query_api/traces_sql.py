@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from core.span import DUPLICATE_OF
 from query_api.filters import (READ_SETTINGS, TRACE_DURATION, TRACE_STATUS, BadParam, Binder, Filters,
                                trace_filter_subquery, window_conditions)
 from query_api.timefmt import iso_from_micros, num
@@ -21,8 +22,8 @@ from query_api.timefmt import iso_from_micros, num
 SORTS = {  # sort key -> trace-level aggregate (the start_time sort reads root spans instead)
     "start_time": None,
     "duration_ms": TRACE_DURATION,
-    "cost": "sum(ifNull(cost, 0))",
-    "total_tokens": "sum(total_tokens)",
+    "cost": "sum(ifNull(cost, 0) * counted)",
+    "total_tokens": "sum(total_tokens * counted)",
 }
 MAX_SLACK_DAYS = 1  # how long after its root a trace's spans may still start
 LOOKBACK_DAYS = (1, 7, 30)
@@ -30,6 +31,9 @@ LOOKBACK_DAYS = (1, 7, 30)
 
 class NotFound(LookupError):
     """The trace / session does not exist in the caller's project (answered as 404)."""
+
+
+_MAX_CURSOR_MICROS = int(datetime(2262, 1, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000  # spans' Int64 ns range
 
 
 def encode_cursor(key: Any, trace_id: str) -> str:
@@ -82,6 +86,8 @@ def _newest_roots(client, project_id: str, f: Filters, desc: bool, limit: int,
     7, then 30, then without bound, stopping once a page is full: a page of recent traces then reads
     a day of data instead of the whole project."""
     key, tid = decode_cursor(cursor, int) if cursor else (None, "")
+    if key is not None and not 0 <= key <= _MAX_CURSOR_MICROS:  # a forged one: datetime cannot hold it
+        raise BadParam("cursor", "malformed; pass next_cursor from the previous page unchanged")
     lookbacks: list[timedelta | None] = [None]
     if desc:
         anchor = (datetime.fromtimestamp(key / 1e6, tz=timezone.utc) if key is not None
@@ -132,8 +138,8 @@ def hydrate_traces(client, project_id: str, trace_ids: list[str]) -> dict[str, d
             argMinIf(name, start_time, parent_span_id = '') AS root_name,
             toUnixTimestamp64Micro(min(start_time)) AS start_us, toUnixTimestamp64Micro(max(end_time)) AS end_us,
             {TRACE_DURATION} AS dur,
-            sum(ifNull(cost, 0)) AS cost_sum, countIf(cost IS NOT NULL) AS priced,
-            sum(input_tokens), sum(output_tokens), sum(total_tokens),
+            sum(ifNull(cost, 0) * counted) AS cost_sum, countIf(cost IS NOT NULL) AS priced,
+            sum(input_tokens * counted), sum(output_tokens * counted), sum(total_tokens * counted),
             {TRACE_STATUS} AS trace_status, count() AS span_count, countIf(status = 'error') AS error_count,
             anyIf(user_id, user_id != ''), anyIf(session_id, session_id != ''),
             anyIf(environment, environment != ''), anyIf(release, release != ''),
@@ -256,7 +262,9 @@ def _summary(trace_id: str, rows: list[tuple], spans: list[dict[str, Any]]) -> d
     start_us, end_us = min(r[0] for r in rows), max(r[1] for r in rows)
     roots = [s for s in spans if s["parent_span_id"] == ""]
     root = roots[0] if roots else None  # spans are in start order
-    priced = [s["cost"] for s in spans if s["cost"] is not None]
+    # a call recorded twice (ingest.duplicates) counts once: its extra records add no tokens or cost
+    counted = [s for s in spans if DUPLICATE_OF not in s["attributes"]]
+    priced = [s["cost"] for s in counted if s["cost"] is not None]
     statuses = {s["status"] for s in spans}
 
     def first(field: str) -> str:
@@ -266,8 +274,8 @@ def _summary(trace_id: str, rows: list[tuple], spans: list[dict[str, Any]]) -> d
         "trace_id": trace_id, "name": root["name"] if root else "", "start_time": iso_from_micros(start_us),
         "end_time": iso_from_micros(end_us), "duration_ms": (end_us - start_us) / 1000,
         "cost": sum(priced) if priced else None,
-        "input_tokens": sum(s["input_tokens"] for s in spans), "output_tokens": sum(s["output_tokens"] for s in spans),
-        "total_tokens": sum(s["total_tokens"] for s in spans),
+        "input_tokens": sum(s["input_tokens"] for s in counted), "output_tokens": sum(s["output_tokens"] for s in counted),
+        "total_tokens": sum(s["total_tokens"] for s in counted),
         "status": "error" if "error" in statuses else "ok" if "ok" in statuses else "unset",
         "span_count": len(spans), "error_count": sum(s["status"] == "error" for s in spans),
         "user_id": first("user_id"), "session_id": first("session_id"), "environment": first("environment"),
@@ -312,7 +320,7 @@ def _span_detail(row: tuple, blobs, columns: tuple[str, ...]) -> dict[str, Any]:
     if "attributes" not in span:  # payloads=false: previews only; the span endpoint has the rest
         span["children"] = []
         return span
-    span["attributes"] = {k: _json_or_text(v) for k, v in (span["attributes"] or {}).items()}
+    span["attributes"] = {k: attribute_value(v) for k, v in (span["attributes"] or {}).items()}
     events = _json_or_text(span["events"]) if span["events"] else []
     span["events"] = events if isinstance(events, list) else []
     for field in ("input", "output"):
@@ -325,6 +333,19 @@ def _span_detail(row: tuple, blobs, columns: tuple[str, ...]) -> dict[str, Any]:
                 span[f"{field}_error"] = f"payload unavailable: {type(exc).__name__}"
     span["children"] = []
     return span
+
+
+def attribute_value(value: str) -> Any:
+    """A stored attribute as the API shows it. Ingest keeps an OTLP string as it was sent and writes
+    other values as JSON, so the stored text alone cannot tell the string "false" from the boolean:
+    only JSON objects and arrays (structured values, and JSON sent as a string such as OpenInference
+    ``metadata``) are parsed; every scalar stays the text it was ("9.10" is not 9.1, a 23-digit id
+    is not a float)."""
+    if value[:1] in ("{", "[") or value.lstrip()[:1] in ("{", "["):
+        parsed = _json_or_text(value)
+        if isinstance(parsed, (dict, list)):
+            return parsed
+    return value
 
 
 def _json_or_text(value: str) -> Any:
@@ -362,8 +383,8 @@ def get_session(client, project_id: str, session_id: str, *, limit: int = 100,
     hi = f"fromUnixTimestamp64Micro({b.bind(head[2], 'Int64')}, 'UTC') + INTERVAL {MAX_SLACK_DAYS} DAY"
     session_traces = f"SELECT trace_id FROM spans WHERE project_id = {pid} AND session_id = {sess}"
     rollup_sql = f"""
-        SELECT uniqExact(trace_id), count(), sum(ifNull(cost, 0)), countIf(cost IS NOT NULL),
-            sum(input_tokens), sum(output_tokens), sum(total_tokens), countIf(status = 'error'),
+        SELECT uniqExact(trace_id), count(), sum(ifNull(cost, 0) * counted), countIf(cost IS NOT NULL),
+            sum(input_tokens * counted), sum(output_tokens * counted), sum(total_tokens * counted), countIf(status = 'error'),
             toUnixTimestamp64Micro(min(start_time)), toUnixTimestamp64Micro(max(end_time)),
             arraySort(groupUniqArrayIf(100)(user_id, user_id != '')), sum(duration_ms * (parent_span_id = ''))
         FROM spans FINAL WHERE project_id = {pid} AND start_time >= {lo} AND start_time <= {hi}

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from core.bus import TOPIC_EVAL_JOBS
-from core.span import encode
+from core.span import DUPLICATE_OF, encode
 from evaluators.rules import EvalRule, rule_matches
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ class EvalTrigger:
             for rule in rules.get(span["project_id"], ()):
                 if span.get("kind") == "evaluator":
                     continue  # never evaluate the judge's own calls
+                if DUPLICATE_OF in (span.get("attributes") or {}):
+                    continue  # a second record of one model call: the counted record is evaluated
                 if rule_matches(rule, span):
                     job = {"rule_id": rule.id, "rule_name": rule.name, "evaluator": rule.evaluator,
                            "config": rule.config, "project_id": rule.project_id, "span": orjson.loads(encode(span))}

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
 import confluent_kafka
 from confluent_kafka import KafkaException
 
@@ -64,11 +70,15 @@ class KafkaConsumer(Consumer):
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         )
         self.revoking = False  # inside the revoke hook
-        self._consumer.subscribe(list(topics), listener=self._assignments)
+        self._topics = list(topics)
+        self._consumer.subscribe(self._topics, listener=self._assignments)
 
     async def start(self) -> None:
         try:
             await self._consumer.start()
+        except UnknownTopicOrPartitionError as exc:
+            raise BusUnavailable(f"Kafka consumer cannot start: a topic of {sorted(self._topics)} does not exist; "
+                                 "`evalforge migrate` creates them") from exc
         except KafkaError as exc:
             raise BusUnavailable(f"Kafka consumer cannot start: {exc}") from exc
 
@@ -197,13 +207,43 @@ class _Producer:
         self._thread.join(timeout_s)
 
 
+def topic_replication(brokers: int, replication_factor: int = 0, min_insync_replicas: int = 0) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for new topics; 0 means the default for ``brokers``."""
+    from core.settings import ConfigError
+
+    replication = replication_factor or max(1, min(3, brokers))
+    if replication > brokers:
+        raise ConfigError(f"EVALFORGE_KAFKA_REPLICATION_FACTOR: {replication} is more than the {brokers} "
+                          "broker(s) of the cluster")
+    min_insync = min_insync_replicas or max(1, replication - 1)
+    if min_insync > replication:
+        raise ConfigError(f"EVALFORGE_KAFKA_MIN_INSYNC_REPLICAS: {min_insync} is more than the replication "
+                          f"factor {replication}: no write could ever be acknowledged")
+    return replication, min_insync
+
+
+def _raise_topic_errors(response) -> None:
+    """create_topics answers per topic; only "already exists" (another migrate won the race) is fine."""
+    problems = []
+    for entry in response.topic_errors:
+        topic, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        if code and code != TopicAlreadyExistsError.errno:
+            problems.append(f"{topic}: {for_code(code).__name__}{': ' + message if message else ''}")
+    if problems:
+        raise BusUnavailable("Kafka refused to create topics: " + "; ".join(problems))
+
+
 class KafkaBus(Bus):
     kind = "kafka"
 
-    def __init__(self, bootstrap: str, *, partitions: int = 8, timeout_s: float = 5.0):
+    def __init__(self, bootstrap: str, *, partitions: int = 8, timeout_s: float = 5.0,
+                 replication_factor: int = 0, min_insync_replicas: int = 0):
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.timeout_s = timeout_s
+        self.replication_factor = replication_factor  # 0: min(3, brokers)
+        self.min_insync_replicas = min_insync_replicas  # 0: replication factor - 1, at least 1
         self._producer: _Producer | None = None
         self._retiring: set[asyncio.Task] = set()
 
@@ -263,13 +303,25 @@ class KafkaBus(Bus):
             raise BusUnavailable(f"Kafka did not acknowledge: {error.name()}")
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create the missing topics with the replication settings (existing ones are left as they are).
+
+        Defaults, from the brokers counted now: replication factor min(3, brokers) and
+        min.insync.replicas one less (at least 1) — 3 / 2 on a cluster of three or more, so acks=all
+        means "on two brokers" and one broker may be down; 1 / 1 on a single broker.
+        Raises ConfigError naming the setting when the cluster cannot honour it."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout_s * 1000))
         try:
             await admin.start()
+            brokers = len((await admin.describe_cluster())["brokers"])
+            replication, min_insync = topic_replication(brokers, self.replication_factor, self.min_insync_replicas)
             existing = set(await admin.list_topics())
-            new = [NewTopic(t, self.partitions, 1) for t in topics if t not in existing]
+            new = [NewTopic(t, self.partitions, replication, topic_configs={"min.insync.replicas": str(min_insync)})
+                   for t in topics if t not in existing]
             if new:
-                await admin.create_topics(new)
+                response = await admin.create_topics(new, timeout_ms=int(self.timeout_s * 1000))
+                _raise_topic_errors(response)
+                log.info("created Kafka topics %s (replication factor %d, min.insync.replicas %d)",
+                         ", ".join(t.name for t in new), replication, min_insync)
         except KafkaError as exc:
             raise BusUnavailable(f"Kafka at {self.bootstrap}: cannot create topics: {exc}") from exc
         finally:

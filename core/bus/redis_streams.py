@@ -3,12 +3,25 @@
 Durability comes from Redis itself (the embedded server runs with an append-only file), so a record
 acknowledged here survives a clean shutdown. Acknowledged entries are trimmed once every consumer
 group is past them, which keeps the embedded Redis small.
+
+One member per consumer group at a time: a stream has no partitions, so members of one group would
+interleave offsets of one "partition 0", and a member's progress ("written up to offset N") would
+then cover records another member has not written. A consumer therefore holds a lease on its group
+(``GroupLease``); a second one — say a second ``evalforge process`` on the same Redis — refuses to
+start with one line. Scale out on Kafka.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -32,6 +45,82 @@ def offset_to_id(offset: int) -> str:
 
 
 CLAIM_IDLE_MS = 60_000  # a member's pending entries idle this long are taken over by a starting member
+LEASE_MS = 15_000  # a group's lease lapses this long after its holder stopped renewing it (a crash)
+
+log = logging.getLogger(__name__)
+
+# Renew the lease only while we hold it; release it only if it is still ours.
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class GroupLease:
+    """The right to consume one group, held in Redis (``SET NX PX``) and renewed in the background.
+
+    A lease left by a crashed holder is taken over at once when that holder was a process of this
+    host that no longer runs (a restarted ``evalforge up``), otherwise once it lapses (``LEASE_MS``).
+    """
+
+    def __init__(self, client: aioredis.Redis, group: str) -> None:
+        self._r = client
+        self.key = f"{STREAM_PREFIX}lease:{group}"
+        self.group = group
+        self.value = f"{socket.gethostname()} {os.getpid()} {secrets.token_hex(4)}"
+        self.lost = False
+        self._renewer: asyncio.Task | None = None
+
+    async def acquire(self) -> None:
+        deadline = time.monotonic() + LEASE_MS / 1000 + 1
+        while True:
+            if await self._r.set(self.key, self.value, nx=True, px=LEASE_MS):
+                break
+            holder = _text(await self._r.get(self.key) or b"")
+            if holder and _gone(holder):
+                await self._r.eval(_RELEASE, 1, self.key, holder)  # a crashed process of this host
+                continue
+            if time.monotonic() > deadline:
+                host, _, rest = holder.partition(" ")
+                raise BusUnavailable(
+                    f"another member of consumer group {self.group!r} (host {host}, pid {rest.split(' ')[0]}) "
+                    "is reading this Redis Streams bus; it takes one member per group: stop that one, or use "
+                    "Kafka (EVALFORGE_BUS_URL=kafka://…) to run several replicas")
+            await asyncio.sleep(0.5)  # maybe a holder that crashed elsewhere: wait for its lease to lapse
+        self._renewer = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_MS / 3000)
+            try:
+                if not await self._r.eval(_RENEW, 1, self.key, self.value, LEASE_MS):
+                    self.lost = True  # lapsed (this process stalled) and maybe taken by another member
+                    log.error("lost the lease of consumer group %s on the Redis Streams bus", self.group)
+                    return
+            except RedisError as exc:  # Redis away: polls fail too; keep trying while the lease may hold
+                log.warning("cannot renew the consumer group lease: %s", exc)
+
+    async def release(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+        with contextlib.suppress(RedisError):
+            await self._r.eval(_RELEASE, 1, self.key, self.value)
+
+
+def _gone(holder: str) -> bool:
+    """True when the lease holder was a process of this host that has exited."""
+    host, _, rest = holder.partition(" ")
+    pid = rest.split(" ")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
 
 
 class RedisStreamsConsumer(Consumer):
@@ -44,8 +133,13 @@ class RedisStreamsConsumer(Consumer):
         self._backlog_cursor: dict[str, str] = {}
         self._commits = 0
         self._assigned: set[tuple[str, int]] = set()
+        self._lease = GroupLease(client, group)
 
     async def start(self) -> None:
+        try:
+            await self._lease.acquire()
+        except RedisError as exc:
+            raise BusUnavailable(f"Redis consumer cannot start: {exc}") from exc
         try:
             for topic in self._topics:
                 try:
@@ -60,10 +154,16 @@ class RedisStreamsConsumer(Consumer):
             # One stream per topic, read by every member; dead members' records are taken over
             # only here, at start.
             self._assigned = {(topic, 0) for topic in self._topics}
-        except RedisError as exc:
-            raise BusUnavailable(f"Redis consumer cannot start: {exc}") from exc
+        except BaseException as exc:
+            await self._lease.release()
+            if isinstance(exc, RedisError):
+                raise BusUnavailable(f"Redis consumer cannot start: {exc}") from exc
+            raise
 
     async def poll(self, max_records: int = 5000, timeout_ms: int = 1000) -> list[Record]:
+        if self._lease.lost:
+            raise BusUnavailable(f"this member lost its lease of consumer group {self._group!r} (it stalled for "
+                                 f"over {LEASE_MS // 1000} s); another member may be reading: stopping")
         if self._backlog_cursor:
             streams = {STREAM_PREFIX + t: c for t, c in self._backlog_cursor.items()}
             resp = await self._r.xreadgroup(self._group, self._name, streams, count=max_records)
@@ -107,7 +207,8 @@ class RedisStreamsConsumer(Consumer):
         return set()
 
     async def stop(self) -> None:
-        """Nothing to release: the client belongs to the bus."""
+        """Release the group's lease (the client belongs to the bus)."""
+        await self._lease.release()
 
     def take_assigned(self) -> set[tuple[str, int]]:
         taken, self._assigned = self._assigned, set()
@@ -131,6 +232,14 @@ async def trim_acknowledged(client: aioredis.Redis, stream: str) -> None:
         await client.xtrim(stream, minid=offset_to_id(floor))
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@`` (and without a ``password=`` query parameter)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "&".join(q for q in parts.query.split("&") if q and not q.lower().startswith("password="))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def _text(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
@@ -149,7 +258,8 @@ class RedisStreamsBus(Bus):
 
     @property
     def identity(self) -> str:
-        return f"redis:{self.url}"
+        # Stored with every span (bus_source): the server's address, never its credentials.
+        return f"redis:{without_userinfo(self.url)}"
 
     async def start(self) -> None:
         self._r = aioredis.from_url(self.url, socket_timeout=self.timeout_s + 30, socket_connect_timeout=self.timeout_s)

@@ -25,6 +25,11 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
+/// The longest attribute list (span, resource, event) or tag list this path takes. Duplicate keys
+/// are found by scanning what came before, quadratic in the list: a request with longer lists (rare;
+/// a hostile one has 100k) goes to the Python path, which is linear and applies the span limits.
+const MAX_LIST: usize = 64;
+
 // ---------------------------------------------------------------------------------------------
 // configuration (from ingest.conventions / ingest.normalize / core.span)
 
@@ -111,6 +116,11 @@ const COLUMNS: [&str; 45] = [
     "events", "ingested_at",
 ];
 
+/// Span events that give the time to first token, which the Python path maps: a span with one is
+/// declined. Same list as `ingest.conventions.FIRST_TOKEN_EVENTS` (tests/ingest/test_attribute_fidelity.py).
+const FIRST_TOKEN_EVENTS: [&str; 4] = [
+    "First Token Stream Event", "gen_ai.content.completion.chunk", "llm.content.completion.chunk", "ai.stream.firstChunk",
+];
 const UINT32_MAX: u64 = 4_294_967_295;
 const MAX_NS: u64 = (1 << 63) - 1;
 
@@ -348,7 +358,7 @@ fn event(buf: &[u8]) -> Option<Event<'_>> {
             (2, 2) => e.name = r.string()?,
             (3, 2) => {
                 let (key, value) = key_value(r.bytes()?)?;
-                if e.attributes.iter().any(|(k, _)| *k == key) {
+                if e.attributes.len() >= MAX_LIST || e.attributes.iter().any(|(k, _)| *k == key) {
                     return None; // protobuf -> dict keeps one value per key
                 }
                 e.attributes.push((key, value));
@@ -394,6 +404,7 @@ fn span(buf: &[u8]) -> Option<Span<'_>> {
             (6, 0) => s.kind = r.varint()? as i32,
             (7, 1) => s.start_ns = r.fixed64()?,
             (8, 1) => s.end_ns = r.fixed64()?,
+            (9, 2) if s.attributes.len() >= MAX_LIST => return None,
             (9, 2) => s.attributes.push(key_value(r.bytes()?)?),
             (10, 0) | (12, 0) | (14, 0) => {
                 r.varint()?;
@@ -428,6 +439,9 @@ struct Resource {
 }
 
 fn resource(cfg: &Config, attrs: &[(&str, Val)], scope: (&str, &str), lim: &Limits) -> Option<Resource> {
+    if attrs.len() > MAX_LIST {
+        return None;
+    }
     let mut res = Resource { columns: Default::default(), attributes: Vec::with_capacity(attrs.len() + 2) };
     let mut ranks = [99i64; 3];
     for (i, (key, value)) in attrs.iter().enumerate() {
@@ -731,6 +745,9 @@ fn add_tags(tags: &mut Vec<String>, value: &Val) -> Option<()> {
         Val::Str(text) if text.starts_with('[') => return None, // a JSON list to parse
         single => std::slice::from_ref(single),
     };
+    if tags.len() + items.len() > MAX_LIST {
+        return None;
+    }
     for item in items {
         let tag = match item {
             Val::Str(text) => text.to_string(),
@@ -895,6 +912,9 @@ fn write_record(
     for e in &span.events {
         if e.name == "gen_ai.content.prompt" || e.name == "gen_ai.content.completion" {
             return None; // payloads sent as events (GenAI conventions before 1.28)
+        }
+        if FIRST_TOKEN_EVENTS.contains(&e.name) {
+            return None; // time to first token from an event: ingest.conventions.FIRST_TOKEN_EVENTS
         }
         if e.name == "exception" {
             let get = |key: &str| e.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v);

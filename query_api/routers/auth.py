@@ -6,13 +6,11 @@ token that state-changing requests must echo in ``X-CSRF-Token``.
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from core.accounts import (User, create_user, csrf_token_for, hash_password, normalize_email, redeem_invitation, sha256,
-                           verify_password)
+from core.accounts import (User, create_user, csrf_token_for, hash_password, normalize_email, redeem_invitation, set_password,
+                           sha256, verify_password)
 from core.deps import CSRF_COOKIE, SESSION_COOKIE, ServicesDep, SignedInUserDep, session_user
 from core.services import Services
 
@@ -25,6 +23,11 @@ class AcceptInviteIn(BaseModel):
     token: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=1024)
     name: str = Field("", max_length=200)
+
+
+class PasswordIn(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
 
 
 class LoginIn(BaseModel):
@@ -79,14 +82,14 @@ async def check_password_throttled(request: Request, services: Services, email: 
     async with services.pg.connection() as conn:  # type: ignore[union-attr]
         cur = await conn.execute("SELECT id, email, name, password_hash FROM users WHERE email = %s", (email,))
         row = await cur.fetchone()
-    ok, rehash = await asyncio.to_thread(verify_password, row[3] if row else None, password)
+    ok, rehash = await services.password_hashing.run(verify_password, row[3] if row else None, password)
     if not ok:
         await throttle.failed(email, ip)  # type: ignore[union-attr]
         raise HTTPException(401, WRONG_LOGIN)
     assert row is not None  # a match is only possible against a stored hash
     await throttle.succeeded(email)  # type: ignore[union-attr]
     if rehash:  # the library's default parameters grew since this hash was made
-        new_hash = await asyncio.to_thread(hash_password, password)
+        new_hash = await services.password_hashing.run(hash_password, password)
         async with services.pg.connection() as conn:  # type: ignore[union-attr]
             await conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (new_hash, row[0]))
     return User(row[0], row[1], row[2])
@@ -112,21 +115,20 @@ async def accept_invite(body: AcceptInviteIn, request: Request, response: Respon
             "SELECT id, project_id, email, role FROM invitations WHERE token_hash = %s AND accepted_at IS NULL "
             "AND revoked_at IS NULL AND expires_at > now()", (sha256(body.token),))
         invitation = await cur.fetchone()
-        cur = await conn.execute("SELECT id FROM users WHERE email = %s", (invitation[2],)) if invitation else None
-        existing = await cur.fetchone() if cur else None
-    if invitation is None:
-        raise HTTPException(400, "token: unknown, expired, revoked or already used invitation")
-    invitation_id, project_id, email, role = invitation
-    if existing:
-        user = await check_password_throttled(request, services, email, body.password)
+        if invitation is None:
+            raise HTTPException(400, "token: unknown, expired, revoked or already used invitation")
+        invitation_id, project_id, email, role = invitation
+        cur = await conn.execute("SELECT 1 FROM users WHERE email = %s", (email,))
+        has_account = await cur.fetchone() is not None
+    user = await check_password_throttled(request, services, email, body.password) if has_account else None
 
     def redeem() -> User | None:
         with services.pg_sync() as conn, conn.transaction():
-            joining = user if existing else create_user(conn, email, body.password, body.name)
+            joining = user or create_user(conn, email, body.password, body.name)
             return joining if redeem_invitation(conn, invitation_id, project_id, joining.id, role) else None
 
     try:
-        joined = await asyncio.to_thread(redeem)
+        joined = await services.password_hashing.run(redeem)  # hashes a new user's password
     except ValueError as exc:  # a password too short or long; an account made meanwhile with this email
         raise HTTPException(400, str(exc)) from None
     if joined is None:
@@ -138,6 +140,30 @@ async def accept_invite(body: AcceptInviteIn, request: Request, response: Respon
 @router.get("/me")
 async def me(user: SignedInUserDep, request: Request, services: ServicesDep) -> dict:
     return await session_body(services, user, request.cookies[SESSION_COOKIE])
+
+
+@router.post("/password")
+async def change_password(body: PasswordIn, user: SignedInUserDep, request: Request, response: Response,
+                          services: ServicesDep) -> dict:
+    """A new password (the current one is asked again, throttled like sign-in); every session of the
+    user ends, and this browser gets a new one."""
+    try:
+        await check_password_throttled(request, services, user.email, body.current_password)
+    except HTTPException as exc:
+        if exc.status_code != 401:
+            raise
+        raise HTTPException(400, "current_password: wrong password") from None  # 401 would read as signed out
+    try:
+        ended = await services.password_hashing.run(_set_password, services, user.email, body.new_password)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc).replace("password:", "new_password:", 1)) from None
+    await services.sessions.forget_sessions(ended)  # type: ignore[union-attr]
+    return await sign_in(request, response, services, user)
+
+
+def _set_password(services: Services, email: str, password: str) -> list[str]:
+    with services.pg_sync() as conn:
+        return set_password(conn, email, password) or []
 
 
 @router.post("/logout", status_code=204)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
+from core import pricing
 from core.deps import ProjectDep, ServicesDep
+from core.model_prices_api import project_overrides
 from query_api.filters import BadParam, parse_filters
 from query_api.routers.common import http_errors, int_param, one_of, text_param
+from query_api.routers.openapi_params import TRACES as TRACES_PARAMETERS, openapi_parameters
 from query_api.traces_sql import SORTS, get_span, get_trace, list_traces
 
 router = APIRouter(tags=["traces"])
 LIST_PARAMS = ("sort", "order", "limit", "cursor")
 
 
-@router.get("/traces")
+@router.get("/traces", openapi_extra=openapi_parameters(TRACES_PARAMETERS))
 def traces(request: Request, project: ProjectDep, services: ServicesDep) -> dict:
     """Traces of the key's project. Filters: from, to, model, provider, name, status, user_id,
     session_id, tag, environment, release, kind, prompt_name, prompt_version, min/max_latency_ms,
@@ -45,10 +49,21 @@ def trace_detail(trace_id: str, request: Request, project: ProjectDep, services:
 
 
 @router.get("/traces/{trace_id}/spans/{span_id}")
-def span_detail(trace_id: str, span_id: str, project: ProjectDep, services: ServicesDep) -> dict:
+async def span_detail(trace_id: str, span_id: str, project: ProjectDep, services: ServicesDep) -> dict:
     """One span with its full input / output (from the blob store when offloaded), attributes,
-    events and scores; 404 if the project's trace has no such span."""
+    events and scores; 404 if the project's trace has no such span. ``cost_details``: USD per token
+    type at the project's current prices, for spans whose cost was computed (not user-reported)."""
     if len(trace_id) > 128 or len(span_id) > 128:
         raise HTTPException(404, "span not found")
     with http_errors(f"span {span_id[:64]!r} of trace {trace_id[:64]!r} not found"):
-        return get_span(services.clickhouse, services.blobs, project.id, trace_id, span_id)
+        span = await run_in_threadpool(get_span, services.clickhouse, services.blobs, project.id, trace_id, span_id)
+    span["cost_details"] = None
+    if span["cost_source"] == "computed":
+        usage = pricing.Usage(input_tokens=span["input_tokens"], output_tokens=span["output_tokens"],
+                              cache_read_tokens=span["cache_read_tokens"],
+                              cache_creation_tokens=span["cache_creation_tokens"],
+                              reasoning_tokens=span["reasoning_tokens"])
+        result = pricing.compute_call_cost(span["provider"], span["model"], span["request_model"], usage,
+                                           overrides=await project_overrides(services, project.id))
+        span["cost_details"] = {k: v for k, v in result.details.items() if k in pricing.TOKEN_TYPES} or None
+    return span

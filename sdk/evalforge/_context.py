@@ -70,6 +70,17 @@ def context(
                 _current.reset(token)
 
 
+@contextmanager
+def attributes(extra: Mapping[str, Any]) -> Iterator[None]:
+    """Add ready-made span attributes to every span started inside (used by experiments to tag a whole
+    item run with its experiment and dataset item)."""
+    token = _current.set({**(_current.get() or {}), **extra})
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 _patched = False
 _patch_lock = threading.Lock()
 

@@ -21,13 +21,12 @@ import json
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._client import DEFAULT_ENDPOINT, get_state
+from ._context import attributes as span_attributes
 from ._tracing import span, to_json
 
 _BIND_NAMES = ("input", "expected", "metadata", "output", "item")
@@ -56,6 +55,9 @@ class _Api:
             raise ExperimentError("api_key: pass api_key=, call evalforge.init() or set EVALFORGE_API_KEY")
 
     def call(self, method: str, path: str, body: Any = None, retries: int = 3) -> Any:
+        import urllib.error  # here, not at import: ``import evalforge`` stays light for apps that only trace
+        import urllib.request
+
         data = json.dumps(body, default=str).encode() if body is not None else None
         for attempt in range(retries + 1):
             req = urllib.request.Request(self.endpoint + path, data=data, method=method, headers={
@@ -192,7 +194,8 @@ async def _run_item(experiment_id: str, name: str, item: dict[str, Any], rep: in
     row: dict[str, Any] = {"item_id": item["id"], "repetition": rep, "scores": []}
     attributes = {"evalforge.experiment_id": experiment_id, "evalforge.dataset_item_id": item["id"],
                   "evalforge.experiment.repetition": rep}
-    with span(f"experiment {name}", kind="chain", **attributes) as root:
+    # every span of the item run carries the experiment and item ids, the task's own spans too
+    with span_attributes(attributes), span(f"experiment {name}", kind="chain") as root:
         ctx = root.get_span_context()
         row["trace_id"] = format(ctx.trace_id, "032x") if ctx.is_valid else None
         t0 = time.perf_counter()

@@ -18,6 +18,7 @@ import random
 import ssl
 import threading
 import time
+import uuid
 from email.utils import parsedate_to_datetime
 from typing import Any, Sequence
 from urllib.parse import urlsplit
@@ -90,7 +91,9 @@ class HttpExporter:
 
     def post_json(self, path: str, payload: dict[str, Any]) -> Outcome:
         body = json.dumps(payload, default=str).encode()
-        return self._post(path, body, "application/json", gzipped=False)
+        # One key for all attempts: the server derives the ids of scores sent without one from it, so a
+        # retry after a timeout or a 503 that had in fact stored them does not store them twice.
+        return self._post(path, body, "application/json", gzipped=False, extra={"Idempotency-Key": uuid.uuid4().hex})
 
     def reset_after_fork(self) -> None:
         """The parent's socket must not be shared with the child."""
@@ -105,8 +108,9 @@ class HttpExporter:
                 pass
 
     # -- internals --------------------------------------------------------------------------------
-    def _post(self, path: str, body: bytes, content_type: str, gzipped: bool) -> Outcome:
-        headers = dict(self._headers)
+    def _post(self, path: str, body: bytes, content_type: str, gzipped: bool,
+              extra: dict[str, str] | None = None) -> Outcome:
+        headers = {**self._headers, **(extra or {})}
         headers["Content-Type"] = content_type
         if gzipped:
             headers["Content-Encoding"] = "gzip"

@@ -29,11 +29,11 @@ class _Finisher:
         self.acc = acc
 
     def item(self, event: Any) -> None:
-        call = self.call
-        if not call.first_chunk_ns:
-            call.chunk()
+        content = False
         with capture_internal_exceptions():
-            self.acc.add(event)
+            content = self.acc.add(event)
+        if content and not self.call.first_chunk_ns:
+            self.call.chunk()
 
     def attrs(self) -> dict[str, Any] | None:
         with capture_internal_exceptions():

@@ -89,6 +89,8 @@ def build_query(rule: AlertRule, end: datetime, buckets: int) -> tuple[str, dict
         f"{time_col} >= {{start:DateTime64(6, 'UTC')}}",
         f"{time_col} < {{end:DateTime64(6, 'UTC')}}",
     ]
+    if table == "spans":
+        where.append("counted = 1")  # a model call recorded twice counts once (ingest/duplicates.py)
     for i, (column, value) in enumerate(sorted(rule.filter.items())):
         params[f"f{i}"] = [str(v) for v in (value if isinstance(value, list) else [value])]
         if column == "tags":

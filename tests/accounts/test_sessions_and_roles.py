@@ -159,6 +159,9 @@ def test_user_of_project_a_gets_404_for_project_b(client, stack):
     # a plain link names the project in the query string instead of the header
     assert client.get(f"/api/v1/traces/{trace_b}?project={project_b}").status_code == 404
     assert client.get(f"/api/v1/traces?project={project_a}").status_code == 200
+    export_a = client.get(f"/api/v1/export?project={project_a}&format=jsonl")
+    assert export_a.status_code == 200 and export_a.text == ""  # A has no spans; B's are not exported
+    assert client.get(f"/api/v1/export?project={project_b}&format=jsonl").status_code == 404
     # in the user's own project, B's trace does not exist either
     assert client.get(f"/api/v1/traces/{trace_b}", headers=headers).status_code == 404
     # without naming a project, the request is refused naming the header
@@ -247,3 +250,30 @@ def test_a_hash_made_with_weaker_parameters_is_upgraded_at_sign_in(client, stack
     assert upgraded != weak and not PasswordHasher().check_needs_rehash(upgraded)
     client.cookies.clear()
     assert login(client, user, password).status_code == 200
+
+
+def test_changing_the_password_ends_every_other_session_at_once(client, stack):
+    user, password = make_user(stack)
+    old = login(client, user, password)
+    old_token = client.cookies["ef_session"]
+    client.cookies.clear()
+    assert client.get("/api/v1/auth/me", headers={"Cookie": f"ef_session={old_token}"}).status_code == 200  # cached now
+    csrf = login(client, user, password).json()["csrf_token"]
+    assert old.json()["csrf_token"] != csrf
+
+    change = "/api/v1/auth/password"
+    wrong = client.post(change, headers={"X-CSRF-Token": csrf}, json={"current_password": "nope", "new_password": "x" * 12})
+    assert wrong.status_code == 400 and wrong.json()["error"].startswith("current_password")
+    short = client.post(change, headers={"X-CSRF-Token": csrf}, json={"current_password": password, "new_password": "x"})
+    assert short.status_code == 400 and short.json()["error"].startswith("new_password")
+    assert client.post(change, json={"current_password": password, "new_password": "y" * 12}).status_code == 403
+    done = client.post(change, headers={"X-CSRF-Token": csrf}, json={"current_password": password, "new_password": "new one 12"})
+    assert done.status_code == 200, done.text
+
+    assert client.get("/api/v1/auth/me").status_code == 200  # this browser got a new session
+    current = client.cookies["ef_session"]
+    client.cookies.clear()
+    assert client.get("/api/v1/auth/me", headers={"Cookie": f"ef_session={old_token}"}).status_code == 401
+    assert client.get("/api/v1/auth/me", headers={"Cookie": f"ef_session={current}"}).status_code == 200
+    assert login(client, user, password).status_code == 401
+    assert login(client, user, "new one 12").status_code == 200

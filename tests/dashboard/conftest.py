@@ -123,3 +123,11 @@ def page_for(browser, live):
     yield make
     for ctx in contexts:
         ctx.close()
+
+
+@pytest.fixture(scope="session")
+def data(live):
+    """One seeded project for every dashboard test (10,000-span trace included: seeded once)."""
+    from tests.dashboard.seed import seed
+
+    return seed(live)

@@ -22,6 +22,7 @@ class Seeded:
     huge_trace: str
     huge_spans: int
     big_text: str
+    anchor: datetime  # every seeded span starts within 5 minutes after it, all in one clock hour
 
 
 def _hex(i: int, width: int) -> str:
@@ -30,7 +31,8 @@ def _hex(i: int, width: int) -> str:
 
 def seed(live: LiveStack) -> Seeded:
     pid, key = live.create_project()
-    now = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
+    # 5 minutes past the previous clock hour: the seeded spans (3 minutes of them) share one hourly bucket
+    now = (datetime.now(timezone.utc) - timedelta(hours=1)).replace(minute=5, second=0, microsecond=0)
     recs = []
     base = int(pid[:6], 16) << 40  # ids unique to this project
     for t in range(12):
@@ -90,4 +92,4 @@ def seed(live: LiveStack) -> Seeded:
                              t0 + timedelta(milliseconds=a * 600 + c * 5), 4, name=f"step-{a}-{c}", kind="tool"))
             n += 1
     live.insert_spans(recs)
-    return Seeded(pid, key, chat_trace, big_trace, xss_trace, huge_trace, n, big_text)
+    return Seeded(pid, key, chat_trace, big_trace, xss_trace, huge_trace, n, big_text, now)

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timezone
 
 import pytest
 
-from tests.dashboard.seed import BIG_MARKER, XSS, seed
+from tests.dashboard.seed import BIG_MARKER, XSS
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture(scope="module")
-def data(live):
-    return seed(live)
 
 
 def _api_count(live, key, **params) -> int:
@@ -57,6 +51,8 @@ def test_trace_shows_tree_timeline_and_chat_messages_with_a_tool_call(live, data
     assert "get_weather" in panel.get_by_test_id("tool-call").inner_text()
     assert "Weather in Paris? (0)" in panel.inner_text()
     assert panel.get_by_test_id("ttft").inner_text() == "210 ms"
+    tokens = panel.get_by_test_id("token-table").inner_text()
+    assert "cost" in tokens and "1,200" in tokens  # uncached input tokens of the first call
     # the follow-up call renders the tool's result as a tool message
     page.locator("[data-testid=span-row]", has_text="llm-call").nth(1).click()
     page.get_by_test_id("tool-result").wait_for()
@@ -128,9 +124,10 @@ def test_dashboard_plots_the_values_of_the_metrics_api(live, data, page_for):
     assert not page.js_errors
 
 
-def test_api_key_created_in_settings_works_for_ingest(live, data, page_for):
-    page = page_for(data.key)
-    page.goto(f"/projects/{data.project_id}/settings")
+def test_api_key_created_in_settings_works_for_ingest(live, page_for):
+    project_id, key = live.create_project()  # its own project: the span it sends changes no count here
+    page = page_for(key)
+    page.goto(f"/projects/{project_id}/settings")
     page.get_by_label("Scope").select_option("ingest")
     page.get_by_role("button", name="Create API key").click()
     secret = page.get_by_test_id("new-key").inner_text()
@@ -162,3 +159,59 @@ def test_empty_project_shows_how_to_send_the_first_trace(live, page_for):
     snippet = page.get_by_test_id("sdk-snippet")
     snippet.wait_for()
     assert f'endpoint="{live.url}"' in snippet.inner_text()
+
+
+def test_keyboard_moves_through_the_table_and_opens_a_trace(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/traces?sort=cost&order=desc")
+    table = page.get_by_test_id("traces-table")
+    table.wait_for()
+    ids = page.eval_on_selector_all("[data-testid=trace-row]", "rows => rows.map(r => r.dataset.traceId)")
+    with live.api(data.key) as api:
+        by_cost = api.get("/api/v1/traces", params={"sort": "cost", "order": "desc", "limit": 100}).json()["data"]
+    assert ids == [t["trace_id"] for t in by_cost]
+    table.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/traces/{ids[2]}")
+    page.get_by_test_id("span-tree").focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_url("**span=**")
+
+
+def test_live_mode_shows_a_new_trace(live, data, page_for):
+    from datetime import timedelta
+
+    from tests.dashboard.conftest import span
+
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/traces?live=1")
+    page.get_by_test_id("traces-table").wait_for()
+    before = page.locator("[data-testid=trace-row]").count()
+    trace_id = uuid.uuid4().hex
+    # newer than every seeded trace, and in their hour (the dashboard test expects one bucket)
+    live.insert_spans([span(data.project_id, trace_id, uuid.uuid4().hex[:16], "", data.anchor + timedelta(minutes=30),
+                            20, name="arrived-live")])
+    page.locator(f"[data-trace-id='{trace_id}']").wait_for(timeout=5_000)  # polled every 1.5 s
+    assert page.locator("[data-testid=trace-row]").count() == before + 1
+
+
+def test_clicking_a_dashboard_point_opens_the_traces_behind_it(live, data, page_for):
+    page = page_for(data.key)
+    page.goto(f"/projects/{data.project_id}/dashboard?range=24h")
+    chart = page.get_by_test_id("chart-Requests")
+    chart.locator("td[data-x]").first.wait_for(state="attached")
+    xs = {int(x) for x in chart.locator("td[data-x]").evaluate_all("tds => tds.map(t => t.dataset.x)")}
+    assert len(xs) == 1  # all seeded spans are within one hour: a single bucket, so the cursor snaps to it
+    [x] = xs
+    box = chart.locator(".u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_url("**/traces?**")
+    params = dict(p.split("=", 1) for p in page.url.split("?", 1)[1].split("&"))
+    assert params["from"] == datetime.fromtimestamp(x, timezone.utc).strftime("%Y-%m-%dT%H%%3A%M%%3A%S.000Z")
+    assert params["to"] == datetime.fromtimestamp(x + 3600, timezone.utc).strftime("%Y-%m-%dT%H%%3A%M%%3A%S.000Z")
+    count = _api_count(live, data.key, **{k: v.replace("%3A", ":") for k, v in params.items()})
+    assert count >= 15
+    page.get_by_test_id("row-count").filter(has_text=f"{count} traces").wait_for()

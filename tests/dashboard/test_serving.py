@@ -7,12 +7,7 @@ import re
 import httpx
 import pytest
 
-from tests.dashboard.seed import BIG_MARKER, seed
-
-
-@pytest.fixture(scope="module")
-def data(live):
-    return seed(live)
+from tests.dashboard.seed import BIG_MARKER
 
 
 def test_client_routes_get_index_without_cache_and_assets_are_immutable(live):
@@ -76,3 +71,15 @@ def test_attribute_and_metadata_filters(live, data):
         assert bad.status_code == 400 and "metadata" in bad.json()["error"]
         spans = api.get("/api/v1/metrics", params={"metric": "requests", "metadata": "region=eu"}).json()["data"]
         assert spans[0]["value"] == 12  # one llm-call span per trace carries it
+
+
+def test_span_cost_per_token_type_adds_up_to_its_cost(live, data):
+    with live.api(data.key) as api:
+        trace = api.get(f"/api/v1/traces/{data.chat_trace}", params={"payloads": "false"}).json()
+        llm = next(c for c in trace["spans"][0]["children"] if c["kind"] == "llm")
+        span = api.get(f"/api/v1/traces/{data.chat_trace}/spans/{llm['span_id']}").json()
+    assert span["cost_source"] == "computed" and span["cost"] > 0
+    details = span["cost_details"]
+    assert set(details) <= {"input", "cache_read", "cache_write_5m", "cache_write_1h", "output", "reasoning"}
+    assert details["input"] > 0 and details["output"] > 0
+    assert sum(details.values()) == pytest.approx(span["cost"], rel=1e-12)

@@ -247,11 +247,14 @@ class KafkaBroker:
         partitions: int = 4,
         data_dir: Path | None = None,
         jvm_opts: Iterable[str] = DEFAULT_JVM_OPTS,
+        auto_create_topics: bool = False,
     ) -> None:
         self.cache_dir = (cache_dir or default_cache_dir()).expanduser().resolve()
         self.port: int | None = port
         self.controller_port: int | None = None
         self.partitions = partitions
+        # off, like a production broker: topics exist only if someone (``evalforge migrate``) created them
+        self.auto_create_topics = auto_create_topics
         self.jvm_opts = tuple(jvm_opts)
         self._fixed_port = port is not None
         self._own_dir = data_dir is None
@@ -422,7 +425,8 @@ class KafkaBroker:
     def _write_properties(self) -> None:
         text = string.Template(PROPERTIES_TEMPLATE.read_text()).substitute(
             port=self.port, controller_port=self.controller_port,
-            log_dirs=self.log_dirs, partitions=self.partitions)
+            log_dirs=self.log_dirs, partitions=self.partitions,
+            auto_create_topics="true" if self.auto_create_topics else "false")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.properties_file.write_text(text)
 
@@ -520,13 +524,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4, help="default partitions of new topics")
     parser.add_argument("--data-dir", type=Path, help="keep topic data here across runs (default: temp)")
     parser.add_argument("--topics", nargs="*", default=[], help="topics to create at start")
+    parser.add_argument("--auto-create-topics", action="store_true",
+                        help="let the broker create topics on first use (off: run `evalforge migrate`)")
     args = parser.parse_args(argv)
 
     def on_sigterm(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    broker = KafkaBroker(port=args.port or None, partitions=args.partitions, data_dir=args.data_dir)
+    broker = KafkaBroker(port=args.port or None, partitions=args.partitions, data_dir=args.data_dir,
+                         auto_create_topics=args.auto_create_topics)
     print(f"starting Apache Kafka {kafka_version()} (jars in {broker.cache_dir}) ...", flush=True)
     try:
         with broker:

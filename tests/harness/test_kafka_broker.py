@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from .kafka_broker import KafkaBroker, kafka_version
 
@@ -116,15 +118,31 @@ async def test_produce_consume_and_survive_restarts(broker: KafkaBroker) -> None
 
 
 @pytest.mark.asyncio
-async def test_auto_created_topic_gets_default_partitions(broker: KafkaBroker) -> None:
+async def test_topics_are_never_auto_created(broker: KafkaBroker) -> None:
+    """Like a production broker: a topic nobody created does not appear on first use."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=True,
+                                request_timeout_ms=3000)
+    await producer.start()
+    try:
+        with pytest.raises(KafkaError):
+            await asyncio.wait_for(producer.send_and_wait("never.created", b"x", key=b"k"), 10)
+    finally:
+        await producer.stop()
+    broker.create_topics(["created.on.purpose"])  # the broker's default partition count
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        await producer.send_and_wait("auto.created", b"x", key=b"k")
-        partitions = await producer.partitions_for("auto.created")
+        await producer.send_and_wait("created.on.purpose", b"x", key=b"k")
+        partitions = await producer.partitions_for("created.on.purpose")
     finally:
         await producer.stop()
     assert len(partitions) == broker.partitions == 4
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        assert "never.created" not in await admin.list_topics()
+    finally:
+        await admin.close()
 
 
 def test_cluster_ids_never_look_like_an_option() -> None:

@@ -11,10 +11,11 @@ import pytest
 from tests.query.conftest import BASE, EDGE_HOUR, MODELS
 
 WINDOW = {"from": BASE.isoformat(), "to": (BASE + timedelta(days=4)).isoformat()}
+ALL = {"kind": "all"}  # requests / latency count model calls only unless asked for every span kind
 
 
 def metric(api, key, **params):
-    resp = api(key).get("/metrics", params={**WINDOW, **params})
+    resp = api(key).get("/metrics", params={**WINDOW, **ALL, **params})
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -110,6 +111,21 @@ def test_group_limit_keeps_largest_totals(api, project_a):
     assert [row["group"]["user_id"] for row in body["data"]] == top3
 
 
+def test_requests_and_latency_default_to_model_calls(api, project_a):
+    llm = [s for s in project_a.spans if s["kind"] == "llm"]
+    assert 0 < len(llm) < len(project_a.spans)
+    default = api(project_a.key).get("/metrics", params={**WINDOW, "metric": "requests"}).json()
+    assert default["data"][0]["value"] == len(llm) and default["kind"] == ["llm"]
+    latency = api(project_a.key).get("/metrics", params={**WINDOW, "metric": "latency", "aggregation": "p50"}).json()
+    assert latency["data"][0]["value"] == pytest.approx(np.percentile([s["duration_ms"] for s in llm], 50), rel=1e-9)
+    every = metric(api, project_a.key, metric="requests")
+    assert every["data"][0]["value"] == len(project_a.spans) and every["kind"] == ["all"]
+    agents = metric(api, project_a.key, metric="requests", kind="agent")
+    assert agents["data"][0]["value"] == sum(s["kind"] == "agent" for s in project_a.spans)
+    mixed = api(project_a.key).get("/metrics", params={**WINDOW, "metric": "requests", "kind": ["all", "llm"]})
+    assert mixed.status_code == 400 and mixed.json()["error"].startswith("kind:")
+
+
 def test_error_rate_and_avg(api, project_a):
     llm = [s for s in project_a.spans if s.get("kind") == "llm" and s.get("model") in MODELS]
     body = metric(api, project_a.key, metric="error_rate", kind="llm", model=list(MODELS))
@@ -126,11 +142,11 @@ def test_hour_buckets_at_edges(api, project_a):
     assert buckets == {before: 2, on_edge: 3}
     # from is inclusive and to exclusive, to the microsecond
     for source_params in ({}, {"group_by": "user_id"}):  # metrics_1m and spans paths
-        edge = api(project_a.key).get("/metrics", params={
+        edge = api(project_a.key).get("/metrics", params={**ALL,
             "metric": "requests", "model": "edge-model", "from": EDGE_HOUR.isoformat(),
             "to": (EDGE_HOUR + timedelta(minutes=1)).isoformat(), **source_params}).json()
         assert sum(r["value"] for r in edge["data"]) == 3
-    spans_only = api(project_a.key).get("/metrics", params={
+    spans_only = api(project_a.key).get("/metrics", params={**ALL,
         "metric": "requests", "model": "edge-model", "from": (EDGE_HOUR - timedelta(microseconds=1)).isoformat(),
         "to": EDGE_HOUR.isoformat()}).json()
     assert spans_only["source"] == "spans" and spans_only["data"][0]["value"] == 2
@@ -201,7 +217,7 @@ def test_group_limit_with_interval(api, project_a):
 
 def test_duration_intervals(api, project_a):
     edge = EDGE_HOUR
-    params = {"metric": "requests", "model": "edge-model", "from": (edge - timedelta(hours=1)).isoformat(),
+    params = {**ALL, "metric": "requests", "model": "edge-model", "from": (edge - timedelta(hours=1)).isoformat(),
               "to": (edge + timedelta(hours=1)).isoformat()}
     five = api(project_a.key).get("/metrics", params={**params, "interval": "5m"}).json()
     assert five["source"] == "metrics_1m"

@@ -34,7 +34,8 @@ def project_c(stack):
                            500.0, name="call", kind="llm", model="m-big" if t >= 15 else "m-small",
                            cost=0.01 * (t + 1), cost_source="user", input_tokens=10 * t, output_tokens=t,
                            status="error" if t in (4, 9) else "ok",
-                           attributes={"http.route": orjson.dumps("/x").decode()}, **common))
+                           attributes={"http.route": "/x", "version": "9.10", "id": "12345678901234567890123",
+                                       "flag": "false", "meta": '{"a": [1, 2]}'}, **common))
         traces.append({"trace_id": tid, "t": t, "start": start, "cost": 0.01 * (t + 1)})
     stack.insert_spans([dict(s) for s in spans])
     insert_scores(stack.clickhouse, [_score(project_id, traces[t]["trace_id"], "quality", t / 20) for t in range(20)])
@@ -131,7 +132,9 @@ def test_trace_detail_tree_payloads_events_scores(api, project_c):
     assert root["events"][0]["name"] == "retry" and root["events"][0]["attributes"] == {"n": 3}
     [child] = root["children"]
     assert child["model"] == "m-small" and child["cost"] == pytest.approx(0.04)
-    assert child["attributes"]["http.route"] == "/x"
+    # attributes keep the text they were sent with; only JSON objects / arrays come back structured
+    assert child["attributes"] == {"http.route": "/x", "version": "9.10", "id": "12345678901234567890123",
+                                   "flag": "false", "meta": {"a": [1, 2]}}
     assert body["scores"][0]["name"] == "quality"
     assert body["cost"] == pytest.approx(0.04)
 

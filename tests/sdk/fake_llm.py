@@ -3,7 +3,10 @@
 The real ``openai`` / ``anthropic`` SDKs talk to it through ``base_url``. Behaviour is chosen by the
 request's model name: ``error-429`` / ``error-500`` answer with that provider error, ``slow`` sleeps
 2 s (for client timeouts); a request with ``tools`` gets a tool call back.
-Streams pause ``FIRST_CHUNK_DELAY`` before the first event, so time-to-first-chunk is measurable.
+Streams pause ``FIRST_CHUNK_DELAY`` before the first event (the envelope: the role-only chunk,
+``response.created``, ``message_start``), then hold back the first *content* event a further
+``FIRST_TOKEN_DELAY``: the true time to first token is their sum (``TRUE_TTFT``), which a client that
+timed the envelope instead would miss by far more than 10 %.
 """
 
 from __future__ import annotations
@@ -15,7 +18,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 
 FIRST_CHUNK_DELAY = 0.05
+FIRST_TOKEN_DELAY = 0.5
+TRUE_TTFT = FIRST_CHUNK_DELAY + FIRST_TOKEN_DELAY  # seconds from the request to the first content token
 CHUNK_DELAY = 0.005
+
+
+def is_content_event(data: str) -> bool:
+    """Whether an SSE payload carries generated content (text, tool-call name / arguments)."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return False
+    kind = obj.get("type", "")
+    if kind == "content_block_delta" or (kind.startswith("response.") and kind.endswith(".delta")):
+        return True
+    return any((c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls")
+               for c in obj.get("choices") or [])
 
 
 def chat_completion(body: dict[str, Any]) -> dict[str, Any]:
@@ -142,11 +160,16 @@ class FakeLLM:
                 self.end_headers()
                 self.close_connection = True
                 time.sleep(FIRST_CHUNK_DELAY)
+                held_back = False
                 for event, data in events:
+                    if not held_back and is_content_event(data):
+                        held_back = True
+                        time.sleep(FIRST_TOKEN_DELAY)
                     frame = (f"event: {event}\n" if event else "") + f"data: {data}\n\n"
                     self.wfile.write(frame.encode())
                     self.wfile.flush()
-                    time.sleep(CHUNK_DELAY)
+                    if held_back:
+                        time.sleep(CHUNK_DELAY)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")

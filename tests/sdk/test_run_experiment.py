@@ -54,6 +54,7 @@ def _check_traces(stack, project_id: str, result, inner_name: str) -> None:
         root = next(v for k, v in spans.items() if k.startswith("experiment "))
         assert root[1] == "" and root[2] == result.id and root[3] == row["item_id"]
         assert spans[inner_name][1] == root[0], "the task's span nests under the item's root span"
+        assert spans[inner_name][2:] == (result.id, row["item_id"]), "the task's spans carry the ids too"
 
 
 def test_sync_task_with_repetitions(stack, service_url, llm):

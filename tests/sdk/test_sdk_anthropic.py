@@ -7,7 +7,7 @@ import json
 import anthropic
 import pytest
 from anthropic.lib.streaming import AsyncMessageStreamManager, MessageStream, MessageStreamManager
-from sdk_helpers import one_span
+from sdk_helpers import assert_ttft, one_span
 
 import evalforge
 
@@ -67,7 +67,7 @@ def test_messages_create_stream(client, sdk):
     assert text == "Bonjour!"
     a = one_span(sdk)["attributes"]
     assert_usage(a)
-    assert a["gen_ai.response.time_to_first_chunk"] > 0.04
+    assert_ttft(a)
     assert json.loads(a["gen_ai.output.messages"])[0]["parts"] == [{"type": "text", "content": "Bonjour!"}]
 
 
@@ -84,6 +84,7 @@ def test_messages_stream_manager(client, sdk):
     parts = json.loads(a["gen_ai.output.messages"])[0]["parts"]
     assert parts[1] == {"type": "tool_call", "id": "toolu_1", "name": "get_weather", "arguments": {"city": "Paris"}}
     assert a["gen_ai.response.finish_reasons"] == ["tool_call"]
+    assert_ttft(a)
 
 
 def test_messages_stream_exited_early_ends_span(client, sdk):
@@ -128,6 +129,10 @@ async def test_async_create_stream_and_manager(aclient, sdk):
     assert len(sdk.spans) == 3
     for span in sdk.spans:
         assert_usage(span["attributes"])
+    streamed = [s["attributes"] for s in sdk.spans if "gen_ai.response.time_to_first_chunk" in s["attributes"]]
+    assert len(streamed) == 2  # create(stream=True) and messages.stream(), both timed to the first token
+    for attributes in streamed:
+        assert_ttft(attributes)
 
 
 @pytest.mark.parametrize("model,exc_type", [("error-429", anthropic.RateLimitError), ("error-500", anthropic.InternalServerError)])

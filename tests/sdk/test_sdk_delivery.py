@@ -181,3 +181,23 @@ def test_forked_child_keeps_exporting(receiver):
     assert proc.returncode == 0, proc.stderr
     names = sorted(s["name"] for s in receiver.wait_spans(3, timeout=3))
     assert names == ["before-fork", "child", "parent"]
+
+
+def test_a_retried_score_batch_carries_the_same_idempotency_key(receiver):
+    """The server derives the ids of scores sent without one from this key: a retry after a 503 that
+    had in fact stored them collapses onto them instead of doubling the feedback."""
+    receiver.reset("throttle")
+    receiver.retry_after = "0"
+    evalforge.init(api_key=API_KEY, endpoint=receiver.url, schedule_delay=0.01)
+    evalforge.score("thumbs", 1, trace_id="5b8efff798038103d269b633813fc60c")
+    deadline = time.monotonic() + 3
+    while not receiver.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    receiver.mode = "ok"
+    assert evalforge.flush(5)
+    evalforge.score("stars", 4, trace_id="5b8efff798038103d269b633813fc60c")
+    assert evalforge.flush(5)
+    keys = [r["headers"].get("Idempotency-Key") for r in receiver.requests if r["path"].endswith("/api/v1/scores")]
+    assert len(keys) >= 3 and all(keys)
+    assert len(set(keys[:-1])) == 1  # the throttled attempts and the delivered one: one key
+    assert keys[-1] != keys[0]  # another batch: another key

@@ -110,9 +110,10 @@ def test_openllmetry_indexed_prompts_and_traceloop_properties():
     })
     assert rec["kind"] == "chain"  # an explicit span kind beats what the operation implies
     assert rec["operation"] == "chat" and rec["provider"] == "anthropic"
-    assert json.loads(rec["input"]) == [{"role": "system", "content": "Be brief."},
-                                        {"role": "user", "content": "Hi"}]
-    assert json.loads(rec["output"]) == [{"role": "assistant", "content": "Hello", "finish_reason": "stop"}]
+    assert json.loads(rec["input"]) == [{"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
+                                        {"role": "user", "parts": [{"type": "text", "content": "Hi"}]}]
+    assert json.loads(rec["output"]) == [{"role": "assistant", "parts": [{"type": "text", "content": "Hello"}],
+                                          "finish_reason": "stop"}]
     assert (rec["input_tokens"], rec["cache_read_tokens"], rec["cache_creation_tokens"]) == (1110, 1000, 100)
     assert rec["total_tokens"] == 1130
     assert (rec["session_id"], rec["user_id"]) == ("s-42", "u-7")
@@ -148,8 +149,8 @@ def test_openinference_convention():
     assert (rec["input_tokens"], rec["output_tokens"], rec["total_tokens"]) == (1500, 80, 1580)
     assert (rec["cache_read_tokens"], rec["cache_creation_tokens"]) == (1200, 200)
     # structured messages win over the raw input.value; the loser stays in attributes
-    assert json.loads(rec["input"]) == [{"role": "user", "content": "What is 2+2?"}]
-    assert json.loads(rec["output"]) == [{"role": "assistant", "content": "4"}]
+    assert json.loads(rec["input"]) == [{"role": "user", "parts": [{"type": "text", "content": "What is 2+2?"}]}]
+    assert json.loads(rec["output"]) == [{"role": "assistant", "parts": [{"type": "text", "content": "4"}]}]
     assert rec["attributes"]["input.value"].startswith('{"messages"')
     assert rec["attributes"]["llm.system"] == "anthropic"
     assert (rec["session_id"], rec["user_id"], rec["tags"]) == ("sess-1", "user-1", ["prod", "beta"])

@@ -81,3 +81,35 @@ def test_counting_works_without_network_or_tiktoken_cache(tmp_path: Path) -> Non
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(2, False) (2, False)"
     assert not any(tmp_path.iterdir())
+
+
+def _llm_record(**fields):
+    from datetime import datetime, timedelta, timezone
+
+    from core.span import empty_record
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rec = empty_record()
+    rec.update(project_id="p", trace_id="a" * 32, span_id="b" * 16, name="chat gpt-4o", kind="llm",
+               provider="openai", model="gpt-4o", request_model="gpt-4o", start_time=start,
+               end_time=start + timedelta(seconds=1), status="ok", input="Say hello to the world")
+    rec.update(fields)
+    return rec
+
+
+def test_failed_call_without_usage_is_not_counted_or_priced() -> None:
+    from stream_processors.enrich import enrich
+    failed = enrich(_llm_record(status="error", error_type="RateLimitError", status_message="429"))
+    assert (failed["input_tokens"], failed["cost"], failed["cost_source"]) == (0, None, "")
+    assert "evalforge.tokens.counted" not in failed["attributes"]
+    # the same call that succeeded without reported usage is counted (exactly, by tiktoken) and priced
+    ok = enrich(_llm_record())
+    assert ok["input_tokens"] == count_tokens("Say hello to the world", "gpt-4o")[0] and ok["cost"] > 0
+
+
+def test_failed_call_with_reported_usage_is_priced() -> None:
+    from core.pricing import Usage, compute_call_cost
+    from stream_processors.enrich import enrich
+    failed = enrich(_llm_record(status="error", error_type="ContentFilter", input_tokens=50, output_tokens=3,
+                                total_tokens=53))
+    expected = compute_call_cost("openai", "gpt-4o", "gpt-4o", Usage(input_tokens=50, output_tokens=3)).cost
+    assert failed["cost"] == expected and failed["cost_source"] == "computed"

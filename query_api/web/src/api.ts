@@ -82,7 +82,7 @@ export async function loadSession(): Promise<SessionInfo | null> {
   try {
     return await api<SessionInfo>("/auth/me");
   } catch (e) {
-    if (!(e instanceof ApiError) || (e.status !== 401 && e.status !== 404)) throw e;
+    if (!(e instanceof ApiError) || ![401, 403, 404].includes(e.status)) throw e;
   }
   try {
     const p = await api<{ id: string; name: string }>("/projects/current");

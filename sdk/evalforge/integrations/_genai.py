@@ -41,7 +41,10 @@ class Endpoint:
 class Accumulator:
     """Collects stream events; ``attributes()`` returns what a non-streamed response would have given."""
 
-    def add(self, event: Any) -> None:  # pragma: no cover - interface
+    def add(self, event: Any) -> bool:  # pragma: no cover - interface
+        """Take one event; True when it carried content (text, a tool call's name or arguments,
+        thinking): time to first token is measured to the first such event, not to the envelope
+        (``message_start``, ``response.created``, a chunk with only the role)."""
         raise NotImplementedError
 
     def attributes(self) -> dict[str, Any]:  # pragma: no cover - interface
@@ -118,7 +121,7 @@ class LLMCall:
             attrs[key] = text if len(text) <= MAX_CONTENT_CHARS else text[:MAX_CONTENT_CHARS] + "…"
 
     def chunk(self) -> None:
-        """A stream chunk arrived (only the first one matters: time to first chunk)."""
+        """The first content of a stream arrived (time to first token; later calls are ignored)."""
         if not self.first_chunk_ns:
             self.first_chunk_ns = time.time_ns()
 

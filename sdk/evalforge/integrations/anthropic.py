@@ -136,7 +136,7 @@ class StreamAccumulator(Accumulator):
             if value is not None:
                 self.usage[key] = value
 
-    def add(self, event: Any) -> None:
+    def add(self, event: Any) -> bool:
         kind = get(event, "type")
         if kind == "message_start":
             msg = get(event, "message")
@@ -155,9 +155,11 @@ class StreamAccumulator(Accumulator):
                 slot["text"].append(get(delta, "thinking"))
             elif dtype == "input_json_delta":
                 slot["json"].append(get(delta, "partial_json"))
+            return True
         elif kind == "message_delta":
             self.stop_reason = get(get(event, "delta"), "stop_reason") or self.stop_reason
             self._merge_usage(get(event, "usage"))
+        return False
 
     def attributes(self) -> dict[str, Any]:
         parts = []

@@ -150,8 +150,9 @@ class ChatStreamAccumulator(Accumulator):
         self.usage: Any = None
         self.choices: dict[int, dict[str, Any]] = {}
 
-    def add(self, chunk: Any) -> None:
+    def add(self, chunk: Any) -> bool:
         # Hot path (every chunk): plain attribute access on the SDK's chunk models, no generic get().
+        content = False
         if self.id is None:
             self.id, self.model, self.fingerprint = chunk.id, chunk.model, chunk.system_fingerprint
         if chunk.usage is not None:
@@ -166,7 +167,11 @@ class ChatStreamAccumulator(Accumulator):
                     acc["role"] = delta.role
                 if delta.content:
                     acc["text"].append(delta.content)
+                    content = True
+                if getattr(delta, "refusal", None):
+                    content = True
                 if delta.tool_calls:
+                    content = True
                     for tc in delta.tool_calls:
                         slot = acc["tools"].setdefault(tc.index, {"id": None, "name": None, "args": []})
                         slot["id"] = slot["id"] or tc.id
@@ -177,6 +182,7 @@ class ChatStreamAccumulator(Accumulator):
                                 slot["args"].append(fn.arguments)
             if choice.finish_reason:
                 acc["finish"] = choice.finish_reason
+        return content
 
     def attributes(self) -> dict[str, Any]:
         output = []
@@ -293,12 +299,14 @@ class ResponsesStreamAccumulator(Accumulator):
         self.response: Any = None
         self.error: Any = None
 
-    def add(self, event: Any) -> None:
+    def add(self, event: Any) -> bool:
         kind = get(event, "type")
         if kind in ("response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed"):
             self.response = get(event, "response")
         elif kind == "error":
             self.error = get(event, "code") or "error"
+        # content arrives as deltas (output_text, refusal, function_call_arguments, reasoning text, ...)
+        return isinstance(kind, str) and kind.endswith(".delta")
 
     def attributes(self) -> dict[str, Any]:
         attrs = responses_response(self.response) if self.response is not None else {}

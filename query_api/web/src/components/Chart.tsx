@@ -9,11 +9,18 @@ export interface Series {
 
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"];
 
+/** The same series name gets the same colour on every chart. */
+export function colorFor(label: string): string {
+  let h = 0;
+  for (let i = 0; i < label.length; i++) h = (h * 31 + label.charCodeAt(i)) >>> 0;
+  return COLORS[h % COLORS.length];
+}
+
 /** A time series chart (uPlot: canvas, smooth at 10,000+ points). Clicking near a point calls
  * ``onPick(x index, series index)``. The same numbers are in a visually hidden table, for screen
  * readers (and tests). */
-export function Chart({ title, xs, series, format, onPick, height = 220 }: {
-  title: string; xs: number[]; series: Series[]; format: (v: number | null) => string;
+export function Chart({ title, xs, series, format, onPick, xRange, height = 220 }: {
+  title: string; xs: number[]; series: Series[]; format: (v: number | null) => string; xRange?: [number, number];
   onPick?: (xIndex: number, seriesIndex: number) => void; height?: number;
 }) {
   const host = useRef<HTMLDivElement>(null);
@@ -24,10 +31,11 @@ export function Chart({ title, xs, series, format, onPick, height = 220 }: {
     if (!el) return;
     const opts: uPlot.Options = {
       width: Math.max(300, el.clientWidth), height,
-      series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5,
+      series: [{}, ...series.map((s) => ({ label: s.label, stroke: series.length === 1 ? COLORS[0] : colorFor(s.label), width: 1.5,
                                               points: { show: xs.length < 60 }, value: (_u: uPlot, v: number | null) => format(v) }))],
       axes: [{}, { values: (_u: uPlot, vals: number[]) => vals.map((v) => format(v)), size: 70 }],
       cursor: { focus: { prox: 30 } },
+      scales: xRange ? { x: { time: true, range: () => xRange } } : undefined,
       legend: { show: series.length > 1 },
     };
     const plot = new uPlot(opts, [xs, ...series.map((s) => s.values)] as uPlot.AlignedData, el);
@@ -47,7 +55,7 @@ export function Chart({ title, xs, series, format, onPick, height = 220 }: {
     const resize = new ResizeObserver(() => plot.setSize({ width: Math.max(300, el.clientWidth), height }));
     resize.observe(el);
     return () => { resize.disconnect(); plot.destroy(); };
-  }, [xs, series, height, format]);
+  }, [xs, series, height, format, xRange?.[0], xRange?.[1]]); // eslint-disable-line react-hooks/exhaustive-deps
   return (
     <figure className="chart" aria-label={title} data-testid={`chart-${title}`} data-drawn={xs.length > 0 ? "1" : "0"}>
       <figcaption>{title}</figcaption>

@@ -18,7 +18,8 @@ export interface TreeRow<S extends SpanLike = SpanLike> {
 }
 
 /** Nest flat spans under their parents, keeping the given order; a span whose parent is
- * missing (not stored yet, or dropped) becomes a root rather than disappearing. */
+ * missing (not stored yet, or dropped) becomes a root rather than disappearing, and so does a
+ * span caught in a parent cycle (bad input). Linear time. */
 export function buildTree<S extends SpanLike>(spans: S[]): S[] {
   const byId = new Map<string, S>();
   for (const s of spans) byId.set(s.span_id, { ...s, children: [] });
@@ -26,22 +27,30 @@ export function buildTree<S extends SpanLike>(spans: S[]): S[] {
   for (const s of spans) {
     const node = byId.get(s.span_id)!;
     const parent = s.parent_span_id ? byId.get(s.parent_span_id) : undefined;
-    if (parent && parent !== node && !isAncestor(node, parent, byId)) (parent.children as S[]).push(node);
+    if (parent && parent !== node) (parent.children as S[]).push(node);
     else roots.push(node);
   }
-  return roots;
-}
-
-// Guards against a parent cycle (a -> b -> a) in bad input: such a span becomes a root.
-function isAncestor<S extends SpanLike>(node: S, candidate: S, byId: Map<string, S>): boolean {
-  let cur: S | undefined = candidate;
-  const seen = new Set<string>();
-  while (cur && !seen.has(cur.span_id)) {
-    if (cur.span_id === node.span_id) return true;
-    seen.add(cur.span_id);
-    cur = cur.parent_span_id ? byId.get(cur.parent_span_id) : undefined;
+  // Spans not reachable from a root sit on a cycle: cut each cycle at the first such span.
+  const reached = new Set<string>();
+  const walk = (start: S) => {
+    const stack = [start];
+    while (stack.length) {
+      const n = stack.pop()!;
+      if (reached.has(n.span_id)) continue;
+      reached.add(n.span_id);
+      for (const c of n.children as S[]) stack.push(c);
+    }
+  };
+  roots.forEach(walk);
+  for (const s of spans) {
+    const node = byId.get(s.span_id)!;
+    if (reached.has(node.span_id)) continue;
+    const parent = byId.get(node.parent_span_id)!;
+    parent.children = (parent.children as S[]).filter((c) => c !== node);
+    roots.push(node);
+    walk(node);
   }
-  return false;
+  return roots;
 }
 
 /** Depth-first rows of the tree, skipping the children of collapsed spans; when ``keep`` is

@@ -114,19 +114,20 @@ export default function DashboardPage() {
           if (c.list.length === 0) return <div key={c.title} className="chart"><h3>{c.title}</h3><p className="muted">No scores in this range.</p></div>;
           if (rs.some((r) => !r?.data)) return <div key={c.title} className="chart"><h3>{c.title}</h3><p className="muted">Loading…</p></div>;
           return <MetricChart key={c.title + group} title={c.title} specs={c.list} datas={rs.map((r) => r!.data!)}
-                              group={group} format={c.format} open={open} />;
+                              group={group} format={c.format} open={open}
+                              xRange={[Date.parse(from) / 1000, Date.parse(to) / 1000]} />;
         })}
       </div>
     </div>
   );
 }
 
-function MetricChart({ title, specs, datas, group, format, open }: {
+function MetricChart({ title, specs, datas, group, format, open, xRange }: {
   title: string; specs: Spec[]; datas: MetricData[]; group: string; format: (v: number | null) => string;
-  open: (bucketSec: number, groupValue: string) => void;
+  open: (bucketSec: number, groupValue: string) => void; xRange: [number, number];
 }) {
   const { xs, series } = useMemo(() => toSeries(specs, datas, group), [...datas, group]); // eslint-disable-line react-hooks/exhaustive-deps
-  return <Chart title={title} xs={xs} series={series} format={format}
+  return <Chart title={title} xs={xs} series={series} format={format} xRange={xRange}
                 onPick={(xi, si) => { const g = series[si].label.split(" · ")[0]; open(xs[xi], g === "(none)" ? "" : g); }} />;
 }
 

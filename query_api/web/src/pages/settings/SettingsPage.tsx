@@ -128,7 +128,7 @@ interface Price { provider: string; model: string; prices: Record<string, number
 function Prices({ admin }: { admin: boolean }) {
   const { projectId } = useProject();
   const qc = useQueryClient();
-  const prices = useQuery({ queryKey: ["prices", projectId], queryFn: () => api<{ prices?: Price[]; data?: Price[] } | Price[]>("/model-prices", { project: projectId }) });
+  const prices = useQuery({ queryKey: ["prices", projectId], queryFn: () => api<{ overrides: Price[] }>("/model-prices", { project: projectId }) });
   const [form, setForm] = useState({ provider: "", model: "", input: "", output: "" });
   const save = useMutation({
     mutationFn: () => api("/model-prices", { method: "PUT", project: projectId, body: {
@@ -143,7 +143,7 @@ function Prices({ admin }: { admin: boolean }) {
     <section aria-labelledby="prices-h">
       <h2 id="prices-h">Model prices <span className="muted">(USD per 1M tokens; override the shipped table for this project)</span></h2>
       <Resource q={prices} what="model prices">{(d) => {
-        const list = Array.isArray(d) ? d : d.prices ?? d.data ?? [];
+        const list = d.overrides;
         return list.length === 0 ? <p className="muted">No project prices: the shipped price table applies.</p> : (
           <table className="list"><thead><tr><th>Provider</th><th>Model</th><th>Prices</th><th /></tr></thead>
             <tbody>{list.map((p) => (

@@ -17,7 +17,7 @@ interface SpanFull {
   tokens_estimated: number; cost: number | null; cost_source: string; input: string | null; output: string | null;
   input_error?: string; output_error?: string; attributes: Record<string, unknown>;
   events: Array<{ name: string; time?: string; timestamp?: string; attributes?: Record<string, unknown> }>;
-  scores: Score[]; tags: string[]; session_id: string; user_id: string; environment: string; release: string;
+  cost_details: Record<string, number> | null; scores: Score[]; tags: string[]; session_id: string; user_id: string; environment: string; release: string;
 }
 
 /** One span, fetched when opened (full payloads from the blob store are read only here). */
@@ -57,15 +57,15 @@ function SpanBody({ s, projectId }: { s: SpanFull; projectId: string }) {
         <div><dt>Cost</dt><dd>{fmtCost(s.cost)}{s.cost_source && <span className="muted"> ({s.cost_source})</span>}</dd></div>
       </dl>
       {s.total_tokens > 0 && (
-        <table className="tokens" aria-label="Tokens by type">
-          <thead><tr><th>Tokens</th><th>count</th></tr></thead>
+        <table className="tokens" aria-label="Tokens and cost by type" data-testid="token-table">
+          <thead><tr><th>Tokens</th><th>count</th>{s.cost_details && <th>cost</th>}</tr></thead>
           <tbody>
-            <tr><td>input (all)</td><td>{fmtInt(s.input_tokens)}</td></tr>
-            {s.cache_read_tokens > 0 && <tr><td>· cache read</td><td>{fmtInt(s.cache_read_tokens)}</td></tr>}
-            {s.cache_creation_tokens > 0 && <tr><td>· cache write</td><td>{fmtInt(s.cache_creation_tokens)}</td></tr>}
-            <tr><td>output (all)</td><td>{fmtInt(s.output_tokens)}</td></tr>
-            {s.reasoning_tokens > 0 && <tr><td>· reasoning</td><td>{fmtInt(s.reasoning_tokens)}</td></tr>}
-            <tr><td>total{s.tokens_estimated ? " (estimated)" : ""}</td><td>{fmtInt(s.total_tokens)}</td></tr>
+            {tokenRows(s).map(([label, count, key]) => (
+              <tr key={label}><td>{label}</td><td>{fmtInt(count)}</td>
+                {s.cost_details && <td>{key && s.cost_details[key] != null ? fmtCost(s.cost_details[key]) : ""}</td>}</tr>
+            ))}
+            <tr><td>total{s.tokens_estimated ? " (estimated)" : ""}</td><td>{fmtInt(s.total_tokens)}</td>
+              {s.cost_details && <td>{fmtCost(s.cost)}</td>}</tr>
           </tbody>
         </table>
       )}
@@ -114,6 +114,17 @@ function SpanBody({ s, projectId }: { s: SpanFull; projectId: string }) {
   );
 }
 
+/** (label, tokens, cost_details key) per token type; each token counted once, as core/pricing prices it. */
+function tokenRows(s: SpanFull): Array<[string, number, string | null]> {
+  const uncached = s.input_tokens - s.cache_read_tokens - s.cache_creation_tokens;
+  const rows: Array<[string, number, string | null]> = [["input", uncached, "input"]];
+  if (s.cache_read_tokens) rows.push(["cache read", s.cache_read_tokens, "cache_read"]);
+  if (s.cache_creation_tokens) rows.push(["cache write", s.cache_creation_tokens, "cache_write_5m"]);
+  rows.push(["output", s.output_tokens - s.reasoning_tokens, "output"]);
+  if (s.reasoning_tokens) rows.push(["reasoning", s.reasoning_tokens, "reasoning"]);
+  return rows;
+}
+
 function Scores({ s, projectId }: { s: SpanFull; projectId: string }) {
   const { project } = useProject();
   const qc = useQueryClient();
@@ -128,7 +139,11 @@ function Scores({ s, projectId }: { s: SpanFull; projectId: string }) {
         value: value.trim() !== "" && Number.isFinite(num) ? num : value,
       } });
     },
-    onSuccess: () => { setValue(""); setComment(""); setTimeout(() => qc.invalidateQueries({ queryKey: ["span", projectId, s.trace_id] }), 1500); },
+    onSuccess: () => {
+      setValue(""); setComment("");
+      // The score goes through the bus to storage: look again once it has had time to land.
+      for (const ms of [1000, 3000]) setTimeout(() => qc.invalidateQueries({ queryKey: ["span", projectId, s.trace_id] }), ms);
+    },
   });
   const submit = (e: FormEvent) => { e.preventDefault(); add.mutate(); };
   return (

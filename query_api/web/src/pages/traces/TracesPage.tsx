@@ -85,7 +85,7 @@ export default function TracesPage() {
   };
   const hasFilters = [...params.keys()].some((k) => !["sort", "order", "live", "hide"].includes(k));
   const visibleCols = table.getVisibleLeafColumns();
-  const grid = visibleCols.map((c) => (c.id === "name" ? "minmax(160px, 2fr)" : c.id === "scores" || c.id === "tags" ? "minmax(100px, 1.5fr)" : "minmax(80px, 1fr)")).join(" ");
+  const grid = visibleCols.map((c) => (c.id === "name" ? "minmax(160px, 2fr)" : c.id === "start_time" ? "minmax(150px, 1fr)" : c.id === "scores" || c.id === "tags" ? "minmax(100px, 1.5fr)" : "minmax(80px, 1fr)")).join(" ");
   return (
     <div className="page">
       <div className="page-head">
