@@ -32,6 +32,9 @@ class Benchmark:
     prompt: Callable[[Item], list[dict[str, str]]]
     scorer: Callable[[Item, str], ScoreDict]
     metric: str = "accuracy"
+    # True when ``score`` blocks (HumanEval / MBPP run each sample in a sandbox subprocess): the
+    # runner then scores in a thread instead of on its event loop.
+    blocking: bool = False
 
     def messages(self, item: Item) -> list[dict[str, str]]:
         return self.prompt(item)

