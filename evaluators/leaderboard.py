@@ -55,7 +55,23 @@ def entry_row(label: str, exp: dict[str, Any], results: list[dict[str, Any]], sc
             "finished_at": exp.get("finished_at"), "score": score,
             "mean": float(np.mean(values)) if values else None, "ci_low": low, "ci_high": high, "n": len(values),
             "cost_per_1000_items": per_item * 1000 if per_item is not None else None,
-            "latency_p50_ms": summary["latency_ms"]["p50"], "error_rate": summary["error_rate"]}
+            "latency_p50_ms": summary["latency_ms"]["p50"], "error_rate": summary["error_rate"],
+            "pass_at_k": pass_at_k_table(results, score) if score == "pass@1" else None}
+
+
+def pass_at_k_table(results: list[dict[str, Any]], score: str = "pass@1") -> dict[str, float]:
+    """Code benchmarks run with repetitions: the unbiased pass@k over items, for k = 1, 5, 10 up to
+    the fewest samples any item has."""
+    from evaluators.benchmarks.code import mean_pass_at_k
+
+    per_item: dict[str, list[bool]] = defaultdict(list)
+    for item_id, _, value, passed in stats.score_values(results).get(score, []):
+        per_item[item_id].append(bool(passed) if passed is not None else value >= 1.0)
+    if not per_item:
+        return {}
+    counts = [(len(v), sum(v)) for v in per_item.values()]
+    fewest = min(n for n, _ in counts)
+    return {f"pass@{k}": mean_pass_at_k(counts, k) for k in (1, 5, 10) if k <= fewest}
 
 
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

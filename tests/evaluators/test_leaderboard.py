@@ -130,3 +130,19 @@ def test_leaderboard_api_ranks_two_models_on_a_dataset(stack, stub):
     assert r.status_code == 422 and "benchmark" in r.text
     r = stack.client.get("/api/v1/leaderboards", headers=h, params={"benchmark": "arithmetic"})
     assert r.status_code == 200 and r.json()["entries"] == []
+
+
+def test_pass_at_k_over_repetitions():
+    from math import comb
+
+    def res(item, rep, ok):
+        return {"item_id": item, "repetition": rep, "scores": [{"name": "pass@1", "value": float(ok), "passed": ok}]}
+    passes = {"t1": [True] * 3 + [False] * 7, "t2": [False] * 10, "t3": [True] * 9 + [False]}
+    results = [res(t, r, ok) for t, oks in passes.items() for r, ok in enumerate(oks)]
+    table = board.pass_at_k_table(results)
+    assert set(table) == {"pass@1", "pass@5", "pass@10"}
+    for k in (1, 5, 10):
+        direct = sum(1 - comb(10 - sum(v), k) / comb(10, k) for v in passes.values()) / 3
+        assert table[f"pass@{k}"] == pytest.approx(direct)
+    out = board.leaderboard([{"id": "e", "name": "m", "repetitions": 10}], {"e": results})
+    assert out["entries"][0]["pass_at_k"] == table
