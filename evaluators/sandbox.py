@@ -111,13 +111,26 @@ def _bwrap_argv(command: list[str], limits: Limits) -> list[str]:
     return argv + command
 
 
+def _processes_of(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += entry.stat().st_uid == uid
+            except OSError:
+                pass
+    return count
+
+
 def _child_setup(limits: Limits):
     host_uid = secrets.randbelow(_HOST_UIDS[1] - _HOST_UIDS[0]) + _HOST_UIDS[0]
+    # Not root: the sample keeps our uid, whose other processes count against NPROC too.
+    nproc = limits.processes if os.getuid() == 0 else _processes_of(os.getuid()) + limits.processes
 
     def setup() -> None:  # runs in the forked child before exec: no locks, no imports
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
