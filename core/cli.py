@@ -51,6 +51,8 @@ def _routers(kind: str) -> list:
         from evaluators.routers.benchmarks import router as benchmarks_router
         from evaluators.routers.datasets import router as datasets_router
         from evaluators.routers.experiments import router as experiments_router
+        from evaluators.routers.leaderboards import router as leaderboards_router
+        from evaluators.routers.plan import router as plan_router
         from evaluators.rules_api import router as eval_rules_router
         from query_api.routers.auth import router as auth_router
         from query_api.routers.members import router as members_router
@@ -58,8 +60,8 @@ def _routers(kind: str) -> list:
         from stream_processors.alerts.rules_api import router as alert_rules_router
 
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router,
-                    auth_router, projects_router, members_router, datasets_router, experiments_router,
-                    benchmarks_router]
+                    auth_router, projects_router, members_router, datasets_router, plan_router,
+                    experiments_router, benchmarks_router, leaderboards_router]
     if kind in ("up", "ingest"):
         from ingest.router import router as ingest_router
         from ingest.routers.langfuse import router as langfuse_router
@@ -316,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     from evaluators.experiments_cli import add_parsers as add_experiment_parsers
 
     add_experiment_parsers(sub)
+    from evaluators.leaderboard_cli import add_parser as add_leaderboard_parser
+
+    add_leaderboard_parser(sub)
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     kc = keys_sub.add_parser("create", help="create a key for a project (creating the project if needed)")
@@ -371,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
             from evaluators.experiments_cli import run as run_experiments_cli
 
             return run_experiments_cli(args, settings)
+        elif args.command == "leaderboard":
+            from evaluators.leaderboard_cli import run as run_leaderboard_cli
+
+            return run_leaderboard_cli(args, settings)
         elif args.command == "demo":
             from core.demo import run_demo
 

@@ -225,7 +225,8 @@ class ExperimentRun:
         ``spans`` (in their own traces, linked to the item's, so judge spend never inflates it)."""
         scores = []
         if self.bench is not None:
-            scores.append(self.bench.score(item, output))
+            bench = self.bench
+            scores.append(await asyncio.to_thread(bench.score, item, output) if bench.blocking else bench.score(item, output))
         if self.evaluators:
             subject = dict(root)
             subject["attributes"] = {**root["attributes"]}

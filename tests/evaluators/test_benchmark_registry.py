@@ -29,7 +29,7 @@ def test_the_final_number_is_scored(answer, passed):
 
 
 def test_bad_names_are_errors_naming_the_field():
-    with pytest.raises(benchmarks.UnknownBenchmark, match="^benchmark: unknown benchmark 'nope'; known: arithmetic"):
+    with pytest.raises(benchmarks.UnknownBenchmark, match="^benchmark: unknown benchmark 'nope'; known: .*arithmetic"):
         benchmarks.load("nope")
     with pytest.raises(benchmarks.UnknownBenchmark, match="^subset: arithmetic has subsets"):
         benchmarks.load("arithmetic", subset="division")
