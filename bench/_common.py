@@ -317,7 +317,7 @@ def summarize_collapsed(path: Path, top: int = 15) -> list[tuple[str, str]]:
     rows.append(("inclusive %", ""))
     # framework plumbing (event loop, ASGI layers, thread pool) is on every stack; leave it out
     plumbing = ("(asyncio/", "(starlette/", "(fastapi/", "(uvicorn/", "(threading.py", "(concurrent/", "<module>",
-                "core/cli.py)", "(evalforge)")
+                "launcher/cli.py)", "(evalforge)")
     ranked = [(k, v) for k, v in sorted(incl_n.items(), key=lambda kv: -kv[1]) if not any(p in k for p in plumbing)]
     rows += [(f"  {k}", f"{v * 100 / total:5.1f}") for k, v in ranked[:top]]
     return rows

@@ -85,7 +85,7 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from core.cli import ALL_PARTS, _routers
+    from launcher.cli import ALL_PARTS, _routers
     from core.http import build_app
     from tests.harness.live_server import LiveServer
 

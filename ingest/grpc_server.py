@@ -40,7 +40,7 @@ from ingest import metrics
 from ingest.inprocess import call
 from ingest.otlp import PROTOBUF, OTLPDecodeError
 from ingest.otlp_discard import discard
-from ingest.router import otlp_traces
+from ingest.routers.ingest import otlp_traces
 
 
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"

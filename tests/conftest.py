@@ -203,7 +203,7 @@ def stack(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, servi
     """``evalforge up``'s app on the session's real parts, with the embedded bus (Redis Streams)."""
     from starlette.testclient import TestClient
 
-    from core.cli import ALL_PARTS, _background, _routers
+    from launcher.cli import ALL_PARTS, _background, _routers
     from core.http import build_app
     from core.settings import Settings
 

@@ -18,7 +18,7 @@ import pytest
 from core.auth import read_credentials
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "core.cli"]
+CLI = [sys.executable, "-m", "launcher.cli"]
 
 
 def _free_port() -> int:

@@ -9,7 +9,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from core.cli import main
+from launcher.cli import main
 from tests.evaluators.fake_llm import FakeLLMServer
 from tests.harness.live_server import LiveServer
 

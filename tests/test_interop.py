@@ -188,9 +188,9 @@ def test_prices_are_always_json_floats(stack):
 @pytest.fixture(scope="module")
 def ingest_url(stack):
     """A real ingest port on the stack's parts (the SDK exports over HTTP): the stack's processor persists."""
-    from core.cli import INGEST_PARTS
+    from launcher.cli import INGEST_PARTS
     from core.http import build_app
-    from ingest.router import router
+    from ingest.routers.ingest import router
     from tests.harness.live_server import LiveServer
 
     with LiveServer(build_app(stack.settings, parts=INGEST_PARTS, routers=[router])) as server:

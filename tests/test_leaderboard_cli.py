@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from core.cli import main
+from launcher.cli import main
 from tests.evaluators.fake_llm import FakeLLMServer
 from tests.evaluators.test_experiments_api import PAIRS, make_dataset, run, stub_answer, wait_for, weak_is_right
 from tests.harness.live_server import LiveServer

@@ -66,9 +66,9 @@ def test_bus_and_webhook_credentials_are_found_nowhere(kafka_broker, clickhouse,
                                                         caplog):
     from starlette.testclient import TestClient
 
-    import ingest.router
+    import ingest.routers.ingest
     from core.bus.kafka import KafkaBus, kafka_auth
-    from core.cli import ALL_PARTS, _background, _routers
+    from launcher.cli import ALL_PARTS, _background, _routers
     from core.http import build_app
     from core.services import open_services
     from core.settings import ConfigError, Settings
@@ -77,7 +77,7 @@ def test_bus_and_webhook_credentials_are_found_nowhere(kafka_broker, clickhouse,
     caplog.set_level(logging.DEBUG)
     fake_dns["hooks.example.com"] = ["93.184.216.34"]  # public: accepted; no alert fires, nothing is sent
     topic = f"spans-secret-{uuid.uuid4().hex[:6]}"  # this test's own span topic: no other test's records
-    monkeypatch.setattr(ingest.router, "TOPIC_SPANS", topic)
+    monkeypatch.setattr(ingest.routers.ingest, "TOPIC_SPANS", topic)
     monkeypatch.setattr(worker, "TOPIC_SPANS", topic)
 
     async def create_topic() -> None:

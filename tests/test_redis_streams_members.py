@@ -56,7 +56,7 @@ def _lease_holder(client: redis.Redis, timeout: float = 60) -> str:
 @pytest.mark.timeout(240)
 def test_a_second_processor_on_a_redis_streams_bus_refuses_and_a_crashed_one_is_replaced(
         own_redis, migrated_postgres, tmp_path):
-    cli = [sys.executable, "-m", "core.cli"]
+    cli = [sys.executable, "-m", "launcher.cli"]
     first_env = _env(tmp_path, own_redis.url, migrated_postgres, "one")
     second_env = _env(tmp_path, own_redis.url, migrated_postgres, "two")
     for env in (first_env, second_env):

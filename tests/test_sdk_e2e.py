@@ -17,9 +17,9 @@ from tests.sdk.fake_llm import FakeLLM
 @pytest.fixture(scope="module")
 def ingest_url(stack):
     """A real ingest port on the stack's parts: the stack's processor persists what arrives."""
-    from core.cli import INGEST_PARTS
+    from launcher.cli import INGEST_PARTS
     from core.http import build_app
-    from ingest.router import router
+    from ingest.routers.ingest import router
 
     with LiveServer(build_app(stack.settings, parts=INGEST_PARTS, routers=[router])) as server:
         yield server.url

@@ -18,8 +18,8 @@ from core.settings import ConfigError, Settings
 pytestmark = pytest.mark.kafka
 
 # Modules that name topics; every TOPIC_* constant they hold must be one `migrate` creates.
-TOPIC_MODULES = ("core.bus", "ingest.router", "stream_processors.worker", "stream_processors.eval_trigger",
-                 "evaluators.worker", "evaluators.review_api")
+TOPIC_MODULES = ("core.bus", "ingest.routers.ingest", "stream_processors.worker", "stream_processors.eval_trigger",
+                 "evaluators.worker", "evaluators.routers.review")
 
 
 def test_every_topic_constant_is_created_by_migrate():

@@ -66,7 +66,7 @@ def _bad(exc: Exception) -> HTTPException:
 
 async def _generated(body: GenerateIn, project, services) -> list[dict[str, Any]]:
     """Synthetic rows as items (tags kept; an expected answer when the model gave one)."""
-    from evaluators.review_api import _assistant, _record_calls
+    from evaluators.routers.review import _assistant, _record_calls
 
     rows, calls = await asyncio.to_thread(generate_tests, body.user_template, body.system_prompt, n=body.n,
                                           project_id=project.id, include_edge_cases=body.include_edge_cases,

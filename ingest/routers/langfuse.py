@@ -25,7 +25,7 @@ from core.services import Services
 from ingest.inprocess import call
 from ingest.json_batch import BatchError, validate_score
 from ingest.routers.request_body import drop_in_body
-from ingest.router import post_scores
+from ingest.routers.ingest import post_scores
 
 router = APIRouter(tags=["drop-in: Langfuse"])
 

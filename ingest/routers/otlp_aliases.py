@@ -19,7 +19,7 @@ from core.deps import IngestProjectDep, ServicesDep
 from ingest import metrics
 from ingest.otlp import JSON, OTLPDecodeError, UnsupportedContentType, encode_error, encode_response, media_type
 from ingest.otlp_discard import discard
-from ingest.router import otlp_traces
+from ingest.routers.ingest import otlp_traces
 from ingest.routers.request_body import drop_in_body
 
 router = APIRouter(tags=["ingest"])

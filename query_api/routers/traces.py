@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core import pricing
 from core.deps import ProjectDep, ServicesDep
-from core.model_prices_api import project_overrides
+from query_api.routers.model_prices import project_overrides
 from query_api.filters import BadParam, parse_filters
 from query_api.routers.common import http_errors, int_param, one_of, text_param
 from query_api.routers.openapi_params import TRACES as TRACES_PARAMETERS, openapi_parameters

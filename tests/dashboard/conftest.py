@@ -74,7 +74,7 @@ def span(project_id: str, trace_id: str, span_id: str, parent: str, start: datet
 
 @pytest.fixture(scope="session")
 def live(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, service_root: Path) -> Iterator[LiveStack]:
-    from core.cli import ALL_PARTS, _background, _routers
+    from launcher.cli import ALL_PARTS, _background, _routers
     from core.http import build_app
     from core.settings import Settings
     from tests.harness.live_server import LiveServer

@@ -67,7 +67,7 @@ def wait_for_port(holder: dict[str, Any], timeout: float = 30.0) -> None:
 
 @pytest.fixture(scope="module")
 def live_stack(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, service_root):
-    from core.cli import ALL_PARTS, _background, _routers
+    from launcher.cli import ALL_PARTS, _background, _routers
     from core.http import build_app
     from core.settings import Settings
     from tests.harness.live_server import LiveServer

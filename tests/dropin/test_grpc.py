@@ -153,7 +153,7 @@ def private_ingest(migrated_postgres, tmp_path):
     test can stop; returns (gRPC target, that Redis, HTTP URL)."""
     from contextlib import ExitStack
 
-    from core.cli import INGEST_PARTS, _routers
+    from launcher.cli import INGEST_PARTS, _routers
     from core.embedded import EmbeddedRedis
     from core.http import build_app
     from core.settings import Settings

@@ -73,7 +73,7 @@ def _evaluate(data_dir: Path, pg_url: str, redis_url: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVALFORGE_")}
     env.update(EVALFORGE_POSTGRES_URL=pg_url, EVALFORGE_REDIS_URL=redis_url, EVALFORGE_DATA_DIR=str(data_dir),
                EVALFORGE_EGRESS_ALLOWED_HOSTS="127.0.0.1", EVALFORGE_LOG_LEVEL="WARNING")
-    return subprocess.Popen([sys.executable, "-m", "core.cli", "evaluate"], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "launcher.cli", "evaluate"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

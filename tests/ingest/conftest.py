@@ -13,10 +13,10 @@ from core.bus import TOPIC_SPANS
 
 @pytest.fixture(scope="module")
 def ingest_server(kafka_broker, migrated_postgres, redis_url, s3_blob_url, service_root):
-    from core.cli import INGEST_PARTS
+    from launcher.cli import INGEST_PARTS
     from core.http import build_app
     from core.settings import Settings
-    from ingest.router import router
+    from ingest.routers.ingest import router
     from tests.harness.live_server import LiveServer
 
     settings = Settings(

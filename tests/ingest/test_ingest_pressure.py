@@ -24,10 +24,10 @@ INFLIGHT_CAP = 1024 * 1024
 
 
 def _app(settings_overrides: dict, postgres_url: str, redis_url: str, blob_url: str, data_dir):
-    from core.cli import INGEST_PARTS
+    from launcher.cli import INGEST_PARTS
     from core.http import build_app
     from core.settings import Settings
-    from ingest.router import router
+    from ingest.routers.ingest import router
 
     settings = Settings(data_dir=data_dir, postgres_url=postgres_url, redis_url=redis_url, blob_url=blob_url,
                         **settings_overrides)

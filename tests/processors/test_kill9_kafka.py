@@ -79,7 +79,7 @@ def test_kill9_mid_run_then_restart_counts_every_span_once(kafka_broker, migrate
         "EVALFORGE_DATA_DIR": str(tmp_path / "data"),
         "EVALFORGE_LOG_LEVEL": "WARNING",
     }
-    cli = [sys.executable, "-m", "core.cli"]
+    cli = [sys.executable, "-m", "launcher.cli"]
     subprocess.run([*cli, "migrate"], env=env, cwd=REPO, check=True, timeout=120)
 
     spans = [make_span(project, i) for i in range(N)]

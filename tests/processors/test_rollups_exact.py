@@ -152,7 +152,7 @@ async def test_the_roller_task_rolls_and_stops(clickhouse):
     task = asyncio.create_task(task_roller.run())
     try:
         async with asyncio.timeout(30):
-            while await asyncio.to_thread(unrolled_minutes, clickhouse, project):
+            while await asyncio.to_thread(unrolled_minutes, clickhouse, project):  # noqa: ASYNC110 - polls ClickHouse
                 await asyncio.sleep(0.1)
     finally:
         task_roller.stop()

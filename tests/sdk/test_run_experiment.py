@@ -17,11 +17,11 @@ ITEMS = [{"input": {"a": a, "b": b}, "expected_output": a + b} for a, b in [(1, 
 @pytest.fixture(scope="module")
 def service_url(stack):
     """Ingest (for the traces) and the datasets / experiments API on a real port, on the stack's parts."""
-    from core.cli import INGEST_PARTS
+    from launcher.cli import INGEST_PARTS
     from core.http import build_app
     from evaluators.routers.datasets import router as datasets_router
     from evaluators.routers.experiments import router as experiments_router
-    from ingest.router import router as ingest_router
+    from ingest.routers.ingest import router as ingest_router
 
     app = build_app(stack.settings, parts=INGEST_PARTS, routers=[ingest_router, datasets_router, experiments_router])
     with LiveServer(app) as server:

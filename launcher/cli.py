@@ -45,25 +45,25 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _routers(kind: str) -> list:
     routers = []
     if kind in ("up", "query"):
-        from core.admin import router as admin_router
-        from core.model_prices_api import router as model_prices_router
-        from evaluators.review_api import router as review_router
+        from query_api.routers.admin import router as admin_router
+        from query_api.routers.model_prices import router as model_prices_router
+        from evaluators.routers.review import router as review_router
         from evaluators.routers.benchmarks import router as benchmarks_router
         from evaluators.routers.datasets import router as datasets_router
         from evaluators.routers.experiments import router as experiments_router
         from evaluators.routers.leaderboards import router as leaderboards_router
         from evaluators.routers.plan import router as plan_router
-        from evaluators.rules_api import router as eval_rules_router
+        from evaluators.routers.eval_rules import router as eval_rules_router
         from query_api.routers.auth import router as auth_router
         from query_api.routers.members import router as members_router
         from query_api.routers.projects import router as projects_router
-        from stream_processors.alerts.rules_api import router as alert_rules_router
+        from stream_processors.routers.alert_rules import router as alert_rules_router
 
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router,
                     auth_router, projects_router, members_router, datasets_router, plan_router,
                     experiments_router, benchmarks_router, leaderboards_router]
     if kind in ("up", "ingest"):
-        from ingest.router import router as ingest_router
+        from ingest.routers.ingest import router as ingest_router
         from ingest.routers.langfuse import router as langfuse_router
         from ingest.routers.otlp_aliases import router as otlp_aliases_router
 
@@ -167,8 +167,8 @@ async def _serve(kind: str, settings: Settings, *, reuse_port: bool = False) -> 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
-    if reuse_port:  # one of several copies on this port (core.multiproc)
-        from core.multiproc import reuse_port_socket
+    if reuse_port:  # one of several copies on this port (launcher.multiproc)
+        from launcher.multiproc import reuse_port_socket
 
         await server.serve(sockets=[reuse_port_socket(settings.host, settings.port)])
     else:
@@ -205,7 +205,7 @@ def _serve_copies(kind: str, settings: Settings, workers: int) -> int:
     if settings.embedded_parts:
         raise ConfigError("--workers: several ingest processes need PostgreSQL and Redis as servers "
                           "(set EVALFORGE_POSTGRES_URL and EVALFORGE_REDIS_URL)")
-    from core.multiproc import run_processes
+    from launcher.multiproc import run_processes
 
     print(f"EvalForge {kind} listening on http://{settings.host}:{settings.port} with {workers} processes", flush=True)
     code = run_processes(_serve_copy, (kind, settings.model_dump_json()), workers, f"evalforge-{kind}")
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_leaderboard_cli(args, settings)
         elif args.command == "demo":
-            from core.demo import run_demo
+            from launcher.demo import run_demo
 
             return run_demo(args.endpoint or settings.resolved_public_url, args.api_key, settings.data_dir)
     except ConfigError as exc:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from core.deps import ProjectDep, ServicesDep
 from core.egress import EgressRefused, acheck_url
 
-from .rules import AlertRule, RuleError, redact_rule
+from stream_processors.alerts.rules import AlertRule, RuleError, redact_rule
 
 router = APIRouter(prefix="/api/v1/alert-rules", tags=["alerts"])
 
