@@ -228,10 +228,13 @@ def get_trace(client, blobs, project_id: str, trace_id: str, *, payloads: bool =
     # trace's few rows here is exact and cheaper. The trace's scores come in the same round trip, as
     # a scalar subquery (an array repeated on each row).
     columns = SPAN_DETAIL_COLUMNS if payloads else tuple(c for c in SPAN_DETAIL_COLUMNS if c not in PAYLOAD_COLUMNS)
+    # duplicate_of: the counted span's id when this one is a call recorded twice (ingest.duplicates),
+    # read even when the attributes are left out, so the trace's totals count each call once.
     sql = (f"WITH (SELECT groupArray(({SCORE_FIELDS})) FROM scores FINAL "
            f"WHERE project_id = {pid} AND trace_id = {tid}) AS trace_scores "
            f"SELECT toUnixTimestamp64Micro(start_time), toUnixTimestamp64Micro(end_time), "
-           f"{', '.join(columns)}, toUnixTimestamp64Milli(ingested_at), trace_scores FROM trace_spans "
+           f"{', '.join(columns)}, attributes[{b.bind(DUPLICATE_OF, 'String')}], "
+           f"toUnixTimestamp64Milli(ingested_at), trace_scores FROM trace_spans "
            f"WHERE project_id = {pid} AND trace_id = {tid} "
            f"AND start_time >= fromUnixTimestamp64Micro({lo}, 'UTC') AND start_time <= fromUnixTimestamp64Micro({hi}, 'UTC') "
            f"ORDER BY start_time, span_id")
@@ -239,7 +242,7 @@ def get_trace(client, blobs, project_id: str, trace_id: str, *, payloads: bool =
     if not result:
         raise NotFound(trace_id)
     rows = latest_versions([r[:-1] for r in result])
-    spans = [_span_detail(r, blobs, columns) for r in rows]
+    spans = [_span_detail(r, blobs, (*columns, "duplicate_of")) for r in rows]
     summary = _summary(trace_id, rows, spans)
     summary["scores"] = sorted((_score(s) for s in result[0][-1]), key=lambda s: (s["timestamp"], s["score_id"]))
     summary["spans"] = build_tree(spans)
@@ -263,7 +266,7 @@ def _summary(trace_id: str, rows: list[tuple], spans: list[dict[str, Any]]) -> d
     roots = [s for s in spans if s["parent_span_id"] == ""]
     root = roots[0] if roots else None  # spans are in start order
     # a call recorded twice (ingest.duplicates) counts once: its extra records add no tokens or cost
-    counted = [s for s in spans if DUPLICATE_OF not in s["attributes"]]
+    counted = [s for s in spans if not s["duplicate_of"]]
     priced = [s["cost"] for s in counted if s["cost"] is not None]
     statuses = {s["status"] for s in spans}
 
