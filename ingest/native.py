@@ -66,7 +66,7 @@ def encode_otlp(body: bytes, project_id: str, limits: Limits, offload_chars: int
 
     ``offload_chars``: a payload longer than this goes to the blob store, which Python does.
     """
-    if not AVAILABLE:
+    if not AVAILABLE or _native is None:
         return None
     stamp = orjson.dumps(ingested_at, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
     return _native.encode_otlp_protobuf(body, project_id, stamp, limits.max_attribute_bytes,
