@@ -23,7 +23,8 @@ import orjson
 from core import native as _loader
 from core.span import COLUMNS
 from ingest import conventions as c
-from ingest.normalize import _OTEL_KINDS, _RESOURCE_KEYS, PREVIEW_CHARS, Limits
+from core.span_schema import PREVIEW_CHARS
+from ingest.normalize import _OTEL_KINDS, _RESOURCE_KEYS, Limits
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from core.span import empty_record, ns_to_datetime
+from core.span_schema import PREVIEW_CHARS
 from ingest.conventions import (
     FIRST_TOKEN_EVENTS, _COUNT_SLOTS, _DIRECT_TEXT_SLOTS, _INDEXED, _INDEXED_KEY, _INDEXED_PREFIXES, _KIND_ALIASES,
     _METADATA_PREFIXES, _OPERATION_ALIASES, _OPERATION_KINDS, _SLOTS, _SPECIAL_KEYS, _SPECIAL_PREFIXES,
@@ -40,7 +41,6 @@ from ingest.conventions import (
 )
 from ingest.messages import convert_messages, from_openinference, indexed_genai_messages, invocation_model
 
-PREVIEW_CHARS = 200
 UINT32_MAX = 2**32 - 1
 _MAX_MESSAGE_INDEX_DIGITS = 6  # gen_ai.prompt.<n>.…: a million messages is far beyond any real call
 MAX_NS = 2**63 - 1  # int64 nanoseconds: year 2262, well inside what datetime holds
