@@ -35,12 +35,14 @@ DEFAULT_PRICES_PATH = Path(__file__).with_name("model_prices.json")
 # which token kind each prices come from span_schema.json, which the Rust extension embeds too.
 TOKEN_TYPES = PRICE_KEYS  # the order of an entry's units and of CostResult.details
 _PRICE_KEYS = frozenset(TOKEN_TYPES)
-# The token kinds price_usage counts, in the order it counts them; the schema says which price each
-# kind pays. Resolved once here to (kind index, unit index, details key) per cost term.
+# The token kinds price_usage counts; the schema says which price each kind pays. Resolved once here
+# to (index of the price in an entry's units, CostResult.details key) per kind.
 _TOKEN_KINDS = ("uncached_input", "cache_read", "cache_write_5m", "cache_write_1h", "visible_output", "reasoning")
 if sorted(kind for kind, _ in COST_TERMS) != sorted(_TOKEN_KINDS) or not {k for _, k in COST_TERMS} <= _PRICE_KEYS:
     raise RuntimeError(f"span_schema.json cost_terms must price each of {_TOKEN_KINDS} with one of {TOKEN_TYPES}")
-_TERMS = tuple((_TOKEN_KINDS.index(kind), TOKEN_TYPES.index(key), key) for kind, key in COST_TERMS)
+_TERMS = {kind: (TOKEN_TYPES.index(key), key) for kind, key in COST_TERMS}
+(_UNCACHED, _UNCACHED_KEY), (_CACHE_READ, _CACHE_READ_KEY), (_WRITE_5M, _WRITE_5M_KEY), (_WRITE_1H, _WRITE_1H_KEY), \
+    (_VISIBLE_OUT, _VISIBLE_OUT_KEY), (_REASONING, _REASONING_KEY) = (_TERMS[kind] for kind in _TOKEN_KINDS)
 
 # Used when a table (e.g. a list of project overrides) does not bring its own.
 FALLBACK_SUFFIX = (
@@ -297,14 +299,33 @@ def price_usage(entry: PriceEntry, usage: Usage) -> CostResult:
     reasoning = usage.reasoning_tokens
     visible_out = max(usage.output_tokens - reasoning, 0)
     threshold, units = entry.units_for(usage.input_tokens) if entry.tiers else (None, entry.units)
-    counts = (uncached, cache_read, write_5m, write_1h, visible_out, reasoning)  # _TOKEN_KINDS order
     details: dict[str, Any] = {}
     total = 0
-    for kind, unit, key in _TERMS:
-        if count := counts[kind]:
-            part = count * units[unit]
-            total += part
-            details[key] = part / COST_SCALE
+    # Unrolled: this runs once per LLM span on the processors' hot path.
+    if uncached:
+        part = uncached * units[_UNCACHED]
+        total += part
+        details[_UNCACHED_KEY] = part / COST_SCALE
+    if cache_read:
+        part = cache_read * units[_CACHE_READ]
+        total += part
+        details[_CACHE_READ_KEY] = part / COST_SCALE
+    if write_5m:
+        part = write_5m * units[_WRITE_5M]
+        total += part
+        details[_WRITE_5M_KEY] = part / COST_SCALE
+    if write_1h:
+        part = write_1h * units[_WRITE_1H]
+        total += part
+        details[_WRITE_1H_KEY] = part / COST_SCALE
+    if visible_out:
+        part = visible_out * units[_VISIBLE_OUT]
+        total += part
+        details[_VISIBLE_OUT_KEY] = part / COST_SCALE
+    if reasoning:
+        part = reasoning * units[_REASONING]
+        total += part
+        details[_REASONING_KEY] = part / COST_SCALE
     if threshold is not None:
         details["tier_above_input_tokens"] = threshold
     return CostResult(total / COST_SCALE, "computed", entry.id, details)
