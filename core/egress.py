@@ -234,7 +234,7 @@ class _GuardedBackend:
 class _AsyncGuardedBackend(_GuardedBackend):
     """The async twin of ``_GuardedBackend`` (DNS off the event loop)."""
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # type: ignore[override]
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options: Any = None) -> Any:
         try:
             addresses = await aaddresses_for(host, port, self._settings)
@@ -250,7 +250,7 @@ class _AsyncGuardedBackend(_GuardedBackend):
         assert last is not None
         raise last
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,  # type: ignore[override]
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Any = None) -> Any:
         EGRESS_REFUSED.labels(self._purpose, "unix_socket").inc()
         raise EgressRefused(path, "unix_socket")

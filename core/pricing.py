@@ -6,7 +6,8 @@ shape and take precedence. Cost is exact: prices are held as integers (units of 
 float returned is the one nearest to the true rational value.
 
 Token convention (``core.span``): ``input_tokens`` includes cache reads and cache writes,
-``output_tokens`` includes reasoning tokens. Each token is priced once:
+``output_tokens`` includes reasoning tokens. Each token is priced once (``cost_terms`` in
+``span_schema.json``, shared with the Rust extension):
 
     uncached input = input - cache_read - cache_creation   -> input price
     cache_read                                             -> cache_read price
@@ -26,15 +27,22 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
+from core.span_schema import COST_SCALE, COST_TERMS, PRICE_KEYS, PRICE_SCALE
+
 DEFAULT_PRICES_PATH = Path(__file__).with_name("model_prices.json")
 
-# 1 USD per 1M tokens == 10**9 price units; cost units are 1e-15 USD.
-_PRICE_SCALE = 10**9
-_COST_SCALE = 10**15
-
-# Token types in the order they are reported in CostResult.details.
-TOKEN_TYPES = ("input", "cache_read", "cache_write_5m", "cache_write_1h", "output", "reasoning")
+# The scales (1 USD per 1M tokens == PRICE_SCALE units; cost units are 1e-15 USD), the price keys and
+# which token kind each prices come from span_schema.json, which the Rust extension embeds too.
+TOKEN_TYPES = PRICE_KEYS  # the order of an entry's units and of CostResult.details
 _PRICE_KEYS = frozenset(TOKEN_TYPES)
+# The token kinds price_usage counts; the schema says which price each kind pays. Resolved once here
+# to (index of the price in an entry's units, CostResult.details key) per kind.
+_TOKEN_KINDS = ("uncached_input", "cache_read", "cache_write_5m", "cache_write_1h", "visible_output", "reasoning")
+if sorted(kind for kind, _ in COST_TERMS) != sorted(_TOKEN_KINDS) or not {k for _, k in COST_TERMS} <= _PRICE_KEYS:
+    raise RuntimeError(f"span_schema.json cost_terms must price each of {_TOKEN_KINDS} with one of {TOKEN_TYPES}")
+_TERMS = {kind: (TOKEN_TYPES.index(key), key) for kind, key in COST_TERMS}
+(_UNCACHED, _UNCACHED_KEY), (_CACHE_READ, _CACHE_READ_KEY), (_WRITE_5M, _WRITE_5M_KEY), (_WRITE_1H, _WRITE_1H_KEY), \
+    (_VISIBLE_OUT, _VISIBLE_OUT_KEY), (_REASONING, _REASONING_KEY) = (_TERMS[kind] for kind in _TOKEN_KINDS)
 
 # Used when a table (e.g. a list of project overrides) does not bring its own.
 FALLBACK_SUFFIX = (
@@ -114,7 +122,7 @@ class PriceEntry:
 def _to_units(value: Any, where: str) -> int:
     # Decimal(str(float)) keeps what the author wrote (0.075, not 0.07499999...).
     dec = value if isinstance(value, Decimal) else Decimal(str(value))
-    scaled = dec * _PRICE_SCALE
+    scaled = dec * PRICE_SCALE
     if scaled != scaled.to_integral_value() or scaled < 0:
         raise ValueError(f"{where}: price {value} is negative or finer than 1e-9 USD per 1M tokens")
     return int(scaled)
@@ -127,17 +135,13 @@ def _resolve_units(prices: dict[str, Any], where: str) -> tuple[int, ...]:
     if "input" not in prices:
         raise ValueError(f"{where}: an input price is required")
     p = {k: _to_units(v, f"{where}.{k}") for k, v in prices.items()}
-    inp = p["input"]
-    out = p.get("output", 0)
-    write_5m = p.get("cache_write_5m", inp)
-    return (
-        inp,
-        p.get("cache_read", inp),
-        write_5m,
-        p.get("cache_write_1h", write_5m),
-        out,
-        p.get("reasoning", out),
-    )
+    # a price not given is the one it refines: cache prices the input's, reasoning the output's
+    p.setdefault("output", 0)
+    p.setdefault("cache_read", p["input"])
+    p.setdefault("cache_write_5m", p["input"])
+    p.setdefault("cache_write_1h", p["cache_write_5m"])
+    p.setdefault("reasoning", p["output"])
+    return tuple(p[key] for key in TOKEN_TYPES)
 
 
 def _build_entry(raw: dict[str, Any], default_suffix: str) -> PriceEntry:
@@ -299,32 +303,32 @@ def price_usage(entry: PriceEntry, usage: Usage) -> CostResult:
     total = 0
     # Unrolled: this runs once per LLM span on the processors' hot path.
     if uncached:
-        part = uncached * units[0]
+        part = uncached * units[_UNCACHED]
         total += part
-        details["input"] = part / _COST_SCALE
+        details[_UNCACHED_KEY] = part / COST_SCALE
     if cache_read:
-        part = cache_read * units[1]
+        part = cache_read * units[_CACHE_READ]
         total += part
-        details["cache_read"] = part / _COST_SCALE
+        details[_CACHE_READ_KEY] = part / COST_SCALE
     if write_5m:
-        part = write_5m * units[2]
+        part = write_5m * units[_WRITE_5M]
         total += part
-        details["cache_write_5m"] = part / _COST_SCALE
+        details[_WRITE_5M_KEY] = part / COST_SCALE
     if write_1h:
-        part = write_1h * units[3]
+        part = write_1h * units[_WRITE_1H]
         total += part
-        details["cache_write_1h"] = part / _COST_SCALE
+        details[_WRITE_1H_KEY] = part / COST_SCALE
     if visible_out:
-        part = visible_out * units[4]
+        part = visible_out * units[_VISIBLE_OUT]
         total += part
-        details["output"] = part / _COST_SCALE
+        details[_VISIBLE_OUT_KEY] = part / COST_SCALE
     if reasoning:
-        part = reasoning * units[5]
+        part = reasoning * units[_REASONING]
         total += part
-        details["reasoning"] = part / _COST_SCALE
+        details[_REASONING_KEY] = part / COST_SCALE
     if threshold is not None:
         details["tier_above_input_tokens"] = threshold
-    return CostResult(total / _COST_SCALE, "computed", entry.id, details)
+    return CostResult(total / COST_SCALE, "computed", entry.id, details)
 
 
 def call_entry(provider: str | None, model: str | None, request_model: str | None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import redis.asyncio as aioredis
@@ -35,6 +35,15 @@ def open_clickhouse(url: str):
     return clickhouse_connect.get_client(dsn=url, compress="lz4", connect_timeout=5, autogenerate_session_id=False)
 
 
+_Part = TypeVar("_Part")
+
+
+def _opened(part: _Part | None, name: str) -> _Part:
+    if part is None:
+        raise RuntimeError(f"{name} was not opened in this process (open_services parts)")
+    return part
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -50,6 +59,17 @@ class Services:
     login_throttle: LoginThrottle | None = None
     password_hashing: HashingSlots = field(default_factory=HashingSlots)
     extras: dict[str, Any] = field(default_factory=dict)
+
+    # Typed accessors for the parts a caller cannot work without: a clear error, not an AttributeError
+    # on None, when a process did not open that part.
+    def require_pg(self) -> AsyncConnectionPool:
+        return _opened(self.pg, "postgres")
+
+    def require_bus(self) -> Bus:
+        return _opened(self.bus, "bus")
+
+    def require_auth(self) -> Authenticator:
+        return _opened(self.auth, "auth")
 
     def sync_redis(self) -> SyncRedis:
         """The one blocking Redis client (a connection pool) for code running in worker threads."""
@@ -85,7 +105,7 @@ class Services:
         return out
 
     async def _pg_ping(self) -> None:
-        async with self.pg.connection() as conn:  # type: ignore[union-attr]
+        async with self.require_pg().connection() as conn:
             await conn.execute("SELECT 1")
 
     async def close(self) -> None:

@@ -18,54 +18,11 @@ from typing import Any
 
 import orjson
 
-# name -> ClickHouse type. Order matters: it is the insert column order.
-COLUMNS: dict[str, str] = {
-    "project_id": "String",
-    "trace_id": "String",  # 32 lowercase hex chars
-    "span_id": "String",  # 16 lowercase hex chars
-    "parent_span_id": "String",  # "" for a root span
-    "name": "String",
-    "kind": "String",  # llm | embedding | chain | tool | retriever | agent | evaluator | span
-    "service_name": "String",
-    "start_time": "DateTime64(6, 'UTC')",
-    "end_time": "DateTime64(6, 'UTC')",
-    "duration_ms": "Float64",
-    "status": "String",  # ok | error | unset
-    "status_message": "String",
-    "error_type": "String",  # as reported (error.type / exception.type)
-    "error_class": "String",  # rate_limit | timeout | content_filter | context_length | auth | server | other | ""
-    "operation": "String",  # gen_ai.operation.name: chat | text_completion | embeddings | ...
-    "provider": "String",  # openai | anthropic | ...
-    "request_model": "String",
-    "model": "String",  # response model, else request model
-    "input_tokens": "UInt32",
-    "output_tokens": "UInt32",
-    "cache_read_tokens": "UInt32",
-    "cache_creation_tokens": "UInt32",
-    "reasoning_tokens": "UInt32",
-    "total_tokens": "UInt32",
-    "tokens_estimated": "UInt8",
-    "cost": "Nullable(Float64)",  # USD; NULL when the model is unknown (never 0 for unknown)
-    "cost_source": "String",  # user | computed | unknown_model | ""
-    "ttft_ms": "Nullable(Float64)",
-    "tokens_per_second": "Nullable(Float64)",
-    "session_id": "String",
-    "user_id": "String",
-    "environment": "String",
-    "release": "String",
-    "tags": "Array(String)",
-    "prompt_name": "String",
-    "prompt_version": "String",
-    "input": "String",  # full text when small, else "" and input_ref set
-    "output": "String",
-    "input_preview": "String",
-    "output_preview": "String",
-    "input_ref": "String",  # blob key when offloaded
-    "output_ref": "String",
-    "attributes": "Map(String, String)",  # everything not mapped to a column, JSON-encoded values
-    "events": "String",  # JSON array of {name, time, attributes}
-    "ingested_at": "DateTime64(3, 'UTC')",
-}
+from core import span_schema
+
+# name -> ClickHouse type, in insert column order; the one source is span_schema.json (the Rust
+# extension embeds it too), where each column's meaning is noted.
+COLUMNS = span_schema.COLUMNS
 
 TIME_COLUMNS = ("start_time", "end_time", "ingested_at")
 # Set by ingest (ingest/duplicates.py) on the extra records of a model call recorded twice: the span id

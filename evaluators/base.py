@@ -77,7 +77,7 @@ class Score:
         if data_type == "boolean":
             value, string_value = (1.0 if self.value else 0.0), ("true" if self.value else "false")
         elif data_type == "categorical":
-            value, string_value = None, self.value
+            value, string_value = None, str(self.value)  # categorical: the value is a str
         else:
             value, string_value = float(self.value), ""
         return {

@@ -148,7 +148,7 @@ class LLMJudge(Evaluator[JudgeConfig]):
         self.criteria = cfg.criteria or (rubric.criteria if rubric else "")
         if cfg.template:
             self.template = cfg.template
-            self.requires = tuple(v for v in ("reference", "context") if v in placeholders(cfg.template))
+            self.requires: tuple[str, ...] = tuple(v for v in ("reference", "context") if v in placeholders(cfg.template))
         else:
             self.requires = tuple(cfg.requires) if cfg.requires is not None else (rubric.requires if rubric else ())
             self.template = default_template(self.criteria, self.requires)

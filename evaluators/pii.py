@@ -7,6 +7,7 @@ stored and shown to everyone with access to the project, and must not become a s
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,7 +41,7 @@ API_KEYS: dict[str, re.Pattern[str]] = {
 }
 
 Kind = Literal["email", "phone", "credit_card", "ssn", "api_key"]
-ALL_KINDS: tuple[str, ...] = ("email", "phone", "credit_card", "ssn", "api_key")
+ALL_KINDS: tuple[Kind, ...] = ("email", "phone", "credit_card", "ssn", "api_key")
 
 
 def luhn_valid(number: str) -> bool:
@@ -73,7 +74,7 @@ class Finding:
         return v[:4] + "…" + v[-2:] if len(v) > 8 else "…"
 
 
-def find_pii(text: str, kinds: tuple[str, ...] | list[str] = ALL_KINDS) -> list[Finding]:
+def find_pii(text: str, kinds: Sequence[str] = ALL_KINDS) -> list[Finding]:
     """All PII findings in ``text``, in order of position. Spans never overlap."""
     found: list[Finding] = []
     taken: list[tuple[int, int]] = []
@@ -108,9 +109,16 @@ def find_pii(text: str, kinds: tuple[str, ...] | list[str] = ALL_KINDS) -> list[
     return sorted(found, key=lambda f: f.start)
 
 
+SpanField = Literal["input", "output"]
+
+
+def _output_only() -> list[SpanField]:
+    return ["output"]
+
+
 class PiiConfig(EvaluatorConfig):
     kinds: list[Kind] = Field(default_factory=lambda: list(ALL_KINDS), min_length=1)
-    fields: list[Literal["input", "output"]] = Field(default_factory=lambda: ["output"], min_length=1)
+    fields: list[SpanField] = Field(default_factory=_output_only, min_length=1)
 
 
 @register

@@ -16,7 +16,7 @@ async def eval_worker_task(services: Services, stopping: asyncio.Event) -> None:
     s = services.settings
     guard = redis_judge_guard(redis.Redis.from_url(services.urls["redis"]), s.judge_calls_per_minute,
                               s.judge_daily_budget_usd)
-    worker = EvalWorker(services.bus, services.blobs, name=member_name(s.bus_url),
+    worker = EvalWorker(services.require_bus(), services.blobs, name=member_name(s.bus_url),
                         judge_api_key=s.judge_api_key or None, judge_guard=guard, egress=s)
     services.extras["eval_worker"] = worker
     await run_until_stopped(worker, stopping)
@@ -30,7 +30,7 @@ async def experiment_worker_task(services: Services, stopping: asyncio.Event) ->
     guard = redis_judge_guard(redis.Redis.from_url(services.urls["redis"]), s.judge_calls_per_minute,
                               s.judge_daily_budget_usd)
     judge_deps = {"guard": guard, "egress": s, **({"api_key": s.judge_api_key} if s.judge_api_key else {})}
-    worker = ExperimentWorker(services.bus, services.pg, s, name=member_name(s.bus_url), judge_deps=judge_deps)
+    worker = ExperimentWorker(services.require_bus(), services.pg, s, name=member_name(s.bus_url), judge_deps=judge_deps)
     services.extras["experiment_worker"] = worker
     await run_until_stopped(worker, stopping)
 

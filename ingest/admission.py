@@ -67,7 +67,7 @@ class Reservation:
         self.release()
 
 
-def inflight(services) -> InflightBytes:  # type: ignore[no-untyped-def]
+def inflight(services) -> InflightBytes:
     budget = services.extras.get("ingest_inflight")
     if budget is None:
         budget = services.extras["ingest_inflight"] = InflightBytes(services.settings.ingest_max_inflight_bytes)

@@ -23,7 +23,8 @@ import orjson
 from core import native as _loader
 from core.span import COLUMNS
 from ingest import conventions as c
-from ingest.normalize import _OTEL_KINDS, _RESOURCE_KEYS, PREVIEW_CHARS, Limits
+from core.span_schema import PREVIEW_CHARS
+from ingest.normalize import _OTEL_KINDS, _RESOURCE_KEYS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def encode_otlp(body: bytes, project_id: str, limits: Limits, offload_chars: int
 
     ``offload_chars``: a payload longer than this goes to the blob store, which Python does.
     """
-    if not AVAILABLE:
+    if not AVAILABLE or _native is None:
         return None
     stamp = orjson.dumps(ingested_at, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
     return _native.encode_otlp_protobuf(body, project_id, stamp, limits.max_attribute_bytes,

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from core.span import empty_record, ns_to_datetime
+from core.span_schema import PREVIEW_CHARS
 from ingest.conventions import (
     FIRST_TOKEN_EVENTS, _COUNT_SLOTS, _DIRECT_TEXT_SLOTS, _INDEXED, _INDEXED_KEY, _INDEXED_PREFIXES, _KIND_ALIASES,
     _METADATA_PREFIXES, _OPERATION_ALIASES, _OPERATION_KINDS, _SLOTS, _SPECIAL_KEYS, _SPECIAL_PREFIXES,
@@ -40,7 +41,6 @@ from ingest.conventions import (
 )
 from ingest.messages import convert_messages, from_openinference, indexed_genai_messages, invocation_model
 
-PREVIEW_CHARS = 200
 UINT32_MAX = 2**32 - 1
 _MAX_MESSAGE_INDEX_DIGITS = 6  # gen_ai.prompt.<n>.…: a million messages is far beyond any real call
 MAX_NS = 2**63 - 1  # int64 nanoseconds: year 2262, well inside what datetime holds
@@ -294,7 +294,7 @@ def check_attribute_count(count: int, limits: Limits) -> None:
         raise SpanRejected("attributes", f"{count} attributes; the limit is {limits.max_attributes} per span")
 
 
-def _special(key, value, attrs, tags, indexed, limit, counter) -> None:  # type: ignore[no-untyped-def]
+def _special(key, value, attrs, tags: tuple[list[str], set[str], int], indexed, limit, counter) -> None:
     """Attributes that are neither plain nor a single column: tags, metadata, indexed messages."""
     if key in _TAG_KEYS:
         _add_tags(*tags, value)
@@ -441,7 +441,7 @@ def _set_operation_and_kind(rec: dict[str, Any], get: Any) -> None:
     rec["kind"] = kind
 
 
-def _set_status(rec, span, get, limit, counter) -> None:  # type: ignore[no-untyped-def]
+def _set_status(rec, span, get, limit, counter) -> None:
     status = _STATUS.get(span.status_code, "unset")
     message = span.status_message
     error_type = rec["error_type"]
@@ -530,7 +530,7 @@ def _langfuse_usage(value: Any) -> dict[str, int] | None:
     return out
 
 
-def _set_tokens(rec, found, attrs, limit, counter) -> None:  # type: ignore[no-untyped-def]
+def _set_tokens(rec, found, attrs, limit, counter) -> None:
     counts: dict[str, int | None] = {}
     for slot in _COUNT_SLOTS:
         entry = found.get(slot)
@@ -585,7 +585,7 @@ def _event_payload(span: RawSpan, event_name: str, key: str) -> Any:
     return None
 
 
-def _set_payloads(rec, span, found, limit, counter) -> None:  # type: ignore[no-untyped-def]
+def _set_payloads(rec, span, found, limit, counter) -> None:
     for column, event_name, event_key in (("input", "gen_ai.content.prompt", "gen_ai.prompt"),
                                           ("output", "gen_ai.content.completion", "gen_ai.completion")):
         entry = found.get(column)
@@ -611,7 +611,7 @@ def _to_float(value: Any) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-def _set_cost(rec, found, attrs, limit, counter) -> None:  # type: ignore[no-untyped-def]
+def _set_cost(rec, found, attrs, limit, counter) -> None:
     cost = None
     if "cost" in found:
         cost = _to_float(found["cost"][2])

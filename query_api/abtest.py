@@ -51,7 +51,7 @@ def compare_continuous(a: np.ndarray, b: np.ndarray, *, test: str, lower_is_bett
     if test == "welch_t":
         if a.std() == 0 and b.std() == 0:
             p, stat = (1.0, 0.0) if a[0] == b[0] else (0.0, math.inf)
-            ci = [float(b[0] - a[0])] * 2
+            ci: list[float | None] = [float(b[0] - a[0])] * 2
         else:
             res = stats.ttest_ind(b, a, equal_var=False)
             p, stat = float(res.pvalue), float(res.statistic)
@@ -82,7 +82,7 @@ def compare_rates(k_a: int, n_a: int, k_b: int, n_b: int, *, test: str, lower_is
     arms = {}
     for arm, k, n in (("a", k_a, n_a), ("b", k_b, n_b)):
         rate = k / n if n else None
-        ci = [None, None]
+        ci: list[float | None] = [None, None]
         if n:
             interval = stats.binomtest(k, n).proportion_ci(confidence_level=1 - alpha, method="wilson")
             ci = [float(interval.low), float(interval.high)]

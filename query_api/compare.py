@@ -103,7 +103,8 @@ def run_compare(client, project_id: str, spec: dict[str, Any]) -> dict[str, Any]
     b = Binder()
     ca, cb = (_arm_condition(metric, arms[arm], b, project_id, spec["score_name"]) for arm in ("a", "b"))
     table, id_col, value = ("scores", "score_id", "value") if metric == "score" else ("spans", "span_id",
-                                                                                      SPAN_VALUES.get(metric))
+                                                                                      SPAN_VALUES.get(metric, ""))
+    # ("" for error_rate, which counts rows and reads no value column)
     # scores are partitioned by month of their own timestamp, so a re-sent score may sit in another
     # partition: only spans get the no-merge-across-partitions FINAL shortcut
     settings = None if metric == "score" else READ_SETTINGS
@@ -129,6 +130,7 @@ def run_compare(client, project_id: str, spec: dict[str, Any]) -> dict[str, Any]
         in_a, in_b = f"({ca} AND {thin_a})", f"({cb} AND {thin_b})"
         samples = _fetch_arms(client, table, value, f"{in_a} AS in_a, {in_b} AS in_b", f"{in_a} OR {in_b}",
                               b.params, settings, limit=None)
+        assert samples is not None  # no limit: never None
     result = compare_continuous(samples["a"], samples["b"], test=spec["test"], lower_is_better=lower,
                                 alpha=spec["alpha"])
     result["arms"]["a"]["n_total"], result["arms"]["b"]["n_total"] = int(n_a), int(n_b)

@@ -15,7 +15,7 @@ from stream_processors.worker import SpanProcessor, collect_less_often
 def make_processor(services: Services, on_spans=None, clickhouse=None) -> SpanProcessor:
     s = services.settings
     return SpanProcessor(
-        services.bus, clickhouse or services.clickhouse, services.blobs,
+        services.require_bus(), clickhouse or services.clickhouse, services.blobs,
         group=s.processor_group, name=member_name(s.bus_url),
         batch_rows=s.sink_batch_rows, batch_ms=s.sink_batch_ms, batch_bytes=s.sink_batch_bytes, offload_bytes=s.payload_offload_bytes,
         on_spans=on_spans, prices=PriceOverrides(services.pg) if services.pg is not None else None,

@@ -157,7 +157,7 @@ class ClickHouseSink:
             rows, columns = len(self.span_rows), SPAN_COLUMNS
         else:
             rows, columns = len(self.score_rows), SCORE_COLUMNS
-        rejected = []
+        rejected: list[tuple[str, int, Exception]] = []
         for index in range(rows):
             try:
                 row = self._span_row_list(index) if table == "spans" else self.score_rows[index]
@@ -169,6 +169,7 @@ class ClickHouseSink:
     def _span_row_list(self, index: int) -> list[Any]:
         span = self.span_rows[index]
         if not isinstance(span, dict):
+            assert self.rebuild is not None  # a record is kept undecoded only when it can be rebuilt
             span = self.rebuild(span)  # raises a data error for a record the Python path refuses
         partition, offset = self.span_bus[index]
         return [span[c] for c in COLUMNS] + [self.source, partition, offset]

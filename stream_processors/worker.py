@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import gc
 import logging
 import sys
@@ -22,7 +23,7 @@ import orjson
 
 from core import pricing
 from core.blobs import BlobStore
-from core.bus import TOPIC_SCORES, TOPIC_SPANS, TOPIC_SPANS_DLQ, Bus, Record
+from core.bus import TOPIC_SCORES, TOPIC_SPANS, TOPIC_SPANS_DLQ, Bus, Consumer, Record
 from core.payloads import BlobStoreUnavailable, offload_payloads
 from core.span import decode
 from stream_processors import metrics
@@ -89,7 +90,7 @@ class _Batch:
     # spans whose payloads the blob store did not take yet: offloaded (retried) and added when written
     unoffloaded: list[tuple[dict[str, Any], Record]] = field(default_factory=list)
     score_records: list[Record] = field(default_factory=list)  # aligned with the sink's score rows
-    dlq: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    dlq: list[tuple[builtins.bytes | None, builtins.bytes]] = field(default_factory=list)  # (the field above shadows bytes)
 
 
 class SpanProcessor:
@@ -128,7 +129,7 @@ class SpanProcessor:
         self._absorbing: asyncio.Future | None = None  # a poll's records being decoded into the batch
         self._drop_until = 0  # after a revoke: records are dropped until the consumer's next assignment
         self._revokes = 0
-        self._consumer = None
+        self._consumer: Consumer | None = None
         self._stop = asyncio.Event()
         self.stats = {"spans": 0, "scores": 0, "dlq": 0, "insert_retries": 0}
 
@@ -211,6 +212,7 @@ class SpanProcessor:
         written is finished and committed while the partitions are still ours, so their next owner
         need not write it again; the batch being filled is dropped, its records go to that owner."""
         self._revokes += 1
+        assert self._consumer is not None  # this hook is the running consumer's
         self._drop_until = self._consumer.assignments + 1
         while pending := [t for t in (self._absorbing, self._flushing) if t is not None and not t.done()]:
             await asyncio.wait(pending)  # a failed write is raised by the run loop, not here
@@ -236,9 +238,9 @@ class SpanProcessor:
             if self.prices.version != self._prices_version and self._pricer is not None:
                 self._pricer.clear()
                 self._prices_version = self.prices.version
-        if self._hook_projects is not None:
+        if (hook_projects := self._hook_projects) is not None:
             async def load() -> None:
-                self._python_projects = frozenset(await self._hook_projects()) or None
+                self._python_projects = frozenset(await hook_projects()) or None
             await self._retry("load eval rules", load)
 
     def _absorb(self, records: list[Record]) -> None:

@@ -92,7 +92,7 @@ class _Assignments(ConsumerRebalanceListener):
     """Collects the partitions each rebalance gives this member; before one takes partitions away,
     awaits the consumer's ``before_revoke`` (aiokafka awaits this listener before rejoining)."""
 
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, consumer: KafkaConsumer) -> None:
         self.assigned: set[tuple[str, int]] = set()
         self._consumer = consumer
 

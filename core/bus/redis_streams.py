@@ -21,10 +21,12 @@ import secrets
 import socket
 import time
 from collections.abc import Sequence
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
+from redis.typing import KeyT, StreamIdT
 
 from core.bus.base import Bus, BusUnavailable, Consumer, Record
 
@@ -165,8 +167,10 @@ class RedisStreamsConsumer(Consumer):
             raise BusUnavailable(f"this member lost its lease of consumer group {self._group!r} (it stalled for "
                                  f"over {LEASE_MS // 1000} s); another member may be reading: stopping")
         if self._backlog_cursor:
-            streams = {STREAM_PREFIX + t: c for t, c in self._backlog_cursor.items()}
-            resp = await self._r.xreadgroup(self._group, self._name, streams, count=max_records)
+            streams: dict[KeyT, StreamIdT] = {STREAM_PREFIX + t: c for t, c in self._backlog_cursor.items()}
+            # RESP2 (this client's protocol) answers a list of [stream, entries]; the stub's union also
+            # covers RESP3's dict
+            resp = cast(list | None, await self._r.xreadgroup(self._group, self._name, streams, count=max_records))
             records = self._to_records(resp)
             for stream, entries in resp or []:
                 topic = _topic(stream)
@@ -179,7 +183,8 @@ class RedisStreamsConsumer(Consumer):
         streams = {STREAM_PREFIX + t: ">" for t in self._topics}
         # a blocking read longer than the socket timeout would fail as a timeout: it may return early
         block = min(max(timeout_ms, 1), MAX_BLOCK_MS)
-        resp = await self._r.xreadgroup(self._group, self._name, streams, count=max_records, block=block)
+        resp = cast(list | None, await self._r.xreadgroup(self._group, self._name, streams, count=max_records,
+                                                          block=block))  # RESP2: a list, as above
         return self._to_records(resp)
 
     @staticmethod

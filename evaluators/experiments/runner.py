@@ -22,6 +22,7 @@ import orjson
 from core.bus import TOPIC_SCORES, TOPIC_SPANS
 from core.pricing import Usage, compute_call_cost
 from core.span import empty_record, encode
+from evaluators import benchmarks
 from evaluators.base import EXPECTED_ATTRIBUTE, Score
 from evaluators.experiments import store
 from evaluators.experiments.targets import (
@@ -77,7 +78,7 @@ class ExperimentRun:
         self._spans: list[tuple[bytes, bytes]] = []
         self._scores: list[tuple[bytes, bytes]] = []
         self._cancelled = False
-        self.bench = None  # set from the experiment when the run starts
+        self.bench: benchmarks.Benchmark | None = None  # set from the experiment when the run starts
         self._blocking_evaluators = any(e.name in ("llm_judge", "semantic_similarity") for e in self.evaluators)
 
     async def run(self, lock_wait_s: float = 2.0) -> str:

@@ -70,9 +70,9 @@ async def _generated(body: GenerateIn, project, services) -> list[dict[str, Any]
 
     rows, calls = await asyncio.to_thread(generate_tests, body.user_template, body.system_prompt, n=body.n,
                                           project_id=project.id, include_edge_cases=body.include_edge_cases,
-                                          **await asyncio.to_thread(_assistant, body, services))
+                                          **await asyncio.to_thread(_assistant, body.llm, services))
     if calls:
-        await services.bus.publish(TOPIC_SPANS, _record_calls(calls, project.id))
+        await services.require_bus().publish(TOPIC_SPANS, _record_calls(calls, project.id))
     return [{"input": r.input, "expected_output": r.expected, "tags": r.tags, "metadata": {"source": "synthetic"}}
             for r in rows]
 
@@ -95,7 +95,7 @@ async def create_dataset(body: DatasetIn, project: ProjectDep, services: Service
     items, rejected = store.check_items(raw, body.input_schema, body.expected_output_schema)
     if raw and not items:
         raise HTTPException(400, rejected[0]["error"])
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             dataset_id, version, created = await store.create_dataset(
                 conn, project.id, body.name, items, description=body.description, input_schema=body.input_schema,
@@ -107,7 +107,7 @@ async def create_dataset(body: DatasetIn, project: ProjectDep, services: Service
 
 @router.get("")
 async def list_datasets(project: ProjectDep, services: ServicesDep) -> dict:
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         return {"datasets": await store.list_datasets(conn, project.id)}
 
 
@@ -115,7 +115,7 @@ async def list_datasets(project: ProjectDep, services: ServicesDep) -> dict:
 async def get_dataset(dataset_id: str, project: ProjectDep, services: ServicesDep,
                       version: int | None = Query(None, ge=1, description="default: the latest"),
                       split: store.Split | None = None) -> dict:
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             return await store.get_dataset(conn, project.id, dataset_id, version, split)
         except (store.DatasetError, store.NotFound) as exc:
@@ -123,7 +123,7 @@ async def get_dataset(dataset_id: str, project: ProjectDep, services: ServicesDe
 
 
 async def _append(project, services, dataset_id: str, raw: list[Any], change: str, prefix: str = "items") -> dict:
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             input_schema, expected_schema = await store.schemas(conn, project.id, dataset_id)
             items, rejected = store.check_items(raw, input_schema, expected_schema, prefix)
@@ -145,7 +145,7 @@ async def add_items(dataset_id: str, body: ItemsIn, project: ProjectDep, service
 async def update_item(dataset_id: str, item_id: str, body: dict[str, Any], project: ProjectDep,
                       services: ServicesDep) -> dict:
     """Replace one item's content as a new version (same id and position; earlier versions unchanged)."""
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             input_schema, expected_schema = await store.schemas(conn, project.id, dataset_id)
             items, rejected = store.check_items([body], input_schema, expected_schema, "item")
@@ -160,7 +160,7 @@ async def update_item(dataset_id: str, item_id: str, body: dict[str, Any], proje
 @router.post("/{dataset_id}/items/delete")
 async def delete_items(dataset_id: str, body: DeleteIn, project: ProjectDep, services: ServicesDep) -> dict:
     """Remove items from a new version on (earlier versions keep them)."""
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             version = await store.delete_items(conn, project.id, dataset_id, body.item_ids)
         except (store.DatasetError, store.NotFound) as exc:
@@ -189,7 +189,7 @@ async def import_items(dataset_id: str, project: ProjectDep, services: ServicesD
 async def export_items(dataset_id: str, project: ProjectDep, services: ServicesDep,
                        format: str = Query("jsonl", pattern="^(jsonl|csv|parquet)$"),
                        version: int | None = Query(None, ge=1), split: store.Split | None = None) -> Response:
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             ds = await store.get_dataset(conn, project.id, dataset_id, version, split)
         except (store.DatasetError, store.NotFound) as exc:

@@ -50,18 +50,20 @@ async def create_rule(rule: EvalRuleIn, project: ProjectDep, services: ServicesD
         await asyncio.to_thread(validate_rule_config, rule.evaluator, rule.config, services.settings)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         cur = await conn.execute(
             f"INSERT INTO eval_rules (id, project_id, name, evaluator, config, filter, sampling_rate, enabled) "
             f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
             (uuid.uuid4().hex, project.id, rule.name, rule.evaluator, Jsonb(rule.config), Jsonb(rule.filter),
              rule.sampling_rate, rule.enabled))
-        return _row(await cur.fetchone())
+        row = await cur.fetchone()
+        assert row is not None  # INSERT … RETURNING yields the row
+        return _row(row)
 
 
 @router.get("")
 async def list_rules(project: ProjectDep, services: ServicesDep) -> dict:
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         cur = await conn.execute(f"SELECT {_COLUMNS} FROM eval_rules WHERE project_id = %s ORDER BY created_at",
                                  (project.id,))
         return {"rules": [_row(r) for r in await cur.fetchall()]}
@@ -69,7 +71,7 @@ async def list_rules(project: ProjectDep, services: ServicesDep) -> dict:
 
 @router.delete("/{rule_id}")
 async def delete_rule(rule_id: str, project: ProjectDep, services: ServicesDep) -> dict:
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         cur = await conn.execute("DELETE FROM eval_rules WHERE id = %s AND project_id = %s", (rule_id, project.id))
     if cur.rowcount == 0:
         raise HTTPException(404, "no such eval rule in your project")

@@ -98,7 +98,7 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
         build_evaluators(spec["evaluators"])
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         if body.benchmark is not None:
             try:
                 bench = await asyncio.to_thread(benchmarks.load, body.benchmark, limit=body.limit, seed=body.seed,
@@ -108,6 +108,7 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
             spec["benchmark"] = {"name": body.benchmark, "limit": body.limit, "seed": body.seed, "subset": body.subset}
             items = bench.items
         else:
+            assert body.dataset_id is not None  # exactly one of dataset_id and benchmark: checked above
             try:
                 ds = await dataset_store.get_dataset(conn, project.id, body.dataset_id, body.dataset_version, body.split)
             except dataset_store.NotFound:
@@ -134,7 +135,7 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
         experiment_id = await store.create(conn, project.id, spec)
         if body.target is not None:
             try:
-                await services.bus.publish(TOPIC_EXPERIMENT_JOBS, [job_message(experiment_id)])
+                await services.require_bus().publish(TOPIC_EXPERIMENT_JOBS, [job_message(experiment_id)])
             except BusUnavailable as exc:
                 await store.set_status(conn, experiment_id, "failed", expect=("queued",), error="bus unavailable")
                 raise HTTPException(503, f"bus: {exc}", headers={"Retry-After": str(int(exc.retry_after) or 1)}) from None
@@ -151,7 +152,7 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
 async def list_experiments(project: ProjectDep, services: ServicesDep, limit: int = Query(100, ge=1, le=1000),
                            dataset_id: str | None = Query(None, max_length=64)) -> dict:
     """The project's experiments, newest first, with progress; ``dataset_id`` filters."""
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         return {"experiments": await store.list_for(conn, project.id, limit, dataset_id)}
 
 
@@ -159,7 +160,7 @@ async def list_experiments(project: ProjectDep, services: ServicesDep, limit: in
 async def get_experiment(experiment_id: str, project: ProjectDep, services: ServicesDep,
                          ci: bool = Query(True, description="false: skip the bootstrap CIs (cheap progress polls)")) -> dict:
     """Status, progress {done, total} and the summary of the results so far."""
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             exp = await store.get(conn, experiment_id, project.id)
         except store.NotFound as exc:
@@ -177,7 +178,7 @@ async def get_experiment(experiment_id: str, project: ProjectDep, services: Serv
 async def experiment_items(experiment_id: str, project: ProjectDep, services: ServicesDep,
                            offset: int = Query(0, ge=0, le=100_000_000), limit: int = Query(1000, ge=1, le=10_000)) -> dict:
     """Per item x repetition: output, scores with reasons, latency, tokens, cost, error, trace id."""
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             exp = await store.get(conn, experiment_id, project.id)
         except store.NotFound as exc:
@@ -208,7 +209,7 @@ def _usage_from_traces(services, project_id: str, results: list[dict[str, Any]])
 @router.post("/{experiment_id}/cancel")
 async def cancel(experiment_id: str, project: ProjectDep, services: ServicesDep) -> dict:
     """Stop a queued or running experiment; workers stop starting items within a flush interval."""
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             exp = await store.get(conn, experiment_id, project.id)
         except store.NotFound as exc:
@@ -222,7 +223,7 @@ async def cancel(experiment_id: str, project: ProjectDep, services: ServicesDep)
 async def record_results(experiment_id: str, body: ResultsIn, project: ProjectDep, services: ServicesDep) -> dict:
     """Client-side runs (SDK): results per item x repetition. Retries are idempotent; bad rows are
     listed in ``rejected`` and the rest kept."""
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             exp = await store.get(conn, experiment_id, project.id)
         except store.NotFound as exc:
@@ -281,7 +282,7 @@ def _bad_score(scores: list[dict[str, Any]]) -> str | None:
 
 @router.post("/{experiment_id}/finish")
 async def finish(experiment_id: str, body: FinishIn, project: ProjectDep, services: ServicesDep) -> dict:
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         try:
             exp = await store.get(conn, experiment_id, project.id)
         except store.NotFound as exc:
@@ -298,7 +299,7 @@ async def compare(body: CompareIn, project: ProjectDep, services: ServicesDep) -
     if len(set(body.experiment_ids)) != len(body.experiment_ids):
         raise HTTPException(400, "experiment_ids: listed twice")
     runs = []
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         for i, eid in enumerate(body.experiment_ids):
             try:
                 exp = await store.get(conn, eid, project.id)

@@ -82,19 +82,19 @@ class PromptIn(BaseModel):
     llm: LLMSettings | None = None
 
 
-def _assistant(body: PromptIn, services) -> dict[str, Any]:
+def _assistant(llm: LLMSettings | None, services) -> dict[str, Any]:
     """The LLM client and guard for model-assisted proposals (rate limit and budget of the judge)."""
-    if body.llm is None:
+    if llm is None:
         return {}
     s = services.settings
     try:
-        check_base_url(body.llm.base_url, s)
+        check_base_url(llm.base_url, s)
     except ValueError as exc:
         raise HTTPException(400, f"llm.{exc}") from None
     # the services' pooled client: a client per request would open (and leak) a pool per request
     guard = redis_judge_guard(services.sync_redis(), s.judge_calls_per_minute,
                               s.judge_daily_budget_usd)
-    return {"llm": LLMClient(body.llm, api_key=s.judge_api_key or None, egress=s, purpose="llm_assist"),
+    return {"llm": LLMClient(llm, api_key=s.judge_api_key or None, egress=s, purpose="llm_assist"),
             "guard": guard}
 
 
@@ -110,7 +110,7 @@ async def criteria(body: PromptIn, project: ProjectDep, services: ServicesDep) -
     if not (body.system_prompt or body.user_template):
         raise HTTPException(400, "system_prompt: give a system prompt or a user template")
     proposed, calls = await asyncio.to_thread(propose_criteria, body.system_prompt, body.user_template,
-                                              project_id=project.id, **await asyncio.to_thread(_assistant, body, services))
+                                              project_id=project.id, **await asyncio.to_thread(_assistant, body.llm, services))
     if calls:
-        await services.bus.publish(TOPIC_SPANS, _record_calls(calls, project.id))
+        await services.require_bus().publish(TOPIC_SPANS, _record_calls(calls, project.id))
     return {"criteria": [c.to_dict() for c in proposed], "model_calls": len(calls)}

@@ -98,7 +98,7 @@ async def _publish(services: Services, messages: list[tuple[bytes, bytes]]) -> N
             while end < len(messages) and end - start < _PUBLISH_SLICE_RECORDS and size < _PUBLISH_SLICE_BYTES:
                 size += len(messages[end][1])
                 end += 1
-            await services.bus.publish(TOPIC_SPANS, messages[start:end])
+            await services.require_bus().publish(TOPIC_SPANS, messages[start:end])
             start = end
     except BusUnavailable as exc:
         metrics.SPANS_REJECTED.labels("bus_unavailable").inc(len(messages))
@@ -142,7 +142,7 @@ def _client_gone(request: Request, endpoint: str) -> Response:
     return Response(status_code=400)
 
 
-async def _read(request: Request, services: Services, held) -> bytes:  # type: ignore[no-untyped-def]
+async def _read(request: Request, services: Services, held) -> bytes:
     """The decompressed body, counted in ``held``; decompression of a large body runs off the loop."""
     max_bytes = services.settings.max_body_bytes
     encoding = content_encoding(request)
@@ -187,7 +187,7 @@ async def otlp_traces(request: Request, project: IngestProjectDep, services: Ser
                         status_code=exc.status_code, media_type=kind, headers=exc.headers)
 
 
-async def _otlp(request: Request, project_id: str, services: Services, kind: str, held) -> Response:  # type: ignore[no-untyped-def]
+async def _otlp(request: Request, project_id: str, services: Services, kind: str, held) -> Response:
     body = await _read(request, services, held)
     if not body.strip():
         return Response(encode_response(0, "", kind), media_type=kind)
@@ -269,7 +269,7 @@ async def post_scores(request: Request, project: IngestProjectDep, services: Ser
         raise
 
 
-async def _scores(request: Request, project_id: str, services: Services, held) -> Response:  # type: ignore[no-untyped-def]
+async def _scores(request: Request, project_id: str, services: Services, held) -> Response:
     body = await _read(request, services, held)
     payload = await off_loop(len(body), services.settings.ingest_thread_decode_bytes, lambda: _parse_json(body))
     items = payload.get("scores") if isinstance(payload, dict) and "scores" in payload else [payload]
@@ -292,7 +292,7 @@ async def _scores(request: Request, project_id: str, services: Services, held) -
     await _admit(services, project_id, len(rows), what="scores", limit=limit, rejected=metrics.SCORES_REJECTED)
     ids = [r["score_id"] for r in rows]
     try:
-        await services.bus.publish(TOPIC_SCORES, [(r["trace_id"].encode(), orjson.dumps(r, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)) for r in rows])
+        await services.require_bus().publish(TOPIC_SCORES, [(r["trace_id"].encode(), orjson.dumps(r, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)) for r in rows])
     except BusUnavailable as exc:
         # Some of them may be stored already: the ids let a retry collapse onto them instead of doubling.
         metrics.SCORES_REJECTED.labels("bus_unavailable").inc(len(rows))

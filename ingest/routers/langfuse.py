@@ -116,7 +116,7 @@ async def ingestion(request: Request, project: IngestProjectDep, services: Servi
     errors: list[dict[str, Any]] = []
     scores: list[tuple[str, dict[str, Any]]] = []
     for index, event in enumerate(batch):
-        event_id = event.get("id") if isinstance(event, dict) and isinstance(event.get("id"), str) else str(index)
+        event_id = raw_id if isinstance(event, dict) and isinstance(raw_id := event.get("id"), str) else str(index)
         kind = event.get("type") if isinstance(event, dict) else None
         if kind == "score-create":
             try:

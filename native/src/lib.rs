@@ -13,6 +13,7 @@
 //! tables to `configure` at import.
 
 mod processor;
+mod schema;
 mod spans_block;
 #[cfg(test)]
 mod tests;
@@ -104,18 +105,6 @@ fn slot_named(name: &str) -> Option<Slot> {
     })
 }
 
-/// The record layout this file writes; `configure` checks it against `core.span.COLUMNS`.
-const COLUMNS: [&str; 45] = [
-    "project_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "service_name",
-    "start_time", "end_time", "duration_ms", "status", "status_message", "error_type",
-    "error_class", "operation", "provider", "request_model", "model", "input_tokens",
-    "output_tokens", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens",
-    "total_tokens", "tokens_estimated", "cost", "cost_source", "ttft_ms", "tokens_per_second",
-    "session_id", "user_id", "environment", "release", "tags", "prompt_name", "prompt_version",
-    "input", "output", "input_preview", "output_preview", "input_ref", "output_ref", "attributes",
-    "events", "ingested_at",
-];
-
 /// Span events that give the time to first token, which the Python path maps: a span with one is
 /// declined. Same list as `ingest.conventions.FIRST_TOKEN_EVENTS` (tests/ingest/test_attribute_fidelity.py).
 const FIRST_TOKEN_EVENTS: [&str; 4] = [
@@ -154,9 +143,11 @@ fn configure(
     otel_kinds: Vec<String>,
     preview_chars: usize,
 ) -> PyResult<()> {
-    if columns.iter().map(String::as_str).ne(COLUMNS.iter().copied()) {
+    // The record writer below writes the embedded schema's columns; Python's come from the same file,
+    // unless it changed after this build.
+    if columns.iter().ne(schema::SCHEMA.columns.iter().map(|(name, _)| name)) {
         return Err(PyValueError::new_err(
-            "core.span.COLUMNS changed: the native record writer must be updated with it",
+            "core.span.COLUMNS differ from the span_schema.json this extension was built with: rebuild it",
         ));
     }
     let mut slot_map = HashMap::with_capacity(slots.len());
@@ -991,7 +982,8 @@ fn write_record(
         attrs.push(Cow::Borrowed("otel.span_kind"), cfg.otel_kinds[span.kind as usize].as_str())?;
     }
 
-    // the record, in core.span.COLUMNS order
+    // the record, in the order of span_schema.json's columns (tests/ingest/test_native.py compares it
+    // with the Python path's record, key by key)
     let trace_id = hex(span.trace_id);
     let start_us = span.start_ns / 1000;
     let end_us = span.end_ns / 1000;

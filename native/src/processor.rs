@@ -19,28 +19,10 @@ use pyo3::types::{PyBytes, PyDict, PyString, PyTzInfo};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::schema::SCHEMA;
 use crate::spans_block::{days_from_civil, kind_of, put_bytes, varint, Column, Kind};
 
-/// `core.span.COLUMNS`, in order: the fast path writes exactly these.
-const COLUMNS: [(&str, &str); 45] = [
-    ("project_id", "String"), ("trace_id", "String"), ("span_id", "String"), ("parent_span_id", "String"),
-    ("name", "String"), ("kind", "String"), ("service_name", "String"), ("start_time", "DateTime64(6, 'UTC')"),
-    ("end_time", "DateTime64(6, 'UTC')"), ("duration_ms", "Float64"), ("status", "String"),
-    ("status_message", "String"), ("error_type", "String"), ("error_class", "String"), ("operation", "String"),
-    ("provider", "String"), ("request_model", "String"), ("model", "String"), ("input_tokens", "UInt32"),
-    ("output_tokens", "UInt32"), ("cache_read_tokens", "UInt32"), ("cache_creation_tokens", "UInt32"),
-    ("reasoning_tokens", "UInt32"), ("total_tokens", "UInt32"), ("tokens_estimated", "UInt8"),
-    ("cost", "Nullable(Float64)"), ("cost_source", "String"), ("ttft_ms", "Nullable(Float64)"),
-    ("tokens_per_second", "Nullable(Float64)"), ("session_id", "String"), ("user_id", "String"),
-    ("environment", "String"), ("release", "String"), ("tags", "Array(String)"), ("prompt_name", "String"),
-    ("prompt_version", "String"), ("input", "String"), ("output", "String"), ("input_preview", "String"),
-    ("output_preview", "String"), ("input_ref", "String"), ("output_ref", "String"),
-    ("attributes", "Map(String, String)"), ("events", "String"), ("ingested_at", "DateTime64(3, 'UTC')"),
-];
-
-const PREVIEW_CHARS: usize = 200; // core.payloads.PREVIEW_CHARS
 const CACHE_1H_KEY: &str = "gen_ai.usage.cache_creation.1h_input_tokens";
-const COST_SCALE: f64 = 1e15; // core.pricing._COST_SCALE: cost units are 1e-15 USD
 const EXACT_INT: u128 = 1 << 53; // below it an integer converts to f64 exactly
 const MEMO_MAX: usize = 65_536;
 const SCAN_MAX: usize = 32; // keys of an attributes object checked for repeats by scanning
@@ -175,9 +157,9 @@ fn parse_time(text: &str) -> Option<i64> {
     Some(seconds * 1_000_000 + micros)
 }
 
-/// The first `PREVIEW_CHARS` characters (Python's `text[:200]`).
+/// The first `preview_chars` characters (Python's `text[:PREVIEW_CHARS]`).
 fn preview(text: &str) -> &str {
-    match text.char_indices().nth(PREVIEW_CHARS) {
+    match text.char_indices().nth(SCHEMA.preview_chars) {
         Some((end, _)) => &text[..end],
         None => text,
     }
@@ -319,13 +301,14 @@ fn derive(py: Python, rec: &Record, attrs: &[(Cow<str>, Cow<str>)], pricer: &mut
                             units = tier;
                         }
                     }
-                    let u = |i: usize| u128::from(units[i]);
-                    let total = uncached * u(0) + cache_read * u(1) + (creation - write_1h) * u(2) + write_1h * u(3)
-                        + visible_out * u(4) + reasoning * u(5);
+                    // counts in schema::TOKEN_KINDS order; the schema says which price each pays
+                    let counts = [uncached, cache_read, creation - write_1h, write_1h, visible_out, reasoning];
+                    let total: u128 =
+                        counts.iter().zip(SCHEMA.term_units).map(|(count, unit)| count * u128::from(units[unit])).sum();
                     if total >= EXACT_INT {
                         return decline; // Python's int / int rounds it exactly
                     }
-                    (cost, cost_source) = (Some(total as f64 / COST_SCALE), Some("computed"));
+                    (cost, cost_source) = (Some(total as f64 / SCHEMA.cost_scale), Some("computed"));
                 }
             }
         }
@@ -376,8 +359,8 @@ impl SpanBlock {
     /// bus columns follow. The fast path is on only when they are exactly the ones it knows.
     #[new]
     fn new(columns: Vec<(String, String)>, source: String) -> PyResult<Self> {
-        let fast = columns.len() == COLUMNS.len()
-            && columns.iter().zip(COLUMNS.iter()).all(|((n, t), (en, et))| n == en && t == et);
+        // the fast path writes the embedded schema's columns; Python's come from the same file
+        let fast = columns == SCHEMA.columns;
         let mut built = Vec::with_capacity(columns.len() + 3);
         for (name, ch_type) in columns {
             let kind = kind_of(&ch_type)

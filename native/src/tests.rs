@@ -47,3 +47,22 @@ fn hex_and_ascii_lower() {
     assert_eq!(ascii_lower("OpenAI").as_deref(), Some("openai"));
     assert_eq!(ascii_lower("Ünï"), None);
 }
+
+#[test]
+fn embedded_schema_parses_and_prices_every_token_kind() {
+    let schema = &crate::schema::SCHEMA;
+    assert_eq!(schema.columns.first().map(|(name, _)| name.as_str()), Some("project_id"));
+    assert!(schema.preview_chars > 0 && schema.cost_scale >= 1.0);
+    let mut units = schema.term_units;
+    units.sort_unstable();
+    assert!(units.iter().all(|&unit| unit < 6), "{units:?}");
+}
+
+#[test]
+fn schema_without_a_price_for_a_token_kind_is_refused() {
+    let text = r#"{"columns": [{"name": "a", "type": "String"}], "preview_chars": 1, "cost_scale": 1,
+        "price_keys": ["input", "cache_read", "cache_write_5m", "cache_write_1h", "output", "reasoning"],
+        "cost_terms": [["uncached_input", "input"], ["cache_read", "cache_read"]]}"#;
+    let err = crate::schema::parse(text).err().expect("refused");
+    assert!(err.contains("cache_write_5m"), "{err}");
+}

@@ -24,7 +24,7 @@ async def current(project: ReadProjectDep) -> dict:
 
 @router.get("/api-keys")
 async def list_keys(project: AdminProjectDep, services: ServicesDep) -> dict:
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         cur = await conn.execute(
             "SELECT id, prefix, scope, created_at, revoked_at FROM api_keys WHERE project_id = %s ORDER BY created_at",
             (project.id,))
@@ -38,19 +38,19 @@ async def new_key(project: AdminProjectDep, services: ServicesDep, body: KeyIn |
     """A new key; ``{"scope": "ingest"}`` for one that may only send spans and scores (for apps)."""
     scope = body.scope if body else "full"
 
-    async with services.pg.connection() as conn:  # the pool: no connection opened per request
+    async with services.require_pg().connection() as conn:  # the pool: no connection opened per request
         secret = await acreate_key(conn, Project(project.id, project.name), scope)
     return {"key": secret, "scope": scope, "note": "shown once; store it now"}
 
 
 @router.delete("/api-keys/{key_id}")
 async def revoke(key_id: str, project: AdminProjectDep, services: ServicesDep) -> dict:
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         cur = await conn.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND project_id = %s AND revoked_at IS NULL "
             "RETURNING key_hash", (key_id, project.id))
         row = await cur.fetchone()
     if row is None:
         raise HTTPException(404, "no active key with this id in your project")
-    await services.auth.forget(row[0])
+    await services.require_auth().forget(row[0])
     return {"revoked": key_id}

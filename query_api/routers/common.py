@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from collections.abc import Iterator
+from typing import overload
 
 from fastapi import HTTPException
 from starlette.datastructures import QueryParams
@@ -23,7 +24,14 @@ def http_errors(not_found: str = "not found") -> Iterator[None]:
         raise HTTPException(404, not_found) from None
 
 
+@overload
+def one_of(params: QueryParams, name: str, choices: tuple[str, ...], default: str) -> str: ...
+@overload
+def one_of(params: QueryParams, name: str, choices: tuple[str, ...], default: None) -> str | None: ...
+
+
 def one_of(params: QueryParams, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+    """The parameter's one value among ``choices``, or ``default`` when absent (typed: a str default, a str)."""
     values = params.getlist(name)
     if len(values) > 1:
         raise BadParam(name, "given more than once")

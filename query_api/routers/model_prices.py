@@ -45,7 +45,7 @@ def _as_floats(entry: dict[str, Any]) -> dict[str, Any]:
 
 async def project_overrides(services, project_id: str) -> list[dict[str, Any]]:
     """The project's overrides as price-table entries."""
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         cur = await conn.execute(
             "SELECT provider, model_pattern, prices, tiers, updated_at FROM model_prices WHERE project_id = %s "
             "ORDER BY provider, model_pattern", (project_id,))
@@ -82,18 +82,20 @@ async def put_price(body: PriceOverrideIn, project: AdminProjectDep, services: S
     if not model:
         raise HTTPException(400, "model: must not be blank")
     tiers = [t.model_dump() for t in body.tiers]
-    entry = pricing.override_entry(provider, model, dict(body.prices), tiers)
+    entry = pricing.override_entry(provider, model, {str(kind): price for kind, price in body.prices.items()}, tiers)
     try:
         pricing.check_entry(entry)
     except ValueError as exc:
         raise HTTPException(400, f"prices: {exc}") from None
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         cur = await conn.execute(
             "INSERT INTO model_prices (project_id, provider, model_pattern, prices, tiers) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT (project_id, provider, model_pattern) DO UPDATE "
             "SET prices = EXCLUDED.prices, tiers = EXCLUDED.tiers, updated_at = now() RETURNING updated_at",
             (project.id, provider, model, Jsonb(entry["prices"]), Jsonb(tiers)))
-        updated_at = (await cur.fetchone())[0]
+        row = await cur.fetchone()
+        assert row is not None  # an upsert with RETURNING always yields its row
+        updated_at = row[0]
     return {**_as_floats(entry), "updated_at": updated_at.isoformat()}
 
 
@@ -103,7 +105,7 @@ async def delete_price(project: AdminProjectDep, services: ServicesDep,
                        provider: Annotated[str, Query(max_length=100)] = "") -> dict:
     """Drop the project's prices for (provider, model): the shipped table prices it again."""
     provider, model = provider.strip().lower(), model.strip().lower()
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         cur = await conn.execute("DELETE FROM model_prices WHERE project_id = %s AND provider = %s AND model_pattern = %s",
                                  (project.id, provider, model))
     if cur.rowcount == 0:

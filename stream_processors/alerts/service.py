@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import psycopg
 import redis
 
 from core.services import Services, open_clickhouse
@@ -21,7 +20,7 @@ async def alerts_task(services: Services, stopping: asyncio.Event, interval_s: f
     # A ClickHouse server session refuses concurrent queries, so the engine gets its own client there;
     # chDB allows one engine per process, so it shares the services' client.
     clickhouse = services.clickhouse if urls["clickhouse"].startswith("chdb://") else open_clickhouse(urls["clickhouse"])
-    pg = await asyncio.to_thread(psycopg.connect, urls["postgres"], autocommit=True)
+    pg = await asyncio.to_thread(services.pg_sync)
     engine = AlertEngine(clickhouse, redis.Redis.from_url(urls["redis"]), rules=lambda: load_rules(pg),
                          settings=EngineSettings(public_url=services.settings.resolved_public_url),
                          egress=services.settings)

@@ -29,7 +29,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -147,8 +147,9 @@ class AlertStateStore:
                                                 start_id="0-0", count=count)
         entries = list(claimed)
         if len(entries) < count:
-            for _, stream_entries in self._redis.xreadgroup(
-                    _GROUP, self.consumer, {self._outbox: ">"}, count=count - len(entries)) or []:
+            # redis-py's return type is a union over RESP2 and RESP3; this client speaks RESP2 (a list)
+            for _, stream_entries in cast(list | None, self._redis.xreadgroup(
+                    _GROUP, self.consumer, {self._outbox: ">"}, count=count - len(entries))) or []:
                 entries.extend(stream_entries)
         out = []
         for entry_id, fields in entries:

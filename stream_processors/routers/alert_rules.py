@@ -54,22 +54,24 @@ async def create_rule(body: AlertRuleIn, project: ProjectDep, services: Services
     rule_id = uuid.uuid4().hex
     columns = ", ".join(["id", "project_id", *_FIELDS])
     placeholders = ", ".join(["%s"] * (len(_FIELDS) + 2))
-    async with services.pg.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with services.require_pg().connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"INSERT INTO alert_rules ({columns}) VALUES ({placeholders}) RETURNING *",
                           (rule_id, project.id, *[values[f] for f in _FIELDS]))
-        return _public(await cur.fetchone())
+        row = await cur.fetchone()
+        assert row is not None  # INSERT … RETURNING yields the row
+        return _public(row)
 
 
 @router.get("")
 async def list_rules(project: ProjectDep, services: ServicesDep) -> dict:
-    async with services.pg.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with services.require_pg().connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT * FROM alert_rules WHERE project_id = %s ORDER BY created_at", (project.id,))
         return {"rules": [_public(r) for r in await cur.fetchall()]}
 
 
 @router.delete("/{rule_id}")
 async def delete_rule(rule_id: str, project: ProjectDep, services: ServicesDep) -> dict:
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         cur = await conn.execute("DELETE FROM alert_rules WHERE id = %s AND project_id = %s", (rule_id, project.id))
     if cur.rowcount == 0:
         raise HTTPException(404, "no such alert rule in your project")
