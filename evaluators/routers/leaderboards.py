@@ -20,6 +20,7 @@ async def _completed(conn, project_id: str, dataset_id: str | None, benchmark: s
     if dataset_id is not None:
         where, value = "dataset_id = %s", dataset_id
     else:
+        assert benchmark is not None  # the route takes exactly one of them
         where, value = "benchmark->>'name' = %s", benchmark
     rows = await (await conn.execute(
         f"SELECT id FROM experiments WHERE project_id = %s AND status = 'completed' AND {where} "
@@ -39,7 +40,7 @@ async def get_leaderboard(project: ProjectDep, services: ServicesDep,
         raise HTTPException(422, "dataset_id / benchmark: give exactly one of them")
     if benchmark is not None and benchmark not in {b["name"] for b in benchmarks.list_benchmarks()}:
         raise HTTPException(422, f"benchmark: unknown benchmark {benchmark!r}")
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         experiments = await _completed(conn, project.id, dataset_id, benchmark)
         latest: dict[str, dict[str, Any]] = {}
         for exp in experiments:

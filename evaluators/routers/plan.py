@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,8 +28,9 @@ class PlanIn(BaseModel):
 
 
 def _llm_plan(body: PlanIn, services, project_id: str, datasets: list[dict[str, Any]]):
+    assert body.llm is not None  # the caller plans with a model only when one is given
     s = services.settings
-    guard = redis_judge_guard(redis.Redis.from_url(services.urls["redis"]), s.judge_calls_per_minute,
+    guard = redis_judge_guard(services.sync_redis(), s.judge_calls_per_minute,
                               s.judge_daily_budget_usd)
     client = LLMClient(body.llm, api_key=s.judge_api_key or None, egress=s, purpose="llm_assist")
     return chat_parsed(client, guard, project_id, planner.SYSTEM, planner.llm_messages(body.goal, datasets),
@@ -45,7 +45,7 @@ async def plan(body: PlanIn, project: ProjectDep, services: ServicesDep) -> dict
             check_base_url(body.llm.base_url, services.settings)
         except ValueError as exc:
             raise HTTPException(400, f"llm.{exc}") from None
-    async with services.pg.connection() as conn:
+    async with services.require_pg().connection() as conn:
         datasets = await list_datasets(conn, project.id)
     out: dict[str, Any] = {"goal": body.goal}
     if body.llm is not None:
@@ -56,7 +56,7 @@ async def plan(body: PlanIn, project: ProjectDep, services: ServicesDep) -> dict
         else:
             out.update(source="llm", **proposed, dropped=dropped)
         if calls:  # the planner's model calls cost money: they become spans of the project
-            await services.bus.publish(TOPIC_SPANS, [
+            await services.require_bus().publish(TOPIC_SPANS, [
                 (rec["trace_id"].encode(), encode(rec))
                 for rec in (c.to_span_record(project.id, name="evalforge.plan") for c in calls)])
     if "source" not in out:
