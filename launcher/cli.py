@@ -236,8 +236,18 @@ async def _worker(kind: str, settings: Settings) -> None:
         await task(services, stopping)
     except BusUnavailable as exc:  # e.g. a second replica on a Redis Streams bus: one line, no traceback
         raise ConfigError(f"EVALFORGE_BUS_URL: {exc}") from None
+    except ExceptionGroup as group:  # the processor runs beside its roller in a TaskGroup
+        refused, _ = group.split(BusUnavailable)
+        if refused is None:
+            raise
+        raise ConfigError(f"EVALFORGE_BUS_URL: {_first_leaf(refused)}") from None
     finally:
         await services.close()
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _migrate(settings: Settings) -> None:
