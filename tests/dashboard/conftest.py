@@ -89,7 +89,7 @@ def live(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, servic
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # Playwright's sync API holds an event loop in this thread: ended after tests/dashboard, so later asyncio.run() calls work
 def browser():
     try:
         from playwright.sync_api import sync_playwright

@@ -175,8 +175,11 @@ def test_keyboard_moves_through_the_table_and_opens_a_trace(live, data, page_for
         by_cost = api.get("/api/v1/traces", params={"sort": "cost", "order": "desc", "limit": 100}).json()["data"]
     assert ids == [t["trace_id"] for t in by_cost]
     page.get_by_text("Columns").click()
-    page.get_by_label("Models").uncheck()
+    # the column choice lives in the URL: the box is checked again only once the URL says so, so
+    # click and wait for the URL rather than uncheck() (which checks the state at once)
+    page.get_by_label("Models").click()
     page.wait_for_url("**hide=**models**")
+    assert not page.get_by_label("Models").is_checked()
     headers = page.locator("[role=columnheader]").all_inner_texts()
     assert "Models" not in headers and "Cost ▼" in headers  # sorted by cost, descending
     table.focus()
