@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime, timezone
 
 from evaluators.agreement import agreement
 from evaluators.base import Score
 from tests.processors.conftest import make_span
+from tests.waiting import wait_until
 
 
 def _wait(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-    return value
+    return wait_until(predicate, timeout)
 
 
 def test_review_queue_lists_spans_without_a_human_score(stack):

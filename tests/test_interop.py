@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from core.pricing import Usage, compute_call_cost
 from tests.sdk.fake_llm import TRUE_TTFT, FakeLLM
+from tests.waiting import wait_until
 
 
 
@@ -40,13 +41,7 @@ def llm():
 
 
 def _wait(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
+    return wait_until(predicate, timeout)
 
 
 def _record_calls(which: str, llm) -> tuple[bytes, str, int]:

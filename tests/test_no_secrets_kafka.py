@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 
 import psycopg
 import pytest
 
 from tests.harness.kafka_broker import SASL_PASSWORD
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -23,11 +23,7 @@ SECRETS = (SASL_PASSWORD, WEBHOOK_PASSWORD, WEBHOOK_TOKEN)
 
 
 def _wait(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return value
+    return wait_until(predicate, timeout)
 
 
 def _clickhouse_hits(client, secret: str) -> list[str]:

@@ -9,16 +9,11 @@ import itertools
 import time
 
 from starlette.testclient import TestClient
+from tests.waiting import wait_until
 
 
 def _wait(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    return wait_until(predicate, timeout)
 
 
 def test_a_dying_worker_fails_readyz_and_is_restarted(redis_url, service_root, monkeypatch):
