@@ -132,8 +132,13 @@ def anthropic_events(body: dict[str, Any]) -> Iterable[tuple[str, str]]:
 
 
 class FakeLLM:
-    def __init__(self) -> None:
+    """``first_event_is_first_token``: the whole hold-back comes before the first event, as a provider
+    that sends its envelope with the first token (for clients that time their first chunk)."""
+
+    def __init__(self, first_event_is_first_token: bool = False) -> None:
         self.requests: list[dict[str, Any]] = []
+        first_delay, token_delay = ((TRUE_TTFT, 0.0) if first_event_is_first_token
+                                    else (FIRST_CHUNK_DELAY, FIRST_TOKEN_DELAY))
 
         server_self = self
 
@@ -159,12 +164,12 @@ class FakeLLM:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
-                time.sleep(FIRST_CHUNK_DELAY)
+                time.sleep(first_delay)
                 held_back = False
                 for event, data in events:
                     if not held_back and is_content_event(data):
                         held_back = True
-                        time.sleep(FIRST_TOKEN_DELAY)
+                        time.sleep(token_delay)
                     frame = (f"event: {event}\n" if event else "") + f"data: {data}\n\n"
                     self.wfile.write(frame.encode())
                     self.wfile.flush()
