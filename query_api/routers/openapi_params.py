@@ -17,6 +17,9 @@ _FILTERS: dict[str, tuple[str, str]] = {  # name -> (JSON schema type, descripti
     "tag": ("string", "any of these tags (repeatable)"),
     "q": ("string", "case-insensitive text in the input / output previews"),
     "score_name": ("string", "score to filter on with min_score / max_score"),
+    "attribute": ("string", "key=value: the span attribute key equals value exactly (repeatable)"),
+    "metadata": ("string", "key=value: the metadata entry key equals value exactly, i.e. attribute "
+                           "metadata.key=value (repeatable)"),
     **{name: ("string", f"{column} equals one of the given values (repeatable)")
        for name, column in LIST_FILTERS.items()},
     **{name: ("number", name.replace("_", " ")) for name in RANGE_FILTERS},
@@ -43,7 +46,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "interval": ("string", "minute | hour | day | week | month, or a duration such as 30s, 5m, 2h, 1d; omit for totals"),
     "limit": ("integer", "groups kept, largest totals first, 1-1000 (default 50)"),
 }
-_REPEATABLE = {"tag", "group_by", *LIST_FILTERS}
+_REPEATABLE = {"tag", "group_by", "attribute", "metadata", *LIST_FILTERS}
 
 
 def openapi_parameters(params: dict[str, tuple[str, str]]) -> dict[str, Any]:
