@@ -178,17 +178,32 @@ def mark_duplicate_messages(messages: list[tuple[bytes, bytes]]) -> list[tuple[b
                         _response_id_bytes(data))
     if len(heads) < 2:
         return messages
-    spans = {(t, s) for t, s, _, _ in heads.values()}
-    parents = {(t, p) for t, _, p, _ in heads.values() if p and (t, p) in spans}
+    at = {(t, s): i for i, (t, s, _, _) in heads.items()}
     rid_seen: dict[bytes, int] = {}
     for _, _, _, rid in heads.values():
         if rid:
             rid_seen[rid] = rid_seen.get(rid, 0) + 1
-    candidates = [i for i, (t, s, p, rid) in heads.items()
-                  if (t, p) in spans or (t, s) in parents or (rid and rid_seen[rid] > 1)]
+    candidates: set[int] = set()
+    for i, (t, _, p, rid) in heads.items():
+        j = at.get((t, p)) if p else None
+        # a model call directly under a model call may be the same call, unless both report a response
+        # id and the ids differ (``_same_call``): an agent's LLM step calling models is not decoded
+        if j is not None and (not rid or not heads[j][3] or rid == heads[j][3]):
+            candidates.update((i, j))
+        if rid and rid_seen[rid] > 1:
+            candidates.add(i)
+    # the counted record is chosen by, among others, its depth among model calls: decode every
+    # model-call ancestor of a candidate too, so the depths are those of the whole request
+    for i in list(candidates):
+        t, _, p, _ = heads[i]
+        walked = {i}  # parent links can loop in a hostile request
+        while p and (j := at.get((t, p))) is not None and j not in walked:
+            walked.add(j)
+            candidates.add(j)
+            p = heads[j][2]
     if len(candidates) < 2:
         return messages
-    return _mark_decoded(messages, candidates)
+    return _mark_decoded(messages, sorted(candidates))
 
 
 def mark_slowly(messages: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

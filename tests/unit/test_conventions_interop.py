@@ -277,3 +277,22 @@ def test_native_messages_of_unexpected_layout_are_decided_by_decoding():
     marked = mark_duplicate_messages(messages)
     assert mark_duplicate_calls(records) == [sdk]
     assert marked == [(r["trace_id"].encode(), encode(r)) for r in records]
+
+
+def test_nested_model_calls_with_their_own_response_ids_are_not_decoded_and_loops_end():
+    """An agent's LLM step whose children are model calls with response ids of their own is not one
+    call: nothing is decoded or changed (this was 18 us a span of ingest). Parent links that loop, as
+    a hostile request may send, end the ancestor walk."""
+    root = record({**SDK, "gen_ai.response.id": "msg_root"}, span_id="f" * 16)
+    children = [record({**SDK, "gen_ai.response.id": f"msg_{i}"}, span_id=f"{i:016x}", parent="f" * 16)
+                for i in range(10, 13)]
+    messages = [(r["trace_id"].encode(), encode(r)) for r in [root, *children]]
+    assert mark_duplicate_messages(messages) is messages
+    assert mark_duplicate_calls([root, *children]) == []
+
+    a = record(SDK, span_id="a" * 16, parent="b" * 16)
+    b = record(INSTRUMENTOR, span_id="b" * 16, parent="a" * 16)
+    messages = [(r["trace_id"].encode(), encode(r)) for r in (a, b)]
+    marked = mark_duplicate_messages(messages)
+    mark_duplicate_calls([a, b])
+    assert marked == [(r["trace_id"].encode(), encode(r)) for r in (a, b)]
