@@ -37,6 +37,20 @@ def unavailable(service: str, hint: str, exc: BaseException) -> None:
     pytest.skip(message)
 
 
+def new_project_key(postgres_url: str, name: str | None = None) -> tuple[str, str, str]:
+    """Get or create the project ``name`` (a unique one when None) and a full API key for it:
+    (name, project_id, key)."""
+    import psycopg
+
+    from core.auth import create_key, ensure_project
+
+    name = name or f"p-{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        project = ensure_project(conn, name)
+        secret = create_key(conn, project)
+    return name, project.id, secret
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -167,16 +181,9 @@ class Stack:
 
     def create_key(self, project_name: str | None = None) -> tuple[str, str]:
         """A new project (unique name unless given) and an API key for it: (project_id, key)."""
-        import psycopg
-
-        from core.auth import create_key, ensure_project
-
-        name = project_name or f"p-{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(self.postgres_url, autocommit=True) as conn:
-            project = ensure_project(conn, name)
-            secret = create_key(conn, project)
-        self.keys[name] = (project.id, secret)
-        return project.id, secret
+        name, project_id, secret = new_project_key(self.postgres_url, project_name)
+        self.keys[name] = (project_id, secret)
+        return project_id, secret
 
     def insert_spans(self, records: list[dict[str, Any]]) -> None:
         """Canonical records -> enrich -> the real sink (so the materialized views fill), bypassing the bus."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -32,16 +31,11 @@ class LiveStack:
 
     def create_project(self, name: str | None = None) -> tuple[str, str]:
         """A new project and a full API key for it: (project_id, key)."""
-        import psycopg
+        from tests.conftest import new_project_key
 
-        from core.auth import create_key, ensure_project
-
-        name = name or f"p-{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(self.postgres_url, autocommit=True) as conn:
-            project = ensure_project(conn, name)
-            secret = create_key(conn, project)
-        self.projects[name] = (project.id, secret)
-        return project.id, secret
+        name, project_id, secret = new_project_key(self.postgres_url, name)
+        self.projects[name] = (project_id, secret)
+        return project_id, secret
 
     def insert_spans(self, records: list[dict[str, Any]]) -> None:
         """Canonical records -> enrich -> offload -> the real sink (materialized views fill)."""
