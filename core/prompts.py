@@ -337,12 +337,10 @@ async def list_versions(pg, project_id: str, name: str) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- diff
 
-def _lines(text: str) -> list[str]:
-    return text.splitlines(keepends=True) or [""]
-
-
 def _unified(a: str, b: str, a_name: str, b_name: str) -> str:
-    return "".join(difflib.unified_diff(_lines(a), _lines(b), a_name, b_name, lineterm="\n"))
+    """A unified diff, one line per text line ('' when equal); a missing final newline is not a change."""
+    lines = list(difflib.unified_diff(a.splitlines(), b.splitlines(), a_name, b_name, lineterm=""))
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def _render(prompt: str | list[dict]) -> str:
