@@ -263,6 +263,7 @@ async def get_version(pg, project_id: str, name: str, *, version: int | None = N
                       label: str | None = None) -> dict | None:
     """One version: by number, or by label (``latest`` = the newest); neither → label ``production``.
     None when the prompt, version or label does not exist."""
+    check_name(name)
     if version is not None and label is not None:
         raise PromptError("version: give a version or a label, not both")
     async with _connection(pg) as conn:
@@ -283,6 +284,7 @@ async def get_version(pg, project_id: str, name: str, *, version: int | None = N
 async def move_label(pg, project_id: str, name: str, label: str, version: int, *, author: str | None = None) -> dict:
     """Point ``label`` at ``version`` (atomically: one version per label per prompt). Returns that
     version's dict; PromptNotFound when the prompt or version does not exist."""
+    check_name(name)
     check_label(label)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise PromptError("version: a positive integer")
@@ -298,6 +300,7 @@ async def move_label(pg, project_id: str, name: str, label: str, version: int, *
 
 async def remove_label(pg, project_id: str, name: str, label: str) -> bool:
     """Take ``label`` off its prompt; False when it was not set."""
+    check_name(name)
     check_label(label)
     async with _connection(pg) as conn:
         cur = await conn.execute("DELETE FROM prompt_labels WHERE project_id = %s AND name = %s AND label = %s",
@@ -326,6 +329,7 @@ async def list_prompts(pg, project_id: str, *, limit: int = 1000) -> list[dict]:
 
 async def list_versions(pg, project_id: str, name: str) -> list[dict]:
     """Every version of ``name``, newest first; PromptNotFound when there is no such prompt."""
+    check_name(name)
     async with _connection(pg) as conn:
         rows = await (await conn.execute(
             f"SELECT {_VERSION_COLUMNS} {_FROM} WHERE v.project_id = %s AND v.name = %s ORDER BY v.version DESC",

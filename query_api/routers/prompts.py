@@ -99,7 +99,7 @@ async def list_versions(name: str, project: ReadProjectDep, services: ServicesDe
     """Every version of the prompt, newest first, with its labels."""
     try:
         return {"name": name, "versions": await store.list_versions(services.require_pg(), project.id, name)}
-    except store.PromptNotFound as exc:
+    except (store.PromptError, store.PromptNotFound) as exc:
         raise _bad(exc) from None
 
 
