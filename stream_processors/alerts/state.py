@@ -158,7 +158,7 @@ class AlertStateStore:
                       group, rule.id, json.dumps(payload), int(muted)],
                 client=pipe,
             )
-        return [Applied(*(parts := _text(r).split("|"))[:3], int(parts[3])) for r in pipe.execute()]
+        return [_applied(_text(r)) for r in pipe.execute()]
 
     def take(self, count: int = 100) -> list[Outgoing]:
         """Messages this replica must deliver: abandoned ones (past the lease), then new ones."""
@@ -211,6 +211,11 @@ class AlertStateStore:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
+
+
+def _applied(reply: str) -> Applied:
+    kind, transition, suppressed, episode = reply.split("|")  # the script's "kind|transition|suppressed|episode"
+    return Applied(kind, transition, suppressed, int(episode))
 
 
 def _text(value: Any) -> str:

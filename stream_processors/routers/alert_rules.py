@@ -160,7 +160,8 @@ async def rule_history(rule_id: str, project: ProjectDep, services: ServicesDep,
     and the notification's fate. ``next_cursor`` fetches the next (older) page."""
     after = _parse_cursor(cursor)
     await _one(services, project.id, rule_id)  # 404 for another project's rule
-    where, params = "rule_id = %s AND project_id = %s", [rule_id, project.id]
+    where = "rule_id = %s AND project_id = %s"
+    params: list[Any] = [rule_id, project.id]
     if after is not None:
         where += " AND (at, id) < (%s, %s)"
         params += list(after)
