@@ -210,9 +210,12 @@ def _parse_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         return None
     try:
         at, row_id = cursor.rsplit("|", 1)
-        return datetime.fromisoformat(at), int(row_id)
+        parsed = datetime.fromisoformat(at), int(row_id)
     except ValueError:
-        raise HTTPException(400, "cursor: not a cursor this API returned") from None
+        parsed = None
+    if parsed is None or parsed[0].tzinfo is None or not 0 < parsed[1] < 2**63:  # a BIGSERIAL id
+        raise HTTPException(400, "cursor: not a cursor this API returned")
+    return parsed
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -185,7 +185,8 @@ def test_edit_and_mute_are_scoped_to_the_project_and_checked(stack):
     for body in ({}, {"minutes": 5, "indefinitely": True}, {"until": past}, {"minutes": 0}):
         r = stack.client.post(mute, headers=stack.headers(key), json=body)
         assert r.status_code in (400, 422) and ("until" in r.text or "minutes" in r.text), (body, r.text)
-    r = stack.client.get(f"/api/v1/alert-rules/{rule['id']}/history", headers=stack.headers(key),
-                         params={"cursor": "garbage"})
-    assert r.status_code == 400 and "cursor" in r.text
+    for cursor in ("garbage", "2026-12-07T10:00:00+00:00|99999999999999999999", "2026-12-07T10:00:00|5"):
+        r = stack.client.get(f"/api/v1/alert-rules/{rule['id']}/history", headers=stack.headers(key),
+                             params={"cursor": cursor})
+        assert r.status_code == 400 and "cursor" in r.text, cursor
     assert _rule(stack, key, rule["id"])["state"]["status"] == "unknown"
