@@ -164,7 +164,8 @@ def test_add_a_span_to_a_new_then_an_existing_dataset_from_the_trace_page(live, 
     # the root span, into the dataset that now exists (offered first)
     page.goto(f"/projects/{project_id}/traces/{trace_id}?span={root_id}")
     panel.get_by_role("button", name="Add to dataset…").click()
-    assert "capitals" in form.get_by_label("Dataset").inner_text()
+    form.get_by_label("Dataset").locator("option", has_text="capitals").wait_for(state="attached")  # once listed
+    assert form.get_by_label("Dataset").input_value() == dataset["id"]
     form.get_by_role("button", name="Add span").click()
     added.wait_for()
     with live.api(key) as api:
