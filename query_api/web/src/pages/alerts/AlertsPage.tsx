@@ -21,7 +21,9 @@ export default function AlertsPage() {
   const qc = useQueryClient();
   const key = ["alert-rules", projectId];
   const refresh = () => qc.invalidateQueries({ queryKey: key });
-  const rules = useQuery({ queryKey: key, queryFn: () => api<{ rules: AlertRule[] }>("/alert-rules", { project: projectId }) });
+  // The engine evaluates every 30 s: look again as often, so the state badges stay current.
+  const rules = useQuery({ queryKey: key, refetchInterval: 30_000,
+                           queryFn: () => api<{ rules: AlertRule[] }>("/alert-rules", { project: projectId }) });
   const [editing, setEditing] = useState<string | null>(null);
   const [showing, setShowing] = useState<AlertRule | null>(null);
   const create = useMutation({ mutationFn: (body: unknown) => api("/alert-rules", { method: "POST", project: projectId, body }), onSuccess: refresh });
