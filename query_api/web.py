@@ -5,6 +5,8 @@ package carries it without Node), served at ``/``.
   the client takes it (compressed once, in memory, on first request).
 - the client routes (``/``, ``/sign-in``, ``/projects/…``): ``index.html``, never cached, so a
   deploy is picked up on the next load; nothing else, so API and ops paths keep their own 404s.
+- Langfuse's UI paths (``/project/<id>/traces/<trace id>``, what its SDK's ``get_trace_url()`` builds;
+  also ``sessions/`` and ``users/``) redirect to ours, which have the same shape under ``/projects/``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import gzip
 import mimetypes
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 WEB_DIST = Path(__file__).parent / "web_dist"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -82,3 +85,13 @@ router.add_api_route("/", app_page, methods=["GET"])
 for _prefix in ("sign-in", "invite", "projects"):
     router.add_api_route(f"/{_prefix}", app_page, methods=["GET"])
     router.add_api_route(f"/{_prefix}/{{rest:path}}", app_page, methods=["GET"])
+
+
+@router.get("/project/{rest:path}")
+def langfuse_ui_path(rest: str, request: Request) -> RedirectResponse:
+    """A Langfuse dashboard link, e.g. from ``Langfuse.get_trace_url()``: the project id is ours (the
+    Langfuse SDK learns it from ``/api/public/projects``), so only the prefix changes."""
+    target = "/projects/" + quote(rest.lstrip("/"), safe="/")  # always this site's path: never an open redirect
+    if request.url.query:
+        target += "?" + request.url.query
+    return RedirectResponse(target, status_code=307)

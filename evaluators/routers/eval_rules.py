@@ -27,12 +27,19 @@ class EvalRuleIn(BaseModel):
 
     @field_validator("filter")
     @classmethod
-    def _known_filter_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _known_filter_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         allowed = {*FILTER_FIELDS, "tag", "root_only"}
-        for key in value:
+        for key in value or {}:
             if key not in allowed:
                 raise ValueError(f"unknown filter key {key!r}; allowed: {', '.join(sorted(allowed))}")
         return value
+
+
+class EvalRulePatch(EvalRuleIn):
+    """Any subset of the create fields (e.g. only ``sampling_rate``); null is refused for every field."""
+
+    name: str = Field(None, min_length=1, max_length=200)  # type: ignore[assignment]
+    evaluator: str = None  # type: ignore[assignment]
 
 
 def _row(r: tuple) -> dict[str, Any]:
@@ -59,6 +66,39 @@ async def create_rule(rule: EvalRuleIn, project: ProjectDep, services: ServicesD
         row = await cur.fetchone()
         assert row is not None  # INSERT … RETURNING yields the row
         return _row(row)
+
+
+@router.patch("/{rule_id}")
+async def update_rule(rule_id: str, patch: EvalRulePatch, project: ProjectDep, services: ServicesDep) -> dict:
+    """Change sampling rate, filter, evaluator (+ config), name or enabled. The trigger picks the change
+    up at its next refresh (a few seconds)."""
+    changes: dict[str, Any] = {k: getattr(patch, k) for k in patch.model_fields_set}
+    for name, value in changes.items():
+        if value is None:
+            raise HTTPException(400, f"{name}: may not be null")
+    if not changes:
+        raise HTTPException(400, f"body: name at least one field to change ({', '.join(EvalRuleIn.model_fields)})")
+    async with services.require_pg().connection() as conn:
+        cur = await conn.execute("SELECT evaluator, config FROM eval_rules WHERE id = %s AND project_id = %s",
+                                 (rule_id, project.id))
+        current = await cur.fetchone()
+        if current is None:
+            raise HTTPException(404, "no such eval rule in your project")
+        if "evaluator" in changes or "config" in changes:
+            stored = {"evaluator": current[0], "config": current[1]} | changes
+            try:  # the pair as it will be stored, as on create
+                await asyncio.to_thread(validate_rule_config, stored["evaluator"], stored["config"],
+                                        services.settings)
+            except ValueError as exc:
+                raise HTTPException(400, str(exc)) from None
+        values = [Jsonb(v) if k in ("config", "filter") else v for k, v in changes.items()]
+        cur = await conn.execute(
+            f"UPDATE eval_rules SET {', '.join(f'{k} = %s' for k in changes)} WHERE id = %s AND project_id = %s "
+            f"RETURNING {_COLUMNS}", (*values, rule_id, project.id))
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(404, "no such eval rule in your project")
+    return _row(row)
 
 
 @router.get("")

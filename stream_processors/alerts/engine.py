@@ -27,6 +27,7 @@ from typing import Any
 import redis
 
 from .evaluate import Decision, decide
+from .history import PgAlertHistory, Transition
 from .messages import build_digest, build_message
 from .metrics_query import epoch_micros, query_windows
 from .rules import AlertRule
@@ -62,6 +63,7 @@ class TickReport:
     evaluated: list[str] = field(default_factory=list)  # rule ids queried by this replica
     skipped: list[str] = field(default_factory=list)  # claimed by another replica
     transitions: list[tuple[str, str, str]] = field(default_factory=list)  # (rule id, group, kind)
+    suppressed: list[tuple[str, str, str]] = field(default_factory=list)  # messages a mute held back
     deliveries: list[tuple[str, str, str, bool]] = field(default_factory=list)  # (..., delivered)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (rule id, error)
 
@@ -71,13 +73,14 @@ class AlertEngine:
 
     def __init__(self, clickhouse: Any, redis_client: redis.Redis, rules: RuleSource | Iterable[AlertRule],
                  notifier: SlackNotifier | None = None, settings: EngineSettings | None = None, *,
-                 egress: Any = None) -> None:
+                 egress: Any = None, history: PgAlertHistory | None = None) -> None:
         self.settings = settings or EngineSettings()
         self._clickhouse = clickhouse
         self._rules = rules if callable(rules) else (lambda r=list(rules): r)
         self._owns_notifier = notifier is None
         # egress: whose EVALFORGE_EGRESS_ALLOWED_HOSTS the default notifier's guard honours
         self._notifier = notifier or SlackNotifier(egress=egress)
+        self._history = history  # where transitions and rule states are recorded (None: nowhere)
         self.store = AlertStateStore(redis_client, prefix=self.settings.key_prefix, lease_s=self.settings.lease_s)
 
     def close(self) -> None:
@@ -115,11 +118,26 @@ class AlertEngine:
         # Non-breaching groups that are not firing have nothing to change: skip the round trip.
         relevant = [d for d in decisions if d.breach or d.group in firing]
         window = timedelta(seconds=rule.window_seconds)
-        kinds = self.store.apply(rule, [(d.group, d.breach, _payload(d, end, window, buckets)) for d in relevant],
-                                 end_ms)
-        for decision, kind in zip(relevant, kinds, strict=True):
-            if kind not in ("none", "stale"):
-                report.transitions.append((rule.id, decision.group, kind))
+        # A mute is about when people get paged, so it is judged by the wall clock, not the window's end.
+        muted = rule.muted(datetime.now(timezone.utc))
+        results = self.store.apply(rule, [(d.group, d.breach, _payload(d, end, window, buckets)) for d in relevant],
+                                   end_ms, muted)
+        changes = []
+        for decision, applied in zip(relevant, results, strict=True):
+            if applied.kind not in ("none", "stale"):
+                report.transitions.append((rule.id, decision.group, applied.kind))
+            if applied.suppressed:
+                report.suppressed.append((rule.id, decision.group, applied.suppressed))
+            if applied.transition == "firing":
+                firing.add(decision.group)
+            elif applied.transition == "resolved":
+                firing.discard(decision.group)
+            if applied.transition:
+                changes.append(Transition(decision.group, applied.transition, applied.episode, decision.value,
+                                          _notification(applied)))
+        if self._history is not None:
+            self._history.transitions(rule, end, changes)
+            self._history.status(rule, end, "firing" if firing else "ok", _headline_value(decisions), len(firing))
 
     def _silent_resolutions(self, rule: AlertRule, silent: set[str], end_ms: int) -> list[Decision]:
         """Firing groups without a decision for NO_DATA_RESOLVE_WINDOWS windows (a model no longer
@@ -141,23 +159,33 @@ class AlertEngine:
                     overflow[key].append(message)  # acknowledged once the digest is out
                     continue
                 sent[key] += 1
-                delivered = self._dispatch(rules.get(message.rule_id), message.kind, [message])
-                report.deliveries.append((message.rule_id, message.group, message.kind, delivered))
+                outcome = self._dispatch(rules.get(message.rule_id), message.kind, [message])
+                self._record(outcome, [message], report)
                 self.store.done(message.entry_id)
         for (rule_id, kind), messages in overflow.items():
-            delivered = self._dispatch(rules[rule_id], kind, messages)
-            report.deliveries.extend((rule_id, m.group, kind, delivered) for m in messages)
+            outcome = self._dispatch(rules[rule_id], kind, messages)
+            self._record(outcome, messages, report)
             self.store.done(*(m.entry_id for m in messages))
 
-    def _dispatch(self, rule: AlertRule | None, kind: str, messages: list[Outgoing]) -> bool:
-        """Send one message, or one digest for several groups; never raises (a message that cannot
-        even be built must not come back from the outbox forever)."""
+    def _record(self, outcome: str, messages: list[Outgoing], report: TickReport) -> None:
+        for m in messages:
+            report.deliveries.append((m.rule_id, m.group, m.kind, outcome == "sent"))
+            if self._history is not None:
+                self._history.notified(m.rule_id, m.group, m.episode, m.kind, outcome)
+
+    def _dispatch(self, rule: AlertRule | None, kind: str, messages: list[Outgoing]) -> str:
+        """Send one message, or one digest for several groups; returns the outcome (sent | failed |
+        no_webhook | rule_gone | muted). Never raises (a message that cannot even be built must not come
+        back from the outbox forever)."""
         last = messages[-1]
         try:
             if rule is None:  # deleted or disabled since the transition
                 NOTIFICATIONS.labels(kind, "rule_gone").inc(len(messages))
                 log.warning("alert %s for rule %s dropped: rule no longer enabled", kind, last.rule_id)
-                return False
+                return "rule_gone"
+            if rule.muted(datetime.now(timezone.utc)):  # muted after the message was queued
+                NOTIFICATIONS.labels(kind, "muted").inc(len(messages))
+                return "muted"
             if len(messages) == 1:
                 body = build_message(rule, kind, last.group, {**last.payload, "episode": last.episode},
                                      self.settings.public_url)
@@ -167,20 +195,38 @@ class AlertEngine:
         except Exception:
             log.exception("alert %s for rule %s could not be sent", kind, last.rule_id)
             NOTIFICATIONS.labels(kind, "failed").inc(len(messages))
-            return False
+            return "failed"
 
-    def _post(self, rule: AlertRule, kind: str, body: dict[str, Any], message: Outgoing, count: int = 1) -> bool:
+    def _post(self, rule: AlertRule, kind: str, body: dict[str, Any], message: Outgoing, count: int = 1) -> str:
         if not rule.slack_webhook_url:
             NOTIFICATIONS.labels(kind, "no_webhook").inc(count)
             log.info("alert %s for rule %s: no webhook configured", kind, rule.id)
-            return False
+            return "no_webhook"
         result = self._notifier.deliver(rule.slack_webhook_url, body)
         NOTIFICATIONS.labels(kind, "sent" if result.ok else "failed").inc(count)
         if not result.ok:
             log.error("alert %s for rule %s (%d group(s), e.g. %r) not delivered after %d attempts: %s",
                       kind, rule.id, count, message.group, result.attempts, result.error)
             self.store.record_failure(message, result.error, result.attempts)
-        return result.ok
+        return "sent" if result.ok else "failed"
+
+
+def _notification(applied: Any) -> str:
+    """What a transition's notification is at the moment it happens (the sender updates ``pending``)."""
+    if applied.suppressed:
+        return "muted"
+    if applied.kind == applied.transition:
+        return "pending"
+    return "cooldown" if applied.transition == "firing" else "not_announced"
+
+
+def _headline_value(decisions: list[Decision]) -> float | None:
+    """The value shown as the rule's last value: a breaching group's, else the first group's (one group
+    when the rule has no group_by); None when no group had enough data."""
+    for decision in sorted(decisions, key=lambda d: not d.breach):
+        if decision.value is not None:
+            return decision.value
+    return None
 
 
 def _payload(decision: Decision, end: datetime, window: timedelta, buckets: int) -> dict[str, Any]:

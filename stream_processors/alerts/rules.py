@@ -22,6 +22,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -85,6 +86,9 @@ class AlertRule:
     # previous windows form an anomaly rule's baseline.
     renotify: bool = False
     baseline_windows: int = 12
+    # Muted (evaluated, recorded, not notified) from muted_at until muted_until (None: until unmuted).
+    muted_at: datetime | None = None
+    muted_until: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AlertRule:
@@ -110,6 +114,10 @@ class AlertRule:
         rule = dataclasses.replace(rule, **converted)
         rule.validate()
         return rule
+
+    def muted(self, at: datetime) -> bool:
+        """Whether notifications are suppressed at ``at`` (timezone-aware)."""
+        return self.muted_at is not None and (self.muted_until is None or self.muted_until > at)
 
     @property
     def is_anomaly(self) -> bool:

@@ -27,7 +27,7 @@ from core.settings import load_settings
 from .rules import redact_webhook_url
 
 NOTIFICATIONS = Counter("evalforge_alert_notifications", "Alert messages by kind and outcome",
-                        ["kind", "outcome"])  # outcome: sent | failed | no_webhook | rule_gone
+                        ["kind", "outcome"])  # outcome: sent | failed | no_webhook | rule_gone | muted
 DELIVERY_RETRIES = Counter("evalforge_alert_delivery_retries", "Webhook POSTs retried", ["reason"])
 
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}

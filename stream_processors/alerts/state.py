@@ -18,6 +18,8 @@ Messages are sent when:
   that starts inside the cooldown (flapping) is announced once the cooldown has passed, if still firing;
 - it is still firing after ``cooldown`` since the last message and the rule has ``renotify`` (reminder);
 - a firing that was announced resolves (exactly one resolve message).
+While the rule is muted the state machine runs as usual but no message is queued, and a firing is not
+marked announced: if it is still firing when the mute ends, it is announced then.
 Keys share one hash tag so the script's keys live in one Redis Cluster slot.
 """
 
@@ -41,17 +43,20 @@ local breach = ARGV[2] == '1'
 local cooldown = tonumber(ARGV[3])
 local renotify = ARGV[4] == '1'
 local group = ARGV[6]
+local muted = ARGV[9] == '1'
 local s = redis.call('HMGET', KEYS[1], 'state', 'episode', 'notified', 'last_sent', 'evaluated_at')
 local evaluated_at = tonumber(s[5])
-if evaluated_at and now <= evaluated_at then return 'stale' end
+if evaluated_at and now <= evaluated_at then return 'stale|||0' end
 local firing = s[1] == 'firing'
 local episode = tonumber(s[2]) or 0
 local notified = tonumber(s[3]) or 0
 local last_sent = tonumber(s[4])
 local kind = false
+local transition = ''
 if breach then
   if not firing then
     firing = true
+    transition = 'firing'
     episode = episode + 1
     redis.call('SADD', KEYS[2], group)
     redis.call('HSET', KEYS[1], 'started_at', now)
@@ -59,14 +64,18 @@ if breach then
   if last_sent == nil or now - last_sent >= cooldown then
     if notified ~= episode then kind = 'firing' elseif renotify then kind = 'reminder' end
   end
-  if kind then notified = episode; last_sent = now end
+  -- muted: not marked as announced, so a firing still going when the mute ends is announced then
+  if kind and not muted then notified = episode; last_sent = now end
 else
   redis.call('SREM', KEYS[2], group)
   if firing then
     firing = false
+    transition = 'resolved'
     if notified == episode then kind = 'resolved' end
   end
 end
+local suppressed = ''
+if kind and muted then suppressed = kind; kind = false end
 redis.call('HSET', KEYS[1], 'state', firing and 'firing' or 'ok', 'episode', episode,
            'notified', notified, 'evaluated_at', now)
 if last_sent then redis.call('HSET', KEYS[1], 'last_sent', last_sent) end
@@ -75,7 +84,7 @@ if kind then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'kind', kind, 'rule_id', ARGV[7],
              'group', group, 'episode', episode, 'at_ms', now, 'payload', ARGV[8])
 end
-return kind or 'none'
+return (kind or 'none') .. '|' .. transition .. '|' .. suppressed .. '|' .. episode
 """
 
 _GROUP = "senders"
@@ -93,6 +102,16 @@ class Outgoing:
     episode: int
     at_ms: int
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying one decision did."""
+
+    kind: str  # the message queued: firing | reminder | resolved; none; or stale (an older decision)
+    transition: str  # the state change: firing (ok -> firing), resolved (firing -> ok), or ''
+    suppressed: str  # the message a mute kept from being queued, or ''
+    episode: int  # the group's firing episode after the decision
 
 
 class AlertStateStore:
@@ -124,9 +143,10 @@ class AlertStateStore:
             pipe.hget(f"{self._tag}:state:{rule_id}:{group}", "evaluated_at")
         return {g: int(v) for g, v in zip(ordered, pipe.execute(), strict=True) if v is not None}
 
-    def apply(self, rule: Any, decisions: list[tuple[str, bool, dict[str, Any]]], now_ms: int) -> list[str]:
-        """Apply (group, breach, payload) decisions atomically; returns per decision the message kind
-        queued (firing | reminder | resolved), ``none``, or ``stale``."""
+    def apply(self, rule: Any, decisions: list[tuple[str, bool, dict[str, Any]]], now_ms: int,
+              muted: bool = False) -> list[Applied]:
+        """Apply (group, breach, payload) decisions atomically; returns per decision what happened.
+        ``muted``: state moves as usual but no message is queued (``Applied.suppressed`` says which)."""
         if not decisions:
             return []
         idle_ttl = rule.cooldown_seconds + 86_400  # remember last_sent past the cooldown
@@ -135,10 +155,10 @@ class AlertStateStore:
             self._apply(
                 keys=[f"{self._tag}:state:{rule.id}:{group}", f"{self._tag}:firing:{rule.id}", self._outbox],
                 args=[now_ms, int(breach), rule.cooldown_seconds * 1000, int(rule.renotify), idle_ttl,
-                      group, rule.id, json.dumps(payload)],
+                      group, rule.id, json.dumps(payload), int(muted)],
                 client=pipe,
             )
-        return [_text(r) for r in pipe.execute()]
+        return [_applied(_text(r)) for r in pipe.execute()]
 
     def take(self, count: int = 100) -> list[Outgoing]:
         """Messages this replica must deliver: abandoned ones (past the lease), then new ones."""
@@ -191,6 +211,11 @@ class AlertStateStore:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
+
+
+def _applied(reply: str) -> Applied:
+    kind, transition, suppressed, episode = reply.split("|")  # the script's "kind|transition|suppressed|episode"
+    return Applied(kind, transition, suppressed, int(episode))
 
 
 def _text(value: Any) -> str:

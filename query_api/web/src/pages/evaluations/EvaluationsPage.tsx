@@ -7,6 +7,7 @@ import { Resource } from "../../components/Resource";
 import { ErrorBox } from "../../components/ErrorBox";
 import { JsonTree } from "../../components/JsonTree";
 import { fmtInt, fmtNumber } from "../../lib/format";
+import { EditRule, EvalRule as Rule } from "./EditRule";
 
 interface Summary {
   name: string; count: number; mean: number | null; p50?: number | null; min?: number | null; max?: number | null;
@@ -46,14 +47,13 @@ export default function EvaluationsPage() {
   );
 }
 
-interface Rule { id: string; name: string; evaluator: string; config: unknown; filter: Record<string, unknown>; sampling_rate: number; enabled: boolean }
-
 function Rules({ canWrite }: { canWrite: boolean }) {
   const { projectId } = useProject();
   const qc = useQueryClient();
   const rules = useQuery({ queryKey: ["eval-rules", projectId], queryFn: () => api<{ rules?: Rule[] } | Rule[]>("/eval-rules", { project: projectId }) });
   const [form, setForm] = useState({ name: "", evaluator: "contains", config: "{}", model: "", sampling_rate: "1" });
   const [error, setError] = useState("");
+  const [editing, setEditing] = useState<string | null>(null);
   const create = useMutation({
     mutationFn: (body: unknown) => api("/eval-rules", { method: "POST", project: projectId, body }),
     onSuccess: () => qc.invalidateQueries({ queryKey: ["eval-rules", projectId] }),
@@ -74,10 +74,16 @@ function Rules({ canWrite }: { canWrite: boolean }) {
         const list = Array.isArray(d) ? d : d.rules ?? [];
         return list.length === 0 ? <p className="muted">No rules.</p> : (
           <table className="list"><thead><tr><th>Name</th><th>Evaluator</th><th>Filter</th><th>Sample rate</th><th>Config</th><th /></tr></thead>
-            <tbody>{list.map((r) => (
-              <tr key={r.id}><td>{r.name}</td><td>{r.evaluator}</td><td className="mono">{JSON.stringify(r.filter)}</td><td>{r.sampling_rate}</td>
-                <td><JsonTree value={r.config} /></td><td>{canWrite && <button type="button" onClick={() => del.mutate(r.id)}>Delete</button>}</td></tr>
-            ))}</tbody></table>
+            <tbody>{list.map((r) => [
+              <tr key={r.id} data-testid="eval-rule"><td>{r.name}{!r.enabled && <span className="muted"> (disabled)</span>}</td><td>{r.evaluator}</td>
+                <td className="mono">{JSON.stringify(r.filter)}</td><td data-testid="sample-rate">{r.sampling_rate}</td>
+                <td><JsonTree value={r.config} /></td><td>{canWrite && <>
+                  <button type="button" onClick={() => setEditing(editing === r.id ? null : r.id)}>Edit</button>
+                  <button type="button" onClick={() => del.mutate(r.id)}>Delete</button></>}</td></tr>,
+              editing === r.id && canWrite && (
+                <tr key={`${r.id}-edit`}><td colSpan={6}><EditRule projectId={projectId} rule={r} onDone={() => setEditing(null)} /></td></tr>
+              ),
+            ])}</tbody></table>
         );
       }}</Resource>
       {canWrite && (

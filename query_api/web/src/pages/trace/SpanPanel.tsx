@@ -7,6 +7,7 @@ import { fmtCost, fmtInt, fmtMs, fmtNumber, fmtTime } from "../../lib/format";
 import { ErrorBox, Loading } from "../../components/ErrorBox";
 import { JsonTree } from "../../components/JsonTree";
 import { Payload } from "./Messages";
+import { AddToDataset } from "./AddToDataset";
 import type { Score } from "./TraceDetailPage";
 
 interface SpanFull {
@@ -36,6 +37,7 @@ export function SpanPanel({ projectId, traceId, spanId }: { projectId: string; t
 
 function SpanBody({ s, projectId }: { s: SpanFull; projectId: string }) {
   const navigate = useNavigate();
+  const { project } = useProject();
   const filterBy = (key: string, value: unknown) => {
     const p = new URLSearchParams();
     p.append("attribute", `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
@@ -110,6 +112,7 @@ function SpanBody({ s, projectId }: { s: SpanFull; projectId: string }) {
         </div>
       </section>
       <Scores s={s} projectId={projectId} />
+      {project && WRITE_ROLES.has(project.role) && <AddToDataset key={s.span_id} projectId={projectId} traceId={s.trace_id} spanId={s.span_id} />}
     </>
   );
 }
