@@ -1,0 +1,50 @@
+"""The optimiser's one door to the prompt store (``core.prompts``): read the base version, save an
+accepted candidate as a new unlabelled version, and turn a prompt plus a dataset item into the messages
+the target is sent."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
+
+
+async def get_version(pg, project_id: str, name: str, *, version: int | None = None,
+                      label: str | None = None) -> dict[str, Any] | None:
+    from core import prompts
+
+    return await prompts.get_version(pg, project_id, name, version=version, label=label)
+
+
+async def create_unlabelled_version(pg, project_id: str, name: str, base: dict[str, Any], prompt: Any,
+                                    message: str) -> dict[str, Any]:
+    """A new version with the base's config and tags and no label: a person promotes it."""
+    from core import prompts
+
+    return await prompts.create_version(pg, project_id, name, prompt=prompt, config=base.get("config"),
+                                        tags=base.get("tags"), message=message, author="evalforge-optimizer",
+                                        labels=())
+
+
+def variables(prompt: Any) -> set[str]:
+    """The ``{{variables}}`` a prompt (text or chat messages) uses."""
+    texts = [prompt] if isinstance(prompt, str) else [m.get("content") or "" for m in prompt]
+    return {v for t in texts if isinstance(t, str) for v in _VARIABLE.findall(t)}
+
+
+def item_variables(item: dict[str, Any]) -> dict[str, Any]:
+    """A dataset item's input as prompt variables: its fields when it is an object, else ``input``.
+    Never the expected output: the prompt must not see the answer."""
+    value = item.get("input")
+    return dict(value) if isinstance(value, dict) else {"input": value}
+
+
+def messages_for(prompt: Any, item: dict[str, Any]) -> list[dict[str, str]]:
+    """The chat messages the target gets for ``item``: a text prompt is one user message."""
+    from core import prompts
+
+    compiled = prompts.compile_prompt(prompt, item_variables(item))
+    if isinstance(compiled, str):
+        return [{"role": "user", "content": compiled}]
+    return [{"role": m["role"], "content": m["content"]} for m in compiled]
