@@ -39,18 +39,37 @@ from evaluators.optimizer.search import (
 )
 
 log = logging.getLogger(__name__)
-RATE_LIMIT_WAIT_S = 120.0  # how long a proposal waits on the judge's rate limit before giving up the round
+RATE_LIMIT_WAIT_S = 300.0  # how long one judge or optimiser call waits on the judge's rate limit before failing
 
 
 class Cancelled(Exception):
     pass
 
 
+class PacedGuard(JudgeGuard):
+    """The project's judge guard (rate limit, daily judge budget), waiting out the rate limit instead
+    of failing: in a batch job a judge call refused for the rate would score 0 and skew the race."""
+
+    def __init__(self, inner: JudgeGuard | None) -> None:
+        super().__init__()
+        self.inner = inner or JudgeGuard()
+
+    def chat(self, client: LLMClient, project_id: str, system: str, messages: list[dict[str, str]]) -> LLMCall:
+        deadline = time.monotonic() + RATE_LIMIT_WAIT_S
+        while True:
+            try:
+                return self.inner.chat(client, project_id, system, messages)
+            except JudgeError as exc:
+                if exc.kind != "rate_limited" or time.monotonic() > deadline:
+                    raise
+                time.sleep(min(exc.retry_after or 1.0, 10.0))  # in a worker thread: the event loop runs on
+
+
 class BudgetedGuard(JudgeGuard):
     """The optimiser model's calls: each reserved against the job's budget first, then through the
-    project's judge guard (rate limit, daily judge budget), priced, and kept to be recorded as traces."""
+    paced judge guard, priced, and kept to be recorded as traces."""
 
-    def __init__(self, budget: Budget, inner: JudgeGuard | None) -> None:
+    def __init__(self, budget: Budget, inner: PacedGuard) -> None:
         super().__init__()
         self.budget = budget
         self.inner = inner
@@ -59,17 +78,12 @@ class BudgetedGuard(JudgeGuard):
     def chat(self, client: LLMClient, project_id: str, system: str, messages: list[dict[str, str]]) -> LLMCall:
         last = self.calls[-1].cost if self.calls and self.calls[-1].cost else 0.0
         self.budget.reserve(1, last, "asking the optimiser model")
-        deadline = time.monotonic() + RATE_LIMIT_WAIT_S
-        while True:
-            try:
-                call = self.inner.chat(client, project_id, system, messages) if self.inner else client.chat(system, messages)
-                break
-            except JudgeError as exc:
-                if exc.kind == "budget_exceeded":
-                    raise BudgetExhausted(f"the project's daily judge budget: {exc.message}") from None
-                if exc.kind != "rate_limited" or time.monotonic() > deadline:
-                    raise
-                time.sleep(min(exc.retry_after or 1.0, 10.0))  # in a worker thread: the event loop runs on
+        try:
+            call = self.inner.chat(client, project_id, system, messages)
+        except JudgeError as exc:
+            if exc.kind == "budget_exceeded":
+                raise BudgetExhausted(f"the project's daily judge budget: {exc.message}") from None
+            raise
         if call.cost is None:
             call.cost = judge_call_cost(call)
         self.budget.charge(1, call.cost or 0.0)
@@ -82,7 +96,8 @@ class OptimizationRun:
         self.pg, self.bus, self.settings, self.job = pg, bus, settings, job
         self.spec = job["spec"]
         self.project_id = job["project_id"]
-        self.judge_deps = judge_deps
+        self.guard = PacedGuard((judge_deps or {}).get("guard"))
+        self.judge_deps = {**(judge_deps or {}), "guard": self.guard}
         self.budget = Budget(self.spec["budget"]["max_calls"], self.spec["budget"]["max_usd"])
         self.objective: str | None = self.spec.get("objective")
         self.judges = sum(1 for e in self.spec["evaluators"] if e["evaluator"] == "llm_judge")
@@ -208,7 +223,7 @@ class OptimizationRun:
                                        temperature=params.get("temperature", 1.0),
                                        max_tokens=params.get("max_tokens", 4096), timeout_s=m.get("timeout_s", 60.0)),
                            api_key=self.settings.judge_api_key or None, egress=self.settings, purpose="prompt_optimizer")
-        guard = BudgetedGuard(self.budget, (self.judge_deps or {}).get("guard"))
+        guard = BudgetedGuard(self.budget, self.guard)
         try:
             (usable, rejected), _ = await asyncio.to_thread(
                 chat_parsed, client, guard, self.project_id, SYSTEM, messages,

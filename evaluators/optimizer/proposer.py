@@ -28,11 +28,9 @@ def _clip(value: Any) -> str:
 
 
 def worst_cases(rows: dict[str, dict[str, Any]], values: dict[str, float], n: int = 5) -> list[dict[str, Any]]:
-    """The ``n`` lowest-scoring dev runs (below the best value seen), worst first, in dataset order on ties."""
-    if not values:
-        return []
-    top = max(values.values())
-    ids = sorted((i for i in values if values[i] < top), key=lambda i: (values[i], rows[i].get("position", 0)))[:n]
+    """The ``n`` lowest-scoring dev runs, worst first, in dataset order on ties (each shows its score, so
+    a prompt that gets everything right is shown right answers)."""
+    ids = sorted(values, key=lambda i: (values[i], rows[i].get("position", 0)))[:n]
     out = []
     for i in ids:
         r = rows[i]
