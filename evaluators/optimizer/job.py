@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from core.bus import TOPIC_SPANS
+from core.project_prices import project_overrides
 from core.span import encode
 from evaluators.datasets import read_items
 from evaluators.experiments import stats
@@ -107,6 +108,7 @@ class OptimizationRun:
         self.stage = "starting"
         self.best_id = "baseline"
         self.positions: dict[str, int] = {}
+        self.prices: list[dict[str, Any]] = []
         self.client: Any = None
 
     # --- the job --------------------------------------------------------------------------------------
@@ -119,6 +121,7 @@ class OptimizationRun:
             raise ValueError(f"base: version {job['base_version']} of prompt {job['prompt_name']!r} is gone")
         async with self.pg.connection() as conn:
             items = await read_items(conn, job["dataset_id"], job["dataset_version"])
+            self.prices = await project_overrides(conn, self.project_id)
         self.positions = {i["id"]: p for p, i in enumerate(items)}
         splits = split_items(items, self.spec["seed"], self.spec["holdout_fraction"], self.spec["train_fraction"])
         baseline = Candidate("baseline", base["prompt"], 0, "the base version")
@@ -183,7 +186,7 @@ class OptimizationRun:
     def _scorer(self, run_id: str, name: str, prompt: Any) -> PromptScorer:
         return PromptScorer(self.pg, self.bus, self.settings, project_id=self.project_id, run_id=run_id, name=name,
                             target=self.spec["target"], prompt=prompt, evaluators=self.spec["evaluators"],
-                            judge_deps=self.judge_deps, optimization_id=self.job["id"])
+                            judge_deps=self.judge_deps, optimization_id=self.job["id"], prices=self.prices)
 
     async def _run(self, scorer: PromptScorer, items: list[dict[str, Any]], what: str,
                    reserved: bool = False) -> list[dict[str, Any]]:

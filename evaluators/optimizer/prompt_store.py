@@ -4,24 +4,19 @@ the target is sent."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-_VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
+from core import prompts
 
 
 async def get_version(pg, project_id: str, name: str, *, version: int | None = None,
                       label: str | None = None) -> dict[str, Any] | None:
-    from core import prompts
-
     return await prompts.get_version(pg, project_id, name, version=version, label=label)
 
 
 async def create_unlabelled_version(pg, project_id: str, name: str, base: dict[str, Any], prompt: Any,
                                     message: str) -> dict[str, Any]:
     """A new version with the base's config and tags and no label: a person promotes it."""
-    from core import prompts
-
     return await prompts.create_version(pg, project_id, name, prompt=prompt, config=base.get("config"),
                                         tags=base.get("tags"), message=message, author="evalforge-optimizer",
                                         labels=())
@@ -29,8 +24,7 @@ async def create_unlabelled_version(pg, project_id: str, name: str, base: dict[s
 
 def variables(prompt: Any) -> set[str]:
     """The ``{{variables}}`` a prompt (text or chat messages) uses."""
-    texts = [prompt] if isinstance(prompt, str) else [m.get("content") or "" for m in prompt]
-    return {v for t in texts if isinstance(t, str) for v in _VARIABLE.findall(t)}
+    return set(prompts.prompt_variables(prompt))
 
 
 def item_variables(item: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +36,6 @@ def item_variables(item: dict[str, Any]) -> dict[str, Any]:
 
 def messages_for(prompt: Any, item: dict[str, Any]) -> list[dict[str, str]]:
     """The chat messages the target gets for ``item``: a text prompt is one user message."""
-    from core import prompts
-
     compiled = prompts.compile_prompt(prompt, item_variables(item))
     if isinstance(compiled, str):
         return [{"role": "user", "content": compiled}]

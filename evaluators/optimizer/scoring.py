@@ -21,9 +21,10 @@ class PromptScorer(ExperimentRun):
 
     def __init__(self, pg, bus, settings, *, project_id: str, run_id: str, name: str, target: dict[str, Any],
                  prompt: Any, evaluators: list[dict[str, Any]], judge_deps: dict[str, Any] | None,
-                 optimization_id: str) -> None:
+                 optimization_id: str, prices: list[dict[str, Any]]) -> None:
         exp = {"id": run_id, "project_id": project_id, "name": name, "target": target, "evaluators": evaluators}
         super().__init__(pg, bus, settings, exp, judge_deps=judge_deps)
+        self._prices = prices  # the project's price overrides (an experiment reads them when it starts)
         self.prompt = prompt
         self.optimization_id = optimization_id
         self.judge_calls = 0

@@ -110,7 +110,10 @@ async def start(name: str, body: OptimizeIn, project: ProjectDep, services: Serv
         except ValueError as exc:
             raise HTTPException(400, f"{field}.{exc}") from None
     pg = services.require_pg()
-    base = await prompt_store.get_version(pg, project.id, name, version=ref.version, label=ref.label)
+    try:
+        base = await prompt_store.get_version(pg, project.id, name, version=ref.version, label=ref.label)
+    except ValueError as exc:  # the store's PromptError names the field: the path's name, or base's
+        raise HTTPException(400, str(exc) if str(exc).startswith("name:") else f"base.{exc}") from None
     if base is None:
         raise HTTPException(404, f"base: prompt {name!r} has no such version or label in your project")
     async with pg.connection() as conn:

@@ -265,6 +265,7 @@ def test_jobs_are_scoped_to_their_project_and_bad_input_names_the_field(stack, s
         ({**good, "evaluators": [{"evaluator": "no_such"}]}, "evaluators[0].evaluator"),
         ({**good, "base": {"version": 1, "label": "production"}}, "base"),
         ({**good, "base": {"version": 7}}, "base"),
+        ({**good, "base": {"label": "Not A Label"}}, "base.label"),
         ({**good, "target": {**good["target"], "base_url": "http://10.1.2.3/v1"}}, "target.base_url"),
         ({**good, "optimizer_model": {"model": "m", "base_url": "http://169.254.169.254/"}}, "optimizer_model.base_url"),
         ({**good, "dataset_id": "nope"}, "dataset_id"),
