@@ -109,6 +109,7 @@ class OptimizationRun:
         self.best_id = "baseline"
         self.positions: dict[str, int] = {}
         self.prices: list[dict[str, Any]] = []
+        self._dev_scorers: dict[str, PromptScorer] = {}
         self.client: Any = None
 
     # --- the job --------------------------------------------------------------------------------------
@@ -193,10 +194,11 @@ class OptimizationRun:
         """Score ``items`` with the budget reserved first (unless the caller did) and charged after."""
         if not reserved:
             self.budget.reserve(len(items) * (1 + self.judges), self.budget.item_estimate(len(items)), what)
+        judge_calls, judge_usd = scorer.judge_calls, scorer.judge_usd
         rows = await scorer.run_items(self.client, [(self.positions[i["id"]], i) for i in items],
                                       self.spec["max_concurrency"])
-        usd = sum(r.get("cost") or 0.0 for r in rows) + scorer.judge_usd
-        self.budget.charge(len(rows) + scorer.judge_calls, usd, item_runs=len(rows))
+        usd = sum(r.get("cost") or 0.0 for r in rows) + scorer.judge_usd - judge_usd
+        self.budget.charge(len(rows) + scorer.judge_calls - judge_calls, usd, item_runs=len(rows))
         return rows
 
     async def _evaluate(self, cand: Candidate, items: list[dict[str, Any]]) -> None:
@@ -204,8 +206,10 @@ class OptimizationRun:
         if not todo:
             return
         await self._save()  # also where a cancel is noticed, before anything more is spent
-        scorer = self._scorer(self.job["id"], f"optimize {self.job['prompt_name']} {cand.id}", cand.prompt)
-        rows = await self._run(scorer, todo, f"scoring {cand.id} on {len(todo)} dev items")
+        if cand.id not in self._dev_scorers:  # one per candidate: its judges' clients are reused across slices
+            self._dev_scorers[cand.id] = self._scorer(self.job["id"], f"optimize {self.job['prompt_name']} {cand.id}",
+                                                      cand.prompt)
+        rows = await self._run(self._dev_scorers[cand.id], todo, f"scoring {cand.id} on {len(todo)} dev items")
         for r in rows:
             cand.rows[r["item_id"]] = r
             cand.values[r["item_id"]] = self._value(r)
