@@ -78,6 +78,16 @@ def _target(m: ModelSpec) -> dict[str, Any]:
             "timeout_s": m.timeout_s, "max_retries": m.max_retries}
 
 
+def job_spec(body: OptimizeIn, base_version: int) -> dict[str, Any]:
+    """What a job stores and its worker reads: the request, with the target in the experiment runner's
+    shape and the optimiser model defaulted to the target."""
+    return {**body.model_dump(exclude={"target", "optimizer_model", "base", "dataset_id", "dataset_version"}),
+            "evaluators": [e.model_dump() for e in body.evaluators], "target": _target(body.target),
+            "optimizer_model": (body.optimizer_model or body.target).model_dump(),
+            "base": {"version": base_version, "asked": (body.base or BaseRef.model_validate({})).model_dump()},
+            "limits": body.limits.model_dump() if body.limits else {}}
+
+
 def _public(job: dict[str, Any]) -> dict[str, Any]:
     job = dict(job)
     job.pop("project_id", None)
@@ -132,11 +142,8 @@ async def start(name: str, body: OptimizeIn, project: ProjectDep, services: Serv
         if missing:
             raise HTTPException(400, f"base: prompt variables {missing} are not in the dataset's items (first item "
                                      f"has {sorted(have)})")
-        spec = {**body.model_dump(exclude={"target", "optimizer_model", "base", "dataset_id", "dataset_version"}),
-                "evaluators": evaluators, "target": _target(body.target), "optimizer_model": optimizer.model_dump(),
-                "base": {"version": base["version"], "asked": ref.model_dump()},
-                "limits": body.limits.model_dump() if body.limits else {}}
-        job_id = await store.create(conn, project.id, name, base["version"], body.dataset_id, ds["version"], spec)
+        job_id = await store.create(conn, project.id, name, base["version"], body.dataset_id, ds["version"],
+                                    job_spec(body, base["version"]))
     return {"job_id": job_id, "status": "queued", "base_version": base["version"], "dataset_version": ds["version"]}
 
 
