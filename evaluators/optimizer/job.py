@@ -110,6 +110,7 @@ class OptimizationRun:
         self.positions: dict[str, int] = {}
         self.prices: list[dict[str, Any]] = []
         self._dev_scorers: dict[str, PromptScorer] = {}
+        self.holdout_experiments: list[str] = []  # started by this run (a resumed run fails the earlier ones)
         self.client: Any = None
 
     # --- the job --------------------------------------------------------------------------------------
@@ -125,25 +126,36 @@ class OptimizationRun:
             self.prices = await project_overrides(conn, self.project_id)
         self.positions = {i["id"]: p for p, i in enumerate(items)}
         splits = split_items(items, self.spec["seed"], self.spec["holdout_fraction"], self.spec["train_fraction"])
-        baseline = Candidate("baseline", base["prompt"], 0, "the base version")
+        await self._restore(job.get("state") or {})  # a resumed job: what its earlier run saved
+        if not self.candidates:
+            self.candidates.append(Candidate("baseline", base["prompt"], 0, "the base version"))
+        baseline = self.candidates[0]
         best, stopped = baseline, ""
         try:
             async with http_client(self.settings, self.spec["max_concurrency"]) as client:
                 self.client = client
                 try:
-                    self.candidates.append(baseline)
                     self.stage = "baseline"
                     await self._evaluate(baseline, splits.dev)
                     baseline.status = "baseline"
                     for rnd in range(1, self.spec["rounds"] + 1):
                         self.round, self.stage = rnd, "proposing"
-                        proposed = await self._propose(best, splits)
+                        # a resumed job replays its rounds: proposals already made are not asked for
+                        # again, and the race scores only the items it had not scored
+                        if any(r["round"] == rnd and "proposed" in r for r in self.rounds):
+                            proposed = [c for c in self.candidates if c.round == rnd]
+                        else:
+                            self.rounds = [r for r in self.rounds if r["round"] != rnd]
+                            proposed = await self._propose(best, splits)
                         if not proposed:
                             continue
                         self.stage = "racing"
+                        for c in proposed:
+                            c.slices, c.status = [], "racing"
                         winner = await successive_halving(proposed, splits.dev, self._evaluate)
                         improved = (winner.mean() or 0.0) > (best.mean() or 0.0)
-                        self.rounds[-1].update(winner=winner.id, winner_dev=winner.mean(), improved=improved)
+                        next(r for r in self.rounds if r["round"] == rnd).update(
+                            winner=winner.id, winner_dev=winner.mean(), improved=improved)
                         if improved:
                             if best is not baseline:
                                 best.status = "round_winner"
@@ -167,11 +179,35 @@ class OptimizationRun:
 
     async def _save(self) -> None:
         progress = {"round": self.round, "rounds": self.spec["rounds"], "stage": self.stage, **self.budget.as_dict(),
-                    "objective": self.objective, "best": self.best_id, "round_log": self.rounds}
+                    "objective": self.objective, "best": self.best_id, "round_log": self.rounds,
+                    "attempt": self.job.get("attempts", 1)}
+        b = self.budget
+        state = {"objective": self.objective, "rounds": self.rounds, "holdout_experiments": self.holdout_experiments,
+                 "budget": {"calls": b.calls, "usd": b.usd, "item_runs": b.item_runs, "item_usd": b.item_usd},
+                 "candidates": [{"id": c.id, "prompt": c.prompt, "round": c.round, "rationale": c.rationale,
+                                 "status": c.status, "values": c.values, "rows": c.rows} for c in self.candidates]}
         async with self.pg.connection() as conn:
-            status = await store.save_progress(conn, self.job["id"], progress, [c.summary() for c in self.candidates])
+            status = await store.save_progress(conn, self.job["id"], progress, [c.summary() for c in self.candidates],
+                                               state)
         if status == "cancelled":
             raise Cancelled
+
+    async def _restore(self, state: dict[str, Any]) -> None:
+        """Take up where an earlier run of this job stopped (its worker died): candidates with their
+        scored dev items, the round log, the budget spent. Holdout runs it had started are marked failed
+        (the resumed run makes its own)."""
+        if not state:
+            return
+        self.objective = state.get("objective") or self.objective
+        self.rounds = state.get("rounds") or []
+        for k, v in (state.get("budget") or {}).items():
+            setattr(self.budget, k, v)
+        self.candidates = [Candidate(c["id"], c["prompt"], c["round"], c["rationale"], values=c["values"],
+                                     rows=c["rows"], status=c["status"]) for c in state.get("candidates") or []]
+        async with self.pg.connection() as conn:
+            for exp_id in state.get("holdout_experiments") or []:
+                await experiments.set_status(conn, exp_id, "failed", expect=("running",),
+                                             error="the optimisation's worker stopped; its resumed run made new ones")
 
     def _value(self, row: dict[str, Any]) -> float:
         """A run's objective value; a failed run (no score) counts as 0."""
@@ -217,7 +253,7 @@ class OptimizationRun:
 
     async def _propose(self, best: Candidate, splits: Splits) -> list[Candidate]:
         n = self.spec["candidates_per_round"]
-        entry: dict[str, Any] = {"round": self.round, "proposed": 0}
+        entry: dict[str, Any] = {"round": self.round}  # "proposed" is set once the optimiser has answered
         self.rounds.append(entry)
         await self._save()
         history = [{"prompt": c.prompt, "dev_score": c.mean(), "dev_items": len(c.values)} for c in self.candidates]
@@ -301,6 +337,8 @@ class OptimizationRun:
                              "prompt_name": job["prompt_name"], "base_version": job["base_version"]}}
         async with self.pg.connection() as conn:
             exp_id = await experiments.create(conn, self.project_id, spec)
+        self.holdout_experiments.append(exp_id)
+        await self._save()
         scorer = self._scorer(exp_id, spec["name"], cand.prompt)
         rows = await self._run(scorer, splits.holdout, f"the holdout run of the {role}", reserved=True)
         async with self.pg.connection() as conn:

@@ -1,8 +1,9 @@
 """Optimisation jobs in PostgreSQL (``prompt_optimizations``), project-scoped.
 
 A worker claims a queued job with ``FOR UPDATE SKIP LOCKED`` and holds the job's session advisory
-lock while it runs; ``orphans`` finds jobs marked running whose lock nobody holds (their worker died)
-so they are marked failed rather than left running forever.
+lock while it runs; ``release_orphans`` finds jobs marked running whose lock nobody holds (their worker
+died) and queues them again to resume from their saved ``state`` -- or, after ``MAX_ATTEMPTS`` runs,
+marks them failed: no job stays "running" without a worker.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 FINISHED = ("completed", "cancelled", "failed")
+MAX_ATTEMPTS = 3  # runs of one job (a worker killed mid-run each time means something in the job kills it)
 _COLUMNS = ("id, project_id, prompt_name, base_version, dataset_id, dataset_version, spec, status, progress, history, "
-            "decision, result_version, baseline_experiment_id, candidate_experiment_id, error, created_at, started_at, "
-            "finished_at")
+            "decision, result_version, baseline_experiment_id, candidate_experiment_id, state, attempts, error, "
+            "created_at, started_at, finished_at")
 _KEYS = [k.strip() for k in _COLUMNS.split(",")]
 _LOCK_SPACE = 19  # advisory lock key space (experiments use 18)
 
@@ -81,8 +83,8 @@ async def claim(lock_conn) -> dict[str, Any] | None:
                                                 (row[0], _LOCK_SPACE))).fetchone()
         if not locked[0]:
             return None
-        await lock_conn.execute("UPDATE prompt_optimizations SET status = 'running', started_at = now(), "
-                                "updated_at = now() WHERE id = %s", (row[0],))
+        await lock_conn.execute("UPDATE prompt_optimizations SET status = 'running', attempts = attempts + 1, "
+                                "started_at = coalesce(started_at, now()), updated_at = now() WHERE id = %s", (row[0],))
     return await get(lock_conn, row[0])
 
 
@@ -90,27 +92,43 @@ async def unlock(lock_conn, job_id: str) -> None:
     await lock_conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, %s))", (job_id, _LOCK_SPACE))
 
 
-async def fail_orphans(conn) -> list[str]:
-    """Mark failed every running job whose worker is gone (nobody holds its advisory lock)."""
+async def release_orphans(conn) -> list[str]:
+    """Queue again every running job whose worker is gone (nobody holds its advisory lock), to resume;
+    one that has already been started ``MAX_ATTEMPTS`` times is marked failed instead."""
     rows = await (await conn.execute("SELECT id FROM prompt_optimizations WHERE status = 'running'")).fetchall()
-    failed = []
+    released = []
     for (job_id,) in rows:
         got = await (await conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, %s))",
                                         (job_id, _LOCK_SPACE))).fetchone()
         if got[0]:
             try:
-                if await finish(conn, job_id, "failed", error="the worker running this job stopped; start a new one"):
-                    failed.append(job_id)
+                if await requeue(conn, job_id):
+                    released.append(job_id)
             finally:
                 await unlock(conn, job_id)
-    return failed
+    return released
 
 
-async def save_progress(conn, job_id: str, progress: dict[str, Any], history: list[dict[str, Any]]) -> str | None:
-    """Write progress and history; returns the job's status (the runner stops when it is cancelled)."""
+async def requeue(conn, job_id: str) -> bool:
+    """A running job whose run stopped (its worker died or shut down) back to queued, or failed when
+    it has had its attempts."""
+    cur = await conn.execute(
+        "UPDATE prompt_optimizations SET status = CASE WHEN attempts < %s THEN 'queued' ELSE 'failed' END, "
+        "error = CASE WHEN attempts < %s THEN error ELSE %s END, "
+        "finished_at = CASE WHEN attempts < %s THEN NULL ELSE now() END, updated_at = now() "
+        "WHERE id = %s AND status = 'running'",
+        (MAX_ATTEMPTS, MAX_ATTEMPTS, f"its worker stopped mid-run {MAX_ATTEMPTS} times; start a new one",
+         MAX_ATTEMPTS, job_id))
+    return cur.rowcount == 1
+
+
+async def save_progress(conn, job_id: str, progress: dict[str, Any], history: list[dict[str, Any]],
+                        state: dict[str, Any]) -> str | None:
+    """Write progress, history and the resume state; returns the job's status (the runner stops when
+    it is cancelled)."""
     row = await (await conn.execute(
-        "UPDATE prompt_optimizations SET progress = %s, history = %s, updated_at = now() WHERE id = %s RETURNING status",
-        (Jsonb(progress), Jsonb(history), job_id))).fetchone()
+        "UPDATE prompt_optimizations SET progress = %s, history = %s, state = %s, updated_at = now() WHERE id = %s "
+        "RETURNING status", (Jsonb(progress), Jsonb(history), Jsonb(state), job_id))).fetchone()
     return row[0] if row else None
 
 

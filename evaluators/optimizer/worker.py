@@ -2,8 +2,9 @@
 PostgreSQL and runs up to ``max_runs`` at once.
 
 A job's advisory lock is held on its own connection for the whole run. A job this worker stops (a
-shutdown) or that fails is marked failed at once; a job whose worker was killed is found by the
-sweep (running, lock free) of any worker and marked failed: no job stays "running" without a worker.
+shutdown) is queued again at once, to resume from its saved state; a job whose worker was killed is
+found by the sweep (running, lock free) of any worker and queued again the same way (failed after
+``store.MAX_ATTEMPTS`` runs); a job that raises is marked failed: none stays "running" without a worker.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class OptimizationWorker:
                 try:
                     if loop.time() >= next_sweep:
                         async with self.pg.connection() as conn:
-                            self.stats["orphans"] += len(await store.fail_orphans(conn))
+                            self.stats["orphans"] += len(await store.release_orphans(conn))
                         next_sweep = loop.time() + self.sweep_s
                     while len(running) < self.max_runs:
                         claimed = await self._claim()
@@ -82,8 +83,10 @@ class OptimizationWorker:
                 status = await OptimizationRun(self.pg, self.bus, self.settings, job, judge_deps=self.judge_deps).run()
                 self.stats["runs"] += 1
                 log.info("prompt optimisation %s: %s", job["id"], status)
-            except asyncio.CancelledError:
-                await self._fail(job["id"], "the worker stopped mid-run (shutdown); start a new optimisation")
+            except asyncio.CancelledError:  # shutdown: another worker (or this one, restarted) resumes it
+                with contextlib.suppress(psycopg.Error):
+                    async with self.pg.connection() as conn:
+                        await store.requeue(conn, job["id"])
                 raise
             except Exception as exc:  # a bad config, a vanished prompt, PostgreSQL gone: failed, visibly
                 log.exception("prompt optimisation %s failed", job["id"])

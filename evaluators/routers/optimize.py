@@ -91,6 +91,7 @@ def job_spec(body: OptimizeIn, base_version: int) -> dict[str, Any]:
 def _public(job: dict[str, Any]) -> dict[str, Any]:
     job = dict(job)
     job.pop("project_id", None)
+    job.pop("state", None)  # the worker's resume state (per-item dev rows): the history shows the candidates
     job["job_id"] = job["id"]
     job["experiments"] = {"baseline": job.pop("baseline_experiment_id"), "candidate": job.pop("candidate_experiment_id")}
     return job

@@ -17,6 +17,8 @@ CREATE TABLE IF NOT EXISTS prompt_optimizations (
     result_version           INTEGER,                      -- the unlabelled prompt version created, if any
     baseline_experiment_id   TEXT REFERENCES experiments(id) ON DELETE SET NULL,
     candidate_experiment_id  TEXT REFERENCES experiments(id) ON DELETE SET NULL,
+    state                    JSONB NOT NULL DEFAULT '{}',  -- what a resumed run starts from
+    attempts                 INTEGER NOT NULL DEFAULT 0,   -- runs started (a resumed job counts again)
     error                    TEXT NOT NULL DEFAULT '',
     created_at               TIMESTAMPTZ NOT NULL DEFAULT now(),
     started_at               TIMESTAMPTZ,
