@@ -54,7 +54,7 @@ class OptimizationWorker:
                         task = asyncio.create_task(self._run_job(*claimed))
                         running.add(task)
                         task.add_done_callback(running.discard)
-                except psycopg.OperationalError as exc:  # PostgreSQL away: try again on the next poll
+                except psycopg.Error as exc:  # PostgreSQL away (or not migrated yet): try again on the next poll
                     log.warning("optimisation worker: %s", exc)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.poll_s)

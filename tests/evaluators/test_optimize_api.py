@@ -286,3 +286,11 @@ def test_jobs_are_scoped_to_their_project_and_bad_input_names_the_field(stack, s
     _, vkey, vds = setup(stack, pairs=PAIRS[:20], name="asks", prompt=[{"role": "user", "content": "{{question}}"}])
     r = stack.client.post("/api/v1/prompts/asks/optimize", headers=stack.headers(vkey), json=body(stub, vds))
     assert r.status_code == 400 and r.json()["error"].startswith("base: prompt variables ['question']")
+    # the two jobs accepted above stop at once (1 call cannot cover the baseline); leave none running
+    def all_finished():
+        jobs = stack.client.get("/api/v1/prompts/tutor/optimize", headers=h).json()["jobs"]
+        return all(j["status"] in store.FINISHED for j in jobs) and jobs
+
+    jobs = wait_until(all_finished, timeout=60)
+    assert len(jobs) == 2 and all("budget ran out" in j["decision"]["reason"] for j in jobs)
+    assert len(stub.requests) == 0
