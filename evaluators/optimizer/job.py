@@ -167,7 +167,11 @@ class OptimizationRun:
                 self.stage = "holdout"
                 decision, version = await self._decide(base, baseline, best, splits, stopped)
         except Cancelled:
+            await self._close_holdout("cancelled", "the optimisation was cancelled")
             return "cancelled"
+        except Exception as exc:  # the job fails (the worker records why); so do its unfinished holdout runs
+            await self._close_holdout("failed", f"the optimisation failed: {type(exc).__name__}")
+            raise
         self.stage = "done"
         await self._save()
         async with self.pg.connection() as conn:
@@ -283,6 +287,12 @@ class OptimizationRun:
         await self._save()
         return out
 
+    async def _close_holdout(self, status: str, why: str) -> None:
+        """Holdout experiments this run started and did not finish end with the job."""
+        async with self.pg.connection() as conn:
+            for exp_id in self.holdout_experiments:
+                await experiments.set_status(conn, exp_id, status, expect=("running",), error=why)
+
     async def _record_calls(self, calls: list[LLMCall]) -> None:
         """The optimiser model's calls as traces (one each, linked to the job)."""
         if calls:
@@ -320,8 +330,9 @@ class OptimizationRun:
         message = (f"prompt optimisation {self.job['id']}: {self.objective} on {n} holdout items "
                    f"{holdout['baseline']['mean']:.4g} -> {holdout['candidate']['mean']:.4g}, "
                    f"{test['test']} p = {test['p_value']:.4g} (experiments {runs[0]['id']} vs {runs[1]['id']})")
-        created = await prompt_store.create_unlabelled_version(self.pg, self.project_id, self.job["prompt_name"], base,
-                                                               best.prompt, message)
+        created = (await prompt_store.version_made_by(self.pg, self.project_id, self.job["prompt_name"], self.job["id"])
+                   or await prompt_store.create_unlabelled_version(self.pg, self.project_id, self.job["prompt_name"],
+                                                                   base, best.prompt, message))
         return decision, created["version"]
 
     async def _holdout_run(self, role: str, cand: Candidate, splits: Splits) -> dict[str, Any]:

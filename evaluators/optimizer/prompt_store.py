@@ -8,6 +8,8 @@ from typing import Any
 
 from core import prompts
 
+AUTHOR = "evalforge-optimizer"
+
 
 async def get_version(pg, project_id: str, name: str, *, version: int | None = None,
                       label: str | None = None) -> dict[str, Any] | None:
@@ -18,8 +20,15 @@ async def create_unlabelled_version(pg, project_id: str, name: str, base: dict[s
                                     message: str) -> dict[str, Any]:
     """A new version with the base's config and tags and no label: a person promotes it."""
     return await prompts.create_version(pg, project_id, name, prompt=prompt, config=base.get("config"),
-                                        tags=base.get("tags"), message=message, author="evalforge-optimizer",
+                                        tags=base.get("tags"), message=message, author=AUTHOR,
                                         labels=())
+
+
+async def version_made_by(pg, project_id: str, name: str, job_id: str) -> dict[str, Any] | None:
+    """The version an earlier run of this job created (its message names the job), if any: a resumed
+    job must not save its prompt twice."""
+    return next((v for v in await prompts.list_versions(pg, project_id, name)
+                 if v.get("author") == AUTHOR and job_id in (v.get("message") or "")), None)
 
 
 def variables(prompt: Any) -> set[str]:
