@@ -35,6 +35,21 @@ async def experiment_worker_task(services: Services, stopping: asyncio.Event) ->
     await run_until_stopped(worker, stopping)
 
 
+async def optimization_worker_task(services: Services, stopping: asyncio.Event) -> None:
+    """Runs prompt optimisations queued in PostgreSQL (their judges and optimiser model calls go
+    through the same per-project judge rate limit and budget)."""
+    from evaluators.optimizer.worker import OptimizationWorker
+
+    s = services.settings
+    guard = redis_judge_guard(redis.Redis.from_url(services.urls["redis"]), s.judge_calls_per_minute,
+                              s.judge_daily_budget_usd)
+    judge_deps = {"guard": guard, "egress": s, **({"api_key": s.judge_api_key} if s.judge_api_key else {})}
+    worker = OptimizationWorker(services.require_pg(), services.require_bus(), s, judge_deps=judge_deps)
+    services.extras["optimization_worker"] = worker
+    await run_until_stopped(worker, stopping)
+
+
 async def evaluate_task(services: Services, stopping: asyncio.Event) -> None:
-    """``evalforge evaluate``: the eval worker and the experiment worker side by side."""
-    await asyncio.gather(eval_worker_task(services, stopping), experiment_worker_task(services, stopping))
+    """``evalforge evaluate``: the eval, experiment and prompt-optimisation workers side by side."""
+    await asyncio.gather(eval_worker_task(services, stopping), experiment_worker_task(services, stopping),
+                         optimization_worker_task(services, stopping))

@@ -52,6 +52,7 @@ def _routers(kind: str) -> list:
         from evaluators.routers.datasets import router as datasets_router
         from evaluators.routers.experiments import router as experiments_router
         from evaluators.routers.leaderboards import router as leaderboards_router
+        from evaluators.routers.optimize import router as optimize_router
         from evaluators.routers.plan import router as plan_router
         from evaluators.routers.eval_rules import router as eval_rules_router
         from evaluators.routers.prompt_playground import router as prompt_playground_router
@@ -64,7 +65,7 @@ def _routers(kind: str) -> list:
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router,
                     auth_router, projects_router, members_router, datasets_router, plan_router,
                     experiments_router, benchmarks_router, leaderboards_router, prompts_router,
-                    prompt_playground_router]
+                    prompt_playground_router, optimize_router]
     if kind in ("up", "ingest"):
         from ingest.routers.ingest import router as ingest_router
         from ingest.routers.langfuse import router as langfuse_router
@@ -83,11 +84,11 @@ def _background(kind: str) -> list:
     """Workers that ``up`` runs inside its one process."""
     if kind != "up":
         return []
-    from evaluators.service import eval_worker_task, experiment_worker_task
+    from evaluators.service import eval_worker_task, experiment_worker_task, optimization_worker_task
     from stream_processors.alerts.service import alerts_task
     from stream_processors.service import processor_task
 
-    return [processor_task, eval_worker_task, experiment_worker_task, alerts_task]
+    return [processor_task, eval_worker_task, experiment_worker_task, optimization_worker_task, alerts_task]
 
 
 async def _bootstrap_default_project(services) -> None:

@@ -72,7 +72,8 @@ def test_workers_of_up_survive_their_bus_connections_being_killed(stack, redis_s
     assert scored == [(1.0,)]
     ready = _wait(lambda: (r := stack.client.get("/readyz")).status_code == 200 and r, timeout=60)
     workers = ready.json()["workers"]
-    assert set(workers) == {"processor_task", "eval_worker_task", "experiment_worker_task", "alerts_task"}
+    assert set(workers) == {"processor_task", "eval_worker_task", "experiment_worker_task", "optimization_worker_task",
+                            "alerts_task"}
     assert all(w["status"] == "running" for w in workers.values())
     for w in workers.values():  # each death is on record, with its cause
         assert bool(w["restarts"]) == bool(w["last_error"])

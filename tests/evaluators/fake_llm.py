@@ -1,8 +1,8 @@
 """A real HTTP server speaking the OpenAI chat-completions and Anthropic messages wire protocols.
 
 Tests point the real openai / anthropic SDKs at it via base_url. Replies come from a script (a queue
-of ``Reply``), falling back to ``responder(request_json) -> str`` when the queue is empty; every
-request is recorded.
+of ``Reply``), falling back to ``responders[model](request_json) -> str`` for the requested model, then
+to ``responder(request_json) -> str``, when the queue is empty; every request is recorded.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class FakeLLMServer:
         self.script: list[Reply] = []
         self.requests: list[Recorded] = []
         self.responder: Callable[[dict[str, Any]], str] | None = None
+        # one stub per model name, so a single server plays several models (a target, a judge, an optimiser)
+        self.responders: dict[str, Callable[[dict[str, Any]], str]] = {}
         self.delay_s = 0.0  # how long each reply takes (a model's latency)
         self._lock = threading.Lock()
         server = self
@@ -78,6 +80,8 @@ class FakeLLMServer:
         with self._lock:
             if self.script:
                 return self.script.pop(0)
+        if body.get("model") in self.responders:
+            return Reply(text=self.responders[body["model"]](body))
         if self.responder is None:
             return Reply(status=500, text="fake server: script exhausted")
         return Reply(text=self.responder(body))
