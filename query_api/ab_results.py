@@ -1,6 +1,6 @@
 """``GET /api/v1/ab-tests/{id}/results``: each variant against the control (the first variant) on the
 primary metric and the guardrails, from the spans the SDK tagged (``evalforge.ab.test`` /
-``evalforge.ab.variant`` in the spans' attributes) since the test started.
+``evalforge.ab.variant`` in the spans' attributes) while the test ran.
 
 Observations are the tagged spans of the metric's ``span_kind`` (latency, cost, error rate) or the
 scores of the traces holding a tagged span (score); ``n`` counts observations, not units. Tests are the
@@ -13,7 +13,7 @@ whether it is reached; sequential designs the mSPRT's always-valid p-value and c
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -30,9 +30,12 @@ MAX_OBSERVATIONS = 2_000_000  # per metric; beyond that the newest are left out 
 def fetch_observations(client, project_id: str, test: dict[str, Any], metric: dict[str, Any]) -> dict[str, Any]:
     """(variant index, value) of each observation in arrival order."""
     names = [v["name"] for v in test["variants"]]
-    since = test["started_at"] or test["created_at"]
+    # Only spans the SDK tagged count, and it tags only while the test runs (names are unique per
+    # project): the time bound just prunes partitions, with a day of slack for long spans and clock skew.
+    since = test["created_at"]
     if isinstance(since, str):
         since = datetime.fromisoformat(since)
+    since -= timedelta(days=1)
     params = {"p": project_id, "test": test["name"], "since": since.astimezone(timezone.utc).replace(tzinfo=None),
               "names": names}
     tagged = (f"project_id = {{p:String}} AND start_time >= {{since:DateTime64(6)}} "
