@@ -22,7 +22,8 @@ last configuration. The first ``variant`` call of a process starts the fetch and
 raises: without a configuration (not initialised, server unreachable, unknown or draft test) it returns
 the ``fallback`` variant (default ``"control"``) with ``assigned=False`` and counts it in
 ``evalforge.stats()["ab"]["fallbacks"]``. While a test runs, the current span (and, with ``with``, every
-span started in the block) gets the attributes ``evalforge.ab.test`` and ``evalforge.ab.variant``.
+span started in the block) gets the attributes ``evalforge.ab.test`` and ``evalforge.ab.variant`` (one
+test per span: a span in two tests keeps the last one's tags; use a child span per test).
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ class ABClient:
 
 
 _NOT_INITIALISED: Counter[str] = Counter()
+_last_tagged: list[Any] = [None, None]  # (span, tags) of the last tagging
 
 
 def _ab_client() -> ABClient | None:
@@ -218,8 +220,11 @@ def variant(test: str, unit_id: Any, *, fallback: str = "control") -> Variant:
         tags = spec.tags[index]
         if tags is not None:
             span = _get_current_span()
-            if span.is_recording():
+            # OTel's set_attributes costs several µs (locks, validation): skip re-tagging the span we
+            # tagged last with the same (shared, per-variant) tags; a race only costs a redundant tag
+            if (span is not _last_tagged[0] or tags is not _last_tagged[1]) and span.is_recording():
                 span.set_attributes(tags)
+                _last_tagged[:] = (span, tags)
         return Variant(test, name, model, prompt, config, True, tags)
     except Exception:  # an SDK bug must not reach the app: answer the fallback
         with capture_internal_exceptions():
