@@ -55,6 +55,8 @@ def _routers(kind: str) -> list:
         from evaluators.routers.leaderboards import router as leaderboards_router
         from evaluators.routers.plan import router as plan_router
         from evaluators.routers.eval_rules import router as eval_rules_router
+        from evaluators.routers.prompt_playground import router as prompt_playground_router
+        from query_api.routers.prompts import router as prompts_router
         from query_api.routers.auth import router as auth_router
         from query_api.routers.members import router as members_router
         from query_api.routers.projects import router as projects_router
@@ -62,7 +64,8 @@ def _routers(kind: str) -> list:
 
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router,
                     auth_router, projects_router, members_router, datasets_router, plan_router,
-                    experiments_router, benchmarks_router, leaderboards_router, ab_tests_router]
+                    experiments_router, benchmarks_router, leaderboards_router, prompts_router,
+                    prompt_playground_router, ab_tests_router]
     if kind in ("up", "ingest"):
         from ingest.routers.ingest import router as ingest_router
         from ingest.routers.langfuse import router as langfuse_router

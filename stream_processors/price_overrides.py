@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from core import pricing
+from core.project_prices import SELECT, entries_by_project
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,7 @@ class PriceOverrides:
             return
         try:
             async with self._pg.connection() as conn:
-                cur = await conn.execute("SELECT project_id, provider, model_pattern, prices, tiers FROM model_prices "
-                                         "ORDER BY project_id, provider, model_pattern")
+                cur = await conn.execute(f"{SELECT} ORDER BY project_id, provider, model_pattern")
                 rows = await cur.fetchall()
         except Exception as exc:
             if not self.loaded:
@@ -47,15 +46,7 @@ class PriceOverrides:
             log.warning("could not re-read price overrides (%s: %s); keeping the last ones", type(exc).__name__, exc)
             self._due = time.monotonic() + self._retry
             return
-        fresh: dict[str, list[dict[str, Any]]] = {}
-        for project_id, provider, model, prices, tiers in rows:
-            entry = pricing.override_entry(provider, model, prices, tiers)
-            try:
-                pricing.check_entry(entry)
-            except (ValueError, TypeError, KeyError) as exc:  # a row written around the API
-                log.warning("price override of project %s for %s/%s ignored: %s", project_id, provider, model, exc)
-                continue
-            fresh.setdefault(project_id, []).append(entry)
+        fresh = entries_by_project(rows)
         old = self._by_project
         if fresh != old:
             self.version += 1

@@ -153,9 +153,13 @@ def test_openapi_documents_query_parameters(stack):
     from query_api.filters import FILTER_PARAMS
     from query_api.routers.metrics import METRIC_PARAMS
     from query_api.routers.traces import LIST_PARAMS
-    for path, extra in (("/api/v1/traces", LIST_PARAMS), ("/api/v1/metrics", METRIC_PARAMS)):
+    for path, extra in (("/api/v1/traces", LIST_PARAMS), ("/api/v1/metrics", METRIC_PARAMS),
+                        ("/api/v1/export", ("format", "payloads", "limit")), ("/api/v1/scores/summary", ("group_by", "bins"))):
         names = {p["name"] for p in spec["paths"][path]["get"]["parameters"] if p["in"] == "query"}
         assert names == set(FILTER_PARAMS) | set(extra), path
+    # a parameter read with getlist is documented as repeatable, and only those
+    scores = {p["name"]: p["schema"]["type"] for p in spec["paths"]["/api/v1/scores/summary"]["get"]["parameters"]}
+    assert scores["score_name"] == "array" and scores["group_by"] == "string"
 
 
 def test_ingest_paths_accept_a_trailing_slash_without_redirect(stack):

@@ -59,16 +59,6 @@ class Consumer(ABC):
     @abstractmethod
     async def stop(self) -> None: ...
 
-    def owned(self) -> set[tuple[str, int]] | None:
-        """(topic, partition) pairs this member owns now; None where partitions are never taken away."""
-        return None
-
-    @abstractmethod
-    def take_assigned(self) -> set[tuple[str, int]]:
-        """(topic, partition) pairs this member was given since the last call: all it reads at
-        start, then whatever a rebalance (or a take-over of a dead member's records) adds. Another
-        member may have processed records of these meanwhile."""
-
     async def __aenter__(self) -> "Consumer":
         await self.start()
         return self

@@ -89,24 +89,18 @@ def _log_client_error(err: confluent_kafka.KafkaError) -> None:
 
 
 class _Assignments(ConsumerRebalanceListener):
-    """Collects the partitions each rebalance gives this member; before one takes partitions away,
+    """Counts the rebalances that gave this member partitions; before one takes partitions away,
     awaits the consumer's ``before_revoke`` (aiokafka awaits this listener before rejoining)."""
 
     def __init__(self, consumer: KafkaConsumer) -> None:
-        self.assigned: set[tuple[str, int]] = set()
         self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked) -> None:
         hook = self._consumer.before_revoke
         if revoked and hook is not None:
-            self._consumer.revoking = True
-            try:
-                await hook()
-            finally:
-                self._consumer.revoking = False
+            await hook()
 
     def on_partitions_assigned(self, assigned) -> None:
-        self.assigned |= {(tp.topic, tp.partition) for tp in assigned}
         self._consumer.assignments += 1
 
 
@@ -129,7 +123,6 @@ class KafkaConsumer(Consumer):
             # after the default 5 minutes
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
-        self.revoking = False  # inside the revoke hook
         self._topics = list(topics)
         self._consumer.subscribe(self._topics, listener=self._assignments)
 
@@ -149,14 +142,6 @@ class KafkaConsumer(Consumer):
             for tp, messages in batches.items()
             for m in messages
         ]
-
-    def owned(self) -> set[tuple[str, int]]:
-        # Between a revoke hook and the next assignment aiokafka still lists the old partitions; it has
-        # no public flag for that state (0.14: SubscriptionState.reassignment_in_progress).
-        state = getattr(self._consumer, "_subscription", None)
-        if getattr(state, "reassignment_in_progress", False) and not self.revoking:
-            return set()
-        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
     async def commit(self, records: Sequence[Record]) -> set[tuple[str, int]]:
         offsets: dict[TopicPartition, int] = {}
@@ -185,9 +170,6 @@ class KafkaConsumer(Consumer):
     async def stop(self) -> None:
         await self._consumer.stop()
 
-    def take_assigned(self) -> set[tuple[str, int]]:
-        taken, self._assignments.assigned = self._assignments.assigned, set()
-        return taken
 
 
 class _Delivery:

@@ -134,7 +134,6 @@ class RedisStreamsConsumer(Consumer):
         # Own pending entries (delivered before a restart, never acked) are read first, from "0".
         self._backlog_cursor: dict[str, str] = {}
         self._commits = 0
-        self._assigned: set[tuple[str, int]] = set()
         self._lease = GroupLease(client, group)
 
     async def start(self) -> None:
@@ -155,7 +154,6 @@ class RedisStreamsConsumer(Consumer):
                 self._backlog_cursor[topic] = "0"
             # One stream per topic, read by every member; dead members' records are taken over
             # only here, at start.
-            self._assigned = {(topic, 0) for topic in self._topics}
         except BaseException as exc:
             await self._lease.release()
             if isinstance(exc, RedisError):
@@ -214,10 +212,6 @@ class RedisStreamsConsumer(Consumer):
     async def stop(self) -> None:
         """Release the group's lease (the client belongs to the bus)."""
         await self._lease.release()
-
-    def take_assigned(self) -> set[tuple[str, int]]:
-        taken, self._assigned = self._assigned, set()
-        return taken
 
 
 async def trim_acknowledged(client: aioredis.Redis, stream: str) -> None:

@@ -21,6 +21,7 @@ import orjson
 
 from core.bus import TOPIC_SCORES, TOPIC_SPANS
 from core.pricing import Usage, compute_call_cost
+from core.project_prices import project_overrides
 from core.span import empty_record, encode
 from evaluators import benchmarks
 from evaluators.base import EXPECTED_ATTRIBUTE, Score
@@ -78,6 +79,7 @@ class ExperimentRun:
         self._spans: list[tuple[bytes, bytes]] = []
         self._scores: list[tuple[bytes, bytes]] = []
         self._cancelled = False
+        self._prices: list[dict[str, Any]] = []  # the project's price overrides, read when the run starts
         self.bench: benchmarks.Benchmark | None = None  # set from the experiment when the run starts
         self._blocking_evaluators = any(e.name in ("llm_judge", "semantic_similarity") for e in self.evaluators)
 
@@ -104,6 +106,7 @@ class ExperimentRun:
             if not await store.set_status(conn, self.exp["id"], "running", expect=("queued", "running")):
                 return await store.status(conn, self.exp["id"]) or "gone"
             items, self.bench = await store.experiment_items(conn, self.exp)
+            self._prices = await project_overrides(conn, self.project_id)
         for _ in range(3):  # a pass leaves items undone only when a write of its results failed
             async with self.pg.connection() as conn:
                 done = await store.done_keys(conn, self.exp["id"])
@@ -202,7 +205,8 @@ class ExperimentRun:
         if reply is not None:
             usage = Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
                           cache_read_tokens=reply.cache_read_tokens)
-            cost = compute_call_cost(self.target.provider, reply.model, self.target.model, usage).cost
+            cost = compute_call_cost(self.target.provider, reply.model, self.target.model, usage,
+                                     overrides=self._prices).cost
             row.update(output=reply.text, latency_ms=reply.latency_ms, input_tokens=reply.input_tokens,
                        output_tokens=reply.output_tokens, cost=cost)
             llm = self._span(trace_id, secrets.token_hex(8), root_id, f"chat {self.target.model}", "llm", start, end, attrs)

@@ -11,10 +11,10 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from core.bus import TOPIC_SPANS
 from core.deps import ProjectDep, ServicesDep
 from evaluators import datasets as store
 from evaluators.llm import LLMSettings
+from evaluators.routers.assist import assistant, record_calls
 from evaluators.synthetic import generate_tests
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
@@ -66,13 +66,10 @@ def _bad(exc: Exception) -> HTTPException:
 
 async def _generated(body: GenerateIn, project, services) -> list[dict[str, Any]]:
     """Synthetic rows as items (tags kept; an expected answer when the model gave one)."""
-    from evaluators.routers.review import _assistant, _record_calls
-
     rows, calls = await asyncio.to_thread(generate_tests, body.user_template, body.system_prompt, n=body.n,
                                           project_id=project.id, include_edge_cases=body.include_edge_cases,
-                                          **await asyncio.to_thread(_assistant, body.llm, services))
-    if calls:
-        await services.require_bus().publish(TOPIC_SPANS, _record_calls(calls, project.id))
+                                          **await asyncio.to_thread(assistant, body.llm, services))
+    await record_calls(services, calls, project.id)
     return [{"input": r.input, "expected_output": r.expected, "tags": r.tags, "metadata": {"source": "synthetic"}}
             for r in rows]
 

@@ -9,13 +9,11 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from core.bus import TOPIC_SPANS
 from core.deps import ProjectDep, ServicesDep
-from core.span import encode
 from evaluators.agreement import agreement
 from evaluators.criteria import propose_criteria
-from evaluators.guard import redis_judge_guard
-from evaluators.llm import LLMClient, LLMSettings, check_base_url
+from evaluators.llm import LLMSettings
+from evaluators.routers.assist import assistant, record_calls
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"])
 
@@ -82,35 +80,12 @@ class PromptIn(BaseModel):
     llm: LLMSettings | None = None
 
 
-def _assistant(llm: LLMSettings | None, services) -> dict[str, Any]:
-    """The LLM client and guard for model-assisted proposals (rate limit and budget of the judge)."""
-    if llm is None:
-        return {}
-    s = services.settings
-    try:
-        check_base_url(llm.base_url, s)
-    except ValueError as exc:
-        raise HTTPException(400, f"llm.{exc}") from None
-    # the services' pooled client: a client per request would open (and leak) a pool per request
-    guard = redis_judge_guard(services.sync_redis(), s.judge_calls_per_minute,
-                              s.judge_daily_budget_usd)
-    return {"llm": LLMClient(llm, api_key=s.judge_api_key or None, egress=s, purpose="llm_assist"),
-            "guard": guard}
-
-
-def _record_calls(calls: list, project_id: str) -> list[tuple[bytes, bytes]]:
-    """The assistant's model calls become spans of the project, priced like any other."""
-    return [(rec["trace_id"].encode(), encode(rec)) for rec in (c.to_span_record(project_id, name="evalforge.assist")
-                                                                for c in calls)]
-
-
 @router.post("/criteria")
 async def criteria(body: PromptIn, project: ProjectDep, services: ServicesDep) -> dict:
     """Eval criteria (evaluator + config + rubric) proposed from a prompt; ready to POST as eval rules."""
     if not (body.system_prompt or body.user_template):
         raise HTTPException(400, "system_prompt: give a system prompt or a user template")
     proposed, calls = await asyncio.to_thread(propose_criteria, body.system_prompt, body.user_template,
-                                              project_id=project.id, **await asyncio.to_thread(_assistant, body.llm, services))
-    if calls:
-        await services.require_bus().publish(TOPIC_SPANS, _record_calls(calls, project.id))
+                                              project_id=project.id, **await asyncio.to_thread(assistant, body.llm, services))
+    await record_calls(services, calls, project.id)
     return {"criteria": [c.to_dict() for c in proposed], "model_calls": len(calls)}

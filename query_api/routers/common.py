@@ -9,7 +9,7 @@ from typing import overload
 from fastapi import HTTPException
 from starlette.datastructures import QueryParams
 
-from query_api.filters import LIST_FILTERS, RANGE_FILTERS, BadParam, parse_int
+from query_api.filters import BadParam, parse_int
 from query_api.traces_sql import NotFound
 
 
@@ -56,22 +56,3 @@ def text_param(params: QueryParams, name: str) -> str | None:
     if values and len(values[0]) > 256:
         raise BadParam(name, "longer than 256 characters")
     return values[0] if values else None
-
-
-def documented_query(*extra: str | tuple[str, list[str]]) -> dict:
-    """``openapi_extra`` listing the filters of ``query_api.filters`` (and ``extra`` names, or
-    ``(name, choices)``) as query parameters. The handlers read ``request.query_params`` themselves
-    (unknown names are refused); this makes the schema say what they accept, for clients and fuzzers."""
-
-    def param(name: str, schema: dict) -> dict:
-        return {"name": name, "in": "query", "required": False, "schema": schema}
-
-    repeated = {"type": "array", "items": {"type": "string"}}
-    params = [param("from", {"type": "string"}), param("to", {"type": "string"}), param("q", {"type": "string"}),
-              param("score_name", {"type": "string"}), param("tag", repeated)]
-    params += [param(name, repeated) for name in LIST_FILTERS]
-    params += [param(name, {"type": "number"}) for name in RANGE_FILTERS]
-    for item in extra:
-        name, choices = item if isinstance(item, tuple) else (item, None)
-        params.append(param(name, {"type": "string", "enum": choices} if choices else {"type": "string"}))
-    return {"parameters": params}

@@ -10,12 +10,13 @@ from fastapi.responses import StreamingResponse
 from core.deps import ProjectDep, ServicesDep
 from query_api.export import FORMATS, export_stream
 from query_api.filters import parse_filters
-from query_api.routers.common import documented_query, http_errors, int_param, one_of
+from query_api.routers.common import http_errors, int_param, one_of
+from query_api.routers.openapi_params import EXPORT, openapi_parameters
 
 router = APIRouter(tags=["export"])
 
 
-@router.get("/export", openapi_extra=documented_query(("format", list(FORMATS)), ("payloads", ["true", "false"]), "limit"))
+@router.get("/export", openapi_extra=openapi_parameters(EXPORT))
 def export(request: Request, project: ProjectDep, services: ServicesDep) -> StreamingResponse:
     """format: parquet | csv | jsonl (default jsonl); payloads: true to add full input / output
     (from the blob store when offloaded), attributes and events; limit: max rows (default 1,000,000);

@@ -1,4 +1,5 @@
-"""OpenAPI descriptions of the query parameters that ``/traces`` and ``/metrics`` read by hand.
+"""OpenAPI descriptions of the query parameters that ``/traces``, ``/metrics``, ``/export`` and
+``/scores/summary`` read by hand.
 
 Those handlers read ``request.query_params`` (repeatable filters, unknown names refused), so FastAPI
 cannot infer their parameters; this table documents every one of them in ``/openapi.json``. A test
@@ -46,16 +47,30 @@ METRICS: dict[str, tuple[str, str]] = {
     "interval": ("string", "minute | hour | day | week | month, or a duration such as 30s, 5m, 2h, 1d; omit for totals"),
     "limit": ("integer", "groups kept, largest totals first, 1-1000 (default 50)"),
 }
-_REPEATABLE = {"tag", "group_by", "attribute", "metadata", *LIST_FILTERS}
+EXPORT: dict[str, tuple[str, str]] = {
+    **_FILTERS,
+    "format": ("string", "parquet | csv | jsonl (default jsonl)"),
+    "payloads": ("string", "true to add full input / output (from the blob store when offloaded), attributes "
+                           "and events (default false)"),
+    "limit": ("integer", "rows at most, 1-10,000,000 (default 1,000,000)"),
+}
+SCORES: dict[str, tuple[str, str]] = {
+    **_FILTERS,
+    "score_name": ("string", "score names to summarise (repeatable; default all)"),
+    "group_by": ("string", "source | evaluator | evaluator_version | data_type"),
+    "bins": ("integer", "histogram bins, 1-100 (default 10)"),
+}
+_REPEATABLE = frozenset({"tag", "group_by", "attribute", "metadata", *LIST_FILTERS})
+SCORES_REPEATABLE = (_REPEATABLE - {"group_by"}) | {"score_name"}
 
 
-def openapi_parameters(params: dict[str, tuple[str, str]]) -> dict[str, Any]:
+def openapi_parameters(params: dict[str, tuple[str, str]], repeatable: frozenset[str] = _REPEATABLE) -> dict[str, Any]:
     """``openapi_extra`` for a route: one query parameter object per entry."""
     out = []
     for name, (kind, description) in params.items():
         schema: dict[str, Any] = {"type": kind}
-        if name in _REPEATABLE:
+        if name in repeatable:
             schema = {"type": "array", "items": {"type": kind}}
         out.append({"name": name, "in": "query", "required": name == "metric", "description": description,
-                    "schema": schema, **({"style": "form", "explode": True} if name in _REPEATABLE else {})})
+                    "schema": schema, **({"style": "form", "explode": True} if name in repeatable else {})})
     return {"parameters": out}

@@ -7,13 +7,14 @@ from starlette.datastructures import QueryParams
 
 from core.deps import ProjectDep, ServicesDep
 from query_api.filters import BadParam, parse_filters
-from query_api.routers.common import documented_query, http_errors, int_param, one_of
+from query_api.routers.common import http_errors, int_param, one_of
+from query_api.routers.openapi_params import SCORES, SCORES_REPEATABLE, openapi_parameters
 from query_api.scores_sql import SCORE_GROUPS, score_summary
 
 router = APIRouter(tags=["scores"])
 
 
-@router.get("/scores/summary", openapi_extra=documented_query(("group_by", list(SCORE_GROUPS)), "bins"))
+@router.get("/scores/summary", openapi_extra=openapi_parameters(SCORES, SCORES_REPEATABLE))
 def scores_summary(request: Request, project: ProjectDep, services: ServicesDep) -> dict:
     """Per score name (``score_name`` repeatable to pick names) and optional ``group_by`` (source |
     evaluator | evaluator_version | data_type): count, mean, stddev, min, max, p50, p90, histogram

@@ -130,6 +130,21 @@ def test_two_stub_models_get_their_exact_accuracy_cost_traces_and_a_significance
     assert len(cmp.json()["items"]) == 50
 
 
+def test_results_are_priced_with_the_projects_own_prices(stack, stub):
+    """A project that set its own price for the target model sees results costed with it (as its spans are)."""
+    _, key = stack.create_key()
+    h = stack.headers(key)
+    put = stack.client.put("/api/v1/model-prices", headers=h, json={
+        "provider": "openai", "model": "gpt-4o-mini", "prices": {"input": 2.0, "output": 8.0}})
+    assert put.status_code == 200, put.text
+    dataset_id = make_dataset(stack, key)
+    exp = wait_for(stack, key, run(stack, key, dataset_id, "openai", "gpt-4o-mini", stub.openai_base_url))
+    # 50 calls of 120 input / 30 output tokens at $2 / $8 per 1M (the shipped price is $0.15 / $0.60)
+    assert exp["summary"]["cost"]["total"] == pytest.approx(50 * (120 * 2.0 + 30 * 8.0) / 1e6, rel=1e-9)
+    items = stack.client.get(f"/api/v1/experiments/{exp['id']}/items", headers=h).json()["items"]
+    assert len(items) == 50 and all(i["cost"] == pytest.approx((120 * 2.0 + 30 * 8.0) / 1e6, rel=1e-9) for i in items)
+
+
 def test_cancel_stops_a_running_experiment(stack, stub):
     _, key = stack.create_key()
     stub.delay_s = 0.1

@@ -1,0 +1,126 @@
+"""``POST /api/v1/prompts/{name}/playground``: run one prompt version against a model and record the
+call as a trace of the project carrying the prompt's name and version.
+
+Here rather than beside the other prompt routes (``query_api/routers/prompts.py``) because calling a
+model is the evaluators' job: it reuses the experiment target's wire code (``call_model``) and its
+egress-guarded HTTP client, so a playground ``base_url`` reaches only hosts the operator allowed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from core import prompts as store
+from core.bus import TOPIC_SPANS
+from core.deps import ProjectDep, ServicesDep
+from core.span import empty_record, encode
+from evaluators.experiments.targets import ModelTarget, TargetError, call_model, http_client
+from evaluators.llm import check_base_url
+
+router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"])
+
+# Keys of a version's saved config that are request parameters (sent unless the body overrides them).
+CONFIG_PARAMETERS = ("temperature", "max_tokens", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
+
+
+class PlaygroundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(None, ge=1, le=2**31 - 1)
+    label: str | None = Field(None, max_length=64, description="default: production (when no version)")
+    variables: dict[str, Any] = Field(default_factory=dict)
+    model: str | None = Field(None, min_length=1, max_length=200, description="default: the version's config.model")
+    provider: Literal["openai", "anthropic"] | None = Field(None, description="default: config.provider or openai")
+    base_url: str | None = Field(None, max_length=2000)
+    parameters: dict[str, Any] = Field(default_factory=dict, description="temperature, max_tokens, ... sent as is")
+    timeout_s: float = Field(60.0, gt=0, le=600)
+
+
+def _messages(version: dict, variables: dict) -> list[dict[str, str]]:
+    try:
+        compiled = store.compile_prompt(version["prompt"], variables)
+    except KeyError as exc:
+        raise HTTPException(400, f"variables: {exc.args[0]}") from None
+    if isinstance(compiled, str):
+        return [{"role": "user", "content": compiled}]
+    return [{"role": m["role"], "content": m["content"]} for m in compiled]
+
+
+def _target(body: PlaygroundIn, config: dict) -> ModelTarget:
+    model = body.model or config.get("model")
+    if not isinstance(model, str) or not model:
+        raise HTTPException(400, "model: required (the version's config names none)")
+    provider = body.provider or config.get("provider") or "openai"
+    if provider not in ("openai", "anthropic"):
+        raise HTTPException(400, "provider: must be 'openai' or 'anthropic'")
+    parameters = {k: config[k] for k in CONFIG_PARAMETERS if k in config} | body.parameters
+    return ModelTarget(provider=provider, model=model, base_url=body.base_url, parameters=parameters,
+                       timeout_s=body.timeout_s, max_retries=1)
+
+
+def _span(project_id: str, version: dict, target: ModelTarget, messages: list, start: datetime,
+          latency_ms: float) -> dict[str, Any]:
+    rec = empty_record()
+    end = start + timedelta(milliseconds=latency_ms)
+    attrs = {"evalforge.prompt.name": version["name"], "evalforge.prompt.version": str(version["version"]),
+             "evalforge.playground": "true"}
+    rec.update(project_id=project_id, trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8), parent_span_id="",
+               name=f"playground {version['name']} v{version['version']}", kind="llm", operation="chat",
+               start_time=start, end_time=end, duration_ms=latency_ms, status="ok",
+               service_name="evalforge-playground", ingested_at=datetime.now(timezone.utc),
+               provider=target.provider, request_model=target.model, model=target.model,
+               prompt_name=version["name"], prompt_version=str(version["version"]),
+               input=orjson.dumps(messages).decode(), attributes=attrs)
+    return rec
+
+
+@router.post("/{name}/playground")
+async def playground(name: str, body: PlaygroundIn, project: ProjectDep, services: ServicesDep) -> dict:
+    """Compile a version with ``variables``, call ``model`` once, record the call as a trace."""
+    if body.version is not None and body.label is not None:
+        raise HTTPException(400, "version: give a version or a label, not both")
+    try:
+        version = await store.get_version(services.require_pg(), project.id, name, version=body.version,
+                                          label=body.label)
+    except store.PromptError as exc:
+        raise HTTPException(400, str(exc)) from None
+    if version is None:
+        what = f"version {body.version}" if body.version else f"label {body.label or store.PRODUCTION!r}"
+        raise HTTPException(404, f"prompt {name!r} has no {what} in this project")
+    messages = _messages(version, body.variables)
+    target = _target(body, version["config"])
+    settings = services.settings
+    try:
+        check_base_url(target.base_url, settings)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    # The server's key goes only to the provider's own endpoint, never to a URL a project user chose.
+    api_key = (settings.judge_api_key or None) if not target.base_url else None
+    start, t0 = datetime.now(timezone.utc), time.perf_counter()
+    reply, error = None, None
+    async with http_client(settings, 1) as client:
+        try:
+            reply = await call_model(client, target, messages, api_key)
+        except TargetError as exc:
+            error = exc
+    span = _span(project.id, version, target, messages, start, (time.perf_counter() - t0) * 1000)
+    if reply is not None:
+        span.update(model=reply.model, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+                    cache_read_tokens=reply.cache_read_tokens, output=reply.text, duration_ms=reply.latency_ms)
+    else:
+        span.update(status="error", status_message=str(error)[:2000])
+    await services.require_bus().publish(TOPIC_SPANS, [(span["trace_id"].encode(), encode(span))])
+    if error is not None:
+        status = 400 if str(error).startswith("base_url:") else 502
+        raise HTTPException(status, f"{error} (trace {span['trace_id']})" if status == 502 else str(error))
+    return {"output": reply.text, "model": reply.model, "messages": messages,
+            "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
+            "latency_ms": round(reply.latency_ms, 3), "trace_id": span["trace_id"], "span_id": span["span_id"],
+            "prompt": {"name": version["name"], "version": version["version"]}}
