@@ -9,6 +9,7 @@ test its winner, untagged; drafts are not served.
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import uuid
 from datetime import datetime
@@ -18,6 +19,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from core import prompts
 from query_api import ab_allocation
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
@@ -209,11 +211,12 @@ async def get(pg, project_id: str, test_id: str, conn=None) -> dict[str, Any]:
 
 
 async def transition(pg, project_id: str, test_id: str, change) -> dict[str, Any]:
-    """Apply ``change(row) -> {column: value}`` to the locked row in one transaction."""
+    """Apply ``change(row) -> {column: value}`` (or ``await change(row, conn)`` for an async change that
+    writes elsewhere in the same transaction) to the locked row in one transaction."""
     async with pg.connection() as conn:
         async with conn.transaction():
             row = await get(pg, project_id, test_id, conn=conn)
-            updates = change(row)
+            updates = await change(row, conn) if inspect.iscoroutinefunction(change) else change(row)
             updates["history"] = Jsonb(row["history"] + [updates.pop("event")])
             sets = ", ".join(f"{k} = %s" for k in updates)
             cur = conn.cursor(row_factory=dict_row)
@@ -271,15 +274,42 @@ def sdk_config(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"buckets": ab_allocation.BUCKETS, "tests": tests}
 
 
-def winner_change(body: WinnerIn, declared_by: str | None, label_moved: dict[str, Any] | None = None):
-    def change(row: dict[str, Any]) -> dict[str, Any]:
+def winner_change(body: WinnerIn, project_id: str, declared_by: str | None):
+    """Completes the test with its winner. With ``label``, the winning variant's prompt version (its
+    ``version``, or the version its ``label`` points at now) gets that label via ``core.prompts`` in
+    the same transaction: the winner is recorded only if the label moved."""
+    async def change(row: dict[str, Any], conn) -> dict[str, Any]:
         if row["status"] not in ("running", "stopped"):
             raise Conflict(f"status: a winner is declared on a running or stopped test (this test is {row['status']})")
         names = [v["name"] for v in row["variants"]]
         if body.variant not in names:
             raise ValueError(f"variant: no such variant {body.variant!r} (variants: {', '.join(names)})")
+        label_moved = None
+        if body.label is not None:
+            label_moved = await _move_prompt_label(conn, project_id, row["variants"][names.index(body.variant)],
+                                                   body.label, declared_by)
         now = datetime.now().astimezone()
         detail = {"declared_by": declared_by, "declared_at": now.isoformat(), "label_moved": label_moved}
         return {"status": "completed", "winner": body.variant, "winner_detail": Jsonb(detail),
                 "ended_at": row["ended_at"] or now, "event": _event("winner", variant=body.variant)}
     return change
+
+
+async def _move_prompt_label(conn, project_id: str, variant: dict[str, Any], label: str,
+                             author: str | None) -> dict[str, Any]:
+    prompt = variant.get("prompt")
+    if not prompt:
+        raise ValueError(f"label: variant {variant['name']!r} has no prompt whose label could move")
+    try:
+        version = prompt.get("version")
+        if version is None:
+            found = await prompts.get_version(conn, project_id, prompt["name"], label=prompt["label"])
+            if found is None:
+                raise ValueError(f"label: prompt {prompt['name']!r} has no label {prompt['label']!r} any more")
+            version = found["version"]
+        await prompts.move_label(conn, project_id, prompt["name"], label, version, author=author)
+    except prompts.PromptNotFound as exc:
+        raise ValueError(f"label: {exc}") from None
+    except prompts.PromptError as exc:
+        raise ValueError(f"label: {exc}") from None
+    return {"prompt": prompt["name"], "label": label, "version": version}

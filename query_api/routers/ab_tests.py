@@ -87,10 +87,11 @@ async def stop_test(test_id: str, project: ProjectDep, services: ServicesDep) ->
 
 @router.post("/{test_id}/winner")
 async def declare_winner(test_id: str, body: WinnerIn, project: ProjectDep, services: ServicesDep) -> dict:
-    """Records the winner (the test completes and serves it to everyone)."""
+    """Records the winner (the test completes and serves it to everyone); with ``label`` (e.g.
+    production), moves that prompt label to the winning variant's prompt version."""
     with _errors():
         return ab_store.public(await ab_store.transition(services.require_pg(), project.id, test_id,
-                                                         ab_store.winner_change(body, project.user_id)))
+                                                         ab_store.winner_change(body, project.id, project.user_id)))
 
 
 @router.get("/{test_id}/results")

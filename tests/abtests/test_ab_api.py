@@ -138,3 +138,50 @@ def test_bad_lifecycle_requests(project):
     ok(project.post(f"/{tid}/start"))
     resp = project.post(f"/{tid}/winner", {"variant": "ghost"})
     assert resp.status_code == 400 and "variant" in resp.text
+
+
+def prompt_versions(stack, project, name, labels_per_version):
+    for labels in labels_per_version:
+        resp = stack.client.post("/api/v1/prompts", headers=project.headers,
+                                 json={"name": name, "prompt": f"Hello {{{{user}}}} v{len(labels)}", "labels": labels})
+        assert resp.status_code == 201, resp.text
+
+
+def production_version(stack, project, name):
+    resp = stack.client.get(f"/api/v1/prompts/{name}", headers=project.headers, params={"label": "production"})
+    assert resp.status_code == 200, resp.text
+    return resp.json()["version"]
+
+
+def prompt_test(project, name, variants):
+    return ok(project.post("", body(name, start=True, variants=variants)), 201)["id"]
+
+
+def test_declaring_a_winner_moves_the_prompt_label(stack, project):
+    prompt_versions(stack, project, "greeting", [["production"], [], ["candidate"]])  # versions 1, 2, 3
+    assert production_version(stack, project, "greeting") == 1
+    tid = prompt_test(project, "prompt-ab", [
+        {"name": "current", "weight": 1, "prompt": {"name": "greeting", "label": "production"}},
+        {"name": "new", "weight": 1, "prompt": {"name": "greeting", "label": "candidate"}}])
+    done = ok(project.post(f"/{tid}/winner", {"variant": "new", "label": "production"}))
+    assert done["winner"] == "new"
+    assert done["winner_detail"]["label_moved"] == {"prompt": "greeting", "label": "production", "version": 3}
+    assert production_version(stack, project, "greeting") == 3
+    # by version number
+    tid = prompt_test(project, "prompt-ab-2", [
+        {"name": "a", "weight": 1, "prompt": {"name": "greeting", "version": 2}},
+        {"name": "b", "weight": 1, "prompt": {"name": "greeting", "version": 3}}])
+    ok(project.post(f"/{tid}/winner", {"variant": "a", "label": "production"}))
+    assert production_version(stack, project, "greeting") == 2
+
+
+def test_a_label_that_cannot_move_leaves_the_test_running(stack, project):
+    prompt_versions(stack, project, "farewell", [["production"]])
+    tid = prompt_test(project, "bad-prompt-ab", [
+        {"name": "plain", "weight": 1},
+        {"name": "missing", "weight": 1, "prompt": {"name": "farewell", "version": 9}}])
+    for variant, label in (("plain", "production"), ("missing", "production"), ("missing", "Not A Label!")):
+        resp = project.post(f"/{tid}/winner", {"variant": variant, "label": label})
+        assert resp.status_code == 400 and "label" in resp.text, resp.text
+    assert ok(project.get(f"/{tid}"))["status"] == "running"  # nothing recorded
+    assert production_version(stack, project, "farewell") == 1
