@@ -2,10 +2,12 @@
 primary metric and the guardrails, from the spans the SDK tagged (``evalforge.ab.test`` /
 ``evalforge.ab.variant`` in the spans' attributes) while the test ran.
 
-Observations are the tagged spans of the metric's ``span_kind`` (latency, cost, error rate) or the
-scores of the traces holding a tagged span (score); ``n`` counts observations, not units. Tests are the
-ones of ``query_api.abtest`` (Welch's t on means, the two-proportion z-test on error rates, so p-values
-are scipy's); with more than two variants each comparison runs at α / (variants - 1) (Bonferroni).
+Values are the tagged spans of the metric's ``span_kind`` (latency, cost, error rate) or the scores of
+the traces holding a tagged span (score). Traffic is randomised by unit, and one unit's calls are not
+independent, so the unit is what is compared: each unit's values are averaged into one observation
+(``n`` counts units; ``observations`` the spans or scores). Tests are the ones of ``query_api.abtest``
+(Welch's t on means; on error rates with one call per unit the two-proportion z-test), so p-values are
+scipy's; with more than two variants each comparison runs at α / (variants - 1) (Bonferroni).
 Fixed-horizon designs report the sample size per arm from the MDE (closed form, ``ab_stats``) and
 whether it is reached; sequential designs the mSPRT's always-valid p-value and confidence sequence.
 """
@@ -22,13 +24,16 @@ from query_api.ab_stats import msprt, required_per_arm
 from query_api.abtest import arm_summary, compare_continuous, compare_rates
 from query_api.filters import READ_SETTINGS
 
-TEST_KEY, VARIANT_KEY = "evalforge.ab.test", "evalforge.ab.variant"
+TEST_KEY, VARIANT_KEY, UNIT_KEY = "evalforge.ab.test", "evalforge.ab.variant", "evalforge.ab.unit"
 SPAN_EXPR = {"latency": "duration_ms", "cost": "cost", "error_rate": "status = 'error'"}
 MAX_OBSERVATIONS = 2_000_000  # per metric; beyond that the newest are left out (reported as truncated)
 
 
 def fetch_observations(client, project_id: str, test: dict[str, Any], metric: dict[str, Any]) -> dict[str, Any]:
-    """(variant index, value) of each observation in arrival order."""
+    """One observation per (unit, variant): the mean of the unit's values, ordered by its first one.
+
+    The unit is the SDK's ``evalforge.ab.unit`` key (an opaque hash of the unit id); spans sent
+    without it count as one unit per span (per trace for scores)."""
     names = [v["name"] for v in test["variants"]]
     # Only spans the SDK tagged count, and it tags only while the test runs (names are unique per
     # project): the time bound just prunes partitions, with a day of slack for long spans and clock skew.
@@ -40,14 +45,15 @@ def fetch_observations(client, project_id: str, test: dict[str, Any], metric: di
               "names": names}
     tagged = (f"project_id = {{p:String}} AND start_time >= {{since:DateTime64(6)}} "
               f"AND attributes['{TEST_KEY}'] = {{test:String}} AND attributes['{VARIANT_KEY}'] IN {{names:Array(String)}}")
+    variant = f"indexOf({{names:Array(String)}}, attributes['{VARIANT_KEY}']) - 1"
     kind = metric.get("kind") or metric.get("metric")
     if kind == "score":
         params["score"] = metric["score_name"]
-        sql = (f"SELECT s.value AS v, toUnixTimestamp64Micro(s.timestamp) AS t, tr.variant AS variant "
-               f"FROM scores AS s FINAL INNER JOIN (SELECT trace_id, any(attributes['{VARIANT_KEY}']) AS variant "
-               f"FROM spans WHERE {tagged} GROUP BY trace_id) AS tr ON s.trace_id = tr.trace_id "
-               f"WHERE s.project_id = {{p:String}} AND s.name = {{score:String}} AND s.value IS NOT NULL "
-               f"ORDER BY t LIMIT {MAX_OBSERVATIONS + 1}")
+        inner = (f"SELECT s.value AS v, toUnixTimestamp64Micro(s.timestamp) AS t, tr.variant AS variant, tr.unit AS unit "
+                 f"FROM scores AS s FINAL INNER JOIN (SELECT trace_id, any({variant}) AS variant, "
+                 f"any(if(attributes['{UNIT_KEY}'] != '', attributes['{UNIT_KEY}'], trace_id)) AS unit "
+                 f"FROM spans WHERE {tagged} GROUP BY trace_id) AS tr ON s.trace_id = tr.trace_id "
+                 f"WHERE s.project_id = {{p:String}} AND s.name = {{score:String}} AND s.value IS NOT NULL")
         settings = None
     else:
         expr = SPAN_EXPR[kind]
@@ -55,29 +61,35 @@ def fetch_observations(client, project_id: str, test: dict[str, Any], metric: di
         if metric.get("span_kind"):
             params["kind"] = metric["span_kind"]
             where += " AND kind = {kind:String}"
-        sql = (f"SELECT toFloat64({expr}) AS v, toUnixTimestamp64Micro(start_time) AS t, "
-               f"attributes['{VARIANT_KEY}'] AS variant FROM spans FINAL WHERE {where} "
-               f"ORDER BY t LIMIT {MAX_OBSERVATIONS + 1}")
+        inner = (f"SELECT toFloat64({expr}) AS v, toUnixTimestamp64Micro(start_time) AS t, {variant} AS variant, "
+                 f"if(attributes['{UNIT_KEY}'] != '', attributes['{UNIT_KEY}'], span_id) AS unit "
+                 f"FROM spans FINAL WHERE {where}")
         settings = READ_SETTINGS
+    sql = (f"SELECT avg(v) AS v, min(t) AS t, variant, count() AS k FROM ({inner}) GROUP BY unit, variant "
+           f"ORDER BY t LIMIT {MAX_OBSERVATIONS + 1}")
     table = client.query_arrow(sql, parameters=params, settings=settings)
     truncated = table.num_rows > MAX_OBSERVATIONS
-    values = table.column("v").to_numpy().astype(float)[:MAX_OBSERVATIONS]
-    labels = np.array([str(x) for x in table.column("variant").to_pylist()[:MAX_OBSERVATIONS]], dtype=object)
-    index = np.full(values.size, -1)
-    for i, name in enumerate(names):
-        index[labels == name] = i
-    return {"variant": index, "value": values, "truncated": truncated}
+    counts = table.column("k").to_numpy()[:MAX_OBSERVATIONS].astype(np.int64)
+    return {"variant": table.column("variant").to_numpy()[:MAX_OBSERVATIONS].astype(np.int64),
+            "value": table.column("v").to_numpy()[:MAX_OBSERVATIONS].astype(float),
+            "observations": counts, "one_per_unit": bool((counts == 1).all()), "truncated": truncated}
 
 
-def _summary(kind: str, values: np.ndarray, alpha: float) -> dict[str, Any]:
-    if kind == "error_rate":
+def _binary(kind: str, obs: dict[str, Any]) -> bool:
+    """Error rates with one call per unit are Bernoulli (two-proportion z-test, the rate sample size);
+    with several calls per unit each unit's error rate is a mean like any other (Welch)."""
+    return kind == "error_rate" and obs["one_per_unit"]
+
+
+def _summary(binary: bool, values: np.ndarray, alpha: float) -> dict[str, Any]:
+    if binary:
         return compare_rates(int(values.sum()), values.size, 0, 0, test="two_proportion_z", lower_is_better=True,
                              alpha=alpha)["arms"]["a"]
     return arm_summary(values, 1 - alpha)
 
 
-def _pair_test(kind: str, a: np.ndarray, b: np.ndarray, lower: bool, alpha: float) -> dict[str, Any]:
-    if kind == "error_rate":
+def _pair_test(binary: bool, a: np.ndarray, b: np.ndarray, lower: bool, alpha: float) -> dict[str, Any]:
+    if binary:
         return compare_rates(int(a.sum()), a.size, int(b.sum()), b.size, test="two_proportion_z",
                              lower_is_better=lower, alpha=alpha)
     return compare_continuous(a, b, test="welch_t", lower_is_better=lower, alpha=alpha)
@@ -97,13 +109,14 @@ def primary_comparison(test: dict[str, Any], obs: dict[str, Any], index: int, al
     kind, lower = metric["kind"], metric["direction"] == "decrease"
     control, variant = obs["value"][obs["variant"] == 0], obs["value"][obs["variant"] == index]
     name, control_name = test["variants"][index]["name"], test["variants"][0]["name"]
-    fixed = _pair_test(kind, control, variant, lower, alpha)
+    binary = _binary(kind, obs)
+    fixed = _pair_test(binary, control, variant, lower, alpha)
     out: dict[str, Any] = {"variant": name, "against": control_name, "alpha": alpha, "p_value": fixed["p_value"],
                            "test": fixed["test"], "difference": fixed.get("difference"),
                            "effect_size": fixed.get("effect_size")}
     n_min = min(control.size, variant.size)
     if design["type"] == "fixed":
-        if kind == "error_rate":
+        if binary:
             rate = design.get("baseline_rate") or (float(control.mean()) if control.size else None)
             required = required_per_arm(alpha=alpha, power=design["power"], mde=design["mde"], baseline_rate=rate) \
                 if rate is not None else None
@@ -118,7 +131,7 @@ def primary_comparison(test: dict[str, Any], obs: dict[str, Any], index: int, al
         if fixed["p_value"] is None:
             words = "Not enough data yet."
         elif not reached:
-            words = (f"Collecting data: {n_min} of {required if required else '?'} observations per arm. "
+            words = (f"Collecting data: {n_min} of {required if required else '?'} units per arm. "
                      f"Do not decide on the p-value ({_fmt(fixed['p_value'])}) before the sample size is reached: "
                      "peeking at a fixed-horizon test inflates false positives.")
         else:
@@ -131,7 +144,7 @@ def primary_comparison(test: dict[str, Any], obs: dict[str, Any], index: int, al
         significant = seq["p_value"] is not None and seq["p_value"] < alpha and bool(diff)
         better = significant and ((diff < 0) == lower)
         if seq["p_value"] is None:
-            words = "Not enough data yet for the sequential test (30 observations per arm)."
+            words = "Not enough data yet for the sequential test (30 units per arm)."
         elif not significant:
             words = (f"No conclusive difference yet (always-valid p = {_fmt(seq['p_value'])}); keep running — "
                      "looking at the results any time is safe.")
@@ -159,7 +172,7 @@ def guardrail_check(rule: dict[str, Any], obs: dict[str, Any], index: int, alpha
                            "value": _mean(kind, variant), "control_value": _mean(kind, control)}
     if variant.size == 0 or (rule.get("max_relative_change") is not None and control.size == 0):
         return {**out, "status": "insufficient_data"}
-    test = _pair_test(kind, control, variant, lower, alpha)
+    test = _pair_test(_binary(kind, obs), control, variant, lower, alpha)
     out["p_value"] = test["p_value"]
     value = out["value"]
     if rule.get("threshold") is not None:
@@ -185,8 +198,10 @@ def build_results(test: dict[str, Any], fetch) -> dict[str, Any]:
     kind = test["primary_metric"]["kind"]
     variants = []
     for i, v in enumerate(test["variants"]):
-        values = primary["value"][primary["variant"] == i]
-        variants.append({"name": v["name"], "n": int(values.size), "primary": _summary(kind, values, alpha)})
+        mine = primary["variant"] == i
+        values = primary["value"][mine]
+        variants.append({"name": v["name"], "n": int(values.size), "observations": int(primary["observations"][mine].sum()),
+                         "primary": _summary(_binary(kind, primary), values, alpha)})
     comparisons = [primary_comparison(test, primary, i, alpha) for i in range(1, k)]
     guard_obs = [fetch(rule) for rule in test["guardrails"]]
     for comparison, i in zip(comparisons, range(1, k)):

@@ -22,8 +22,9 @@ last configuration. The first ``variant`` call of a process starts the fetch and
 raises: without a configuration (not initialised, server unreachable, unknown or draft test) it returns
 the ``fallback`` variant (default ``"control"``) with ``assigned=False`` and counts it in
 ``evalforge.stats()["ab"]["fallbacks"]``. While a test runs, the current span (and, with ``with``, every
-span started in the block) gets the attributes ``evalforge.ab.test`` and ``evalforge.ab.variant`` (one
-test per span: a span in two tests keeps the last one's tags; use a child span per test).
+span started in the block) gets the attributes ``evalforge.ab.test``, ``evalforge.ab.variant`` and
+``evalforge.ab.unit`` (bytes 8-15 of the digest in hex: results compare units, and the unit id itself,
+often a user id, is not stored). One test per span: a span in two tests keeps the last one's tags.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from ._guard import capture_internal_exceptions, logger
 
 BUCKETS = 1_000_000
 CONFIG_PATH = "/api/v1/ab-tests/sdk-config"
-TEST_ATTR, VARIANT_ATTR = "evalforge.ab.test", "evalforge.ab.variant"
+TEST_ATTR, VARIANT_ATTR, UNIT_ATTR = "evalforge.ab.test", "evalforge.ab.variant", "evalforge.ab.unit"
 _get_current_span = trace.get_current_span
 
 
@@ -55,19 +56,19 @@ class Variant:
     """The variant a unit gets: ``name``, ``model``, ``prompt`` ({name, version | label}) and ``config``.
     ``assigned`` is False for a fallback. As a context manager it tags every span started inside."""
 
-    __slots__ = ("test", "name", "model", "prompt", "config", "assigned", "_tags", "_token")
+    __slots__ = ("test", "name", "model", "prompt", "config", "assigned", "_unit", "_token")
 
     def __init__(self, test: str, name: str, model: str | None = None, prompt: dict[str, Any] | None = None,
-                 config: dict[str, Any] | None = None, assigned: bool = True,
-                 tags: dict[str, str] | None = None) -> None:
+                 config: dict[str, Any] | None = None, assigned: bool = True, unit: str | None = None) -> None:
         self.test, self.name, self.model, self.prompt = test, name, model, prompt
         self.config = config if config is not None else {}
-        self.assigned, self._tags, self._token = assigned, tags, None
+        self.assigned, self._unit, self._token = assigned, unit, None  # unit: set while the test is tagged
 
     def __enter__(self) -> Variant:
-        if self._tags:
+        if self._unit:
             with capture_internal_exceptions():
-                self._token = _current.set({**(_current.get() or {}), **self._tags})
+                tags = {TEST_ATTR: self.test, VARIANT_ATTR: self.name, UNIT_ATTR: self._unit}
+                self._token = _current.set({**(_current.get() or {}), **tags})
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -83,7 +84,7 @@ class Variant:
 class _Test:
     """One test's configuration, prepared for the hot path."""
 
-    __slots__ = ("name", "prefix", "starts", "owners", "variants", "tags")
+    __slots__ = ("name", "prefix", "starts", "owners", "variants", "tag")
 
     def __init__(self, name: str, spec: dict[str, Any]) -> None:
         segments = sorted(spec["segments"])
@@ -92,8 +93,7 @@ class _Test:
         self.starts = [s[0] for s in segments]
         self.owners = [s[2] for s in segments]
         self.variants = [(v["name"], v.get("model"), v.get("prompt"), v.get("config") or {}) for v in spec["variants"]]
-        # one attribute dict per variant, shared: OTel copies attributes it is given
-        self.tags = [{TEST_ATTR: name, VARIANT_ATTR: v["name"]} if spec.get("tag") else None for v in spec["variants"]]
+        self.tag = bool(spec.get("tag"))
 
 
 class ABClient:
@@ -174,7 +174,7 @@ class ABClient:
 
 
 _NOT_INITIALISED: Counter[str] = Counter()
-_last_tagged: list[Any] = [None, None]  # (span, tags) of the last tagging
+_last_tagged: list[Any] = [None, None]  # (span, unit key) of the last tagging
 
 
 def _ab_client() -> ABClient | None:
@@ -217,15 +217,18 @@ def variant(test: str, unit_id: Any, *, fallback: str = "control") -> Variant:
         digest = sha256(spec.prefix + str(unit_id).encode()).digest()
         index = spec.owners[bisect_right(spec.starts, int.from_bytes(digest[:8], "big") % BUCKETS) - 1]
         name, model, prompt, config = spec.variants[index]
-        tags = spec.tags[index]
-        if tags is not None:
-            span = _get_current_span()
-            # OTel's set_attributes costs several µs (locks, validation): skip re-tagging the span we
-            # tagged last with the same (shared, per-variant) tags; a race only costs a redundant tag
-            if (span is not _last_tagged[0] or tags is not _last_tagged[1]) and span.is_recording():
-                span.set_attributes(tags)
-                _last_tagged[:] = (span, tags)
-        return Variant(test, name, model, prompt, config, True, tags)
+        if not spec.tag:
+            return Variant(test, name, model, prompt, config, True, None)
+        # the unit key: the rest of the digest, so results can group by unit without storing its id
+        # (salted per test, so it also names the test)
+        unit = digest[8:16].hex()
+        span = _get_current_span()
+        # OTel's set_attributes costs several µs (locks, validation): skip re-tagging the span we
+        # tagged last for the same unit; a race only costs a redundant tag
+        if (span is not _last_tagged[0] or unit != _last_tagged[1]) and span.is_recording():
+            span.set_attributes({TEST_ATTR: test, VARIANT_ATTR: name, UNIT_ATTR: unit})
+            _last_tagged[:] = (span, unit)
+        return Variant(test, name, model, prompt, config, True, unit)
     except Exception:  # an SDK bug must not reach the app: answer the fallback
         with capture_internal_exceptions():
             logger.debug("evalforge.ab.variant failed", exc_info=True)

@@ -151,3 +151,38 @@ def test_tags_are_kept_by_ingest_and_filterable(stack, traffic):
                             params={"attribute": "evalforge.ab.variant=ghost", "limit": 50})
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["data"]) == 5
+
+
+def test_units_with_several_calls_are_one_observation_each(stack):
+    """Randomisation is per unit: a unit's calls are averaged into one value before the test (spans
+    carry the SDK's ``evalforge.ab.unit`` key), for latency and for error rates alike."""
+    _, key = stack.create_key()
+    test = create(stack, key, "per-unit", ["control", "treatment"], {"kind": "latency"}, {"type": "fixed", "mde": 20},
+                  [{"metric": "error_rate", "max_relative_change": 10}])
+    rng = np.random.default_rng(8)
+    spans, unit_means, unit_errors = [], {"control": [], "treatment": []}, {"control": [], "treatment": []}
+    for variant, shift in (("control", 0), ("treatment", 25)):
+        for unit in range(80):
+            calls = int(rng.integers(1, 5))
+            base = rng.normal(300 + shift, 30)  # units differ: calls of one unit are correlated
+            durations = np.round(base + rng.normal(0, 10, calls)).astype(int)
+            errors = rng.random(calls) < 0.2
+            unit_means[variant].append(durations.mean())
+            unit_errors[variant].append(errors.mean())
+            for d, e in zip(durations, errors):
+                one = llm_span("per-unit", variant, d, e)
+                one["attributes"]["evalforge.ab.unit"] = f"{variant}-{unit:04d}"
+                spans.append(one)
+    send(stack, key, spans)
+    body = wait_until(lambda: (r := stack.client.get(f"/api/v1/ab-tests/{test['id']}/results",
+                                                     headers=stack.headers(key)).json())
+                      and sum(v["observations"] for v in r["variants"]) == len(spans) and r, timeout=60)
+    assert [v["n"] for v in body["variants"]] == [80, 80]
+    (comparison,) = body["comparisons"]
+    control, treatment = np.array(unit_means["control"]), np.array(unit_means["treatment"])
+    assert comparison["test"] == "welch_t"
+    assert comparison["p_value"] == pytest.approx(stats.ttest_ind(treatment, control, equal_var=False).pvalue,
+                                                  rel=1e-9, abs=1e-300)
+    (guard,) = comparison["guardrails"]
+    reference = stats.ttest_ind(unit_errors["treatment"], unit_errors["control"], equal_var=False).pvalue
+    assert guard["p_value"] == pytest.approx(reference, rel=1e-9)  # per-unit error rates: Welch, not a z-test

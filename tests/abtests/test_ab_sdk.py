@@ -4,6 +4,7 @@ spans are tagged and kept by ingest; fallbacks when nothing is cached; the cache
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -111,10 +112,13 @@ def test_spans_are_tagged_and_kept_by_ingest(stack, sdk):
             pass
     assert root is not None and evalforge.flush(10)
     rows = wait_until(lambda: (r := stack.clickhouse.query(
-        "SELECT name, attributes['evalforge.ab.test'], attributes['evalforge.ab.variant'] FROM spans "
-        "WHERE project_id = {p:String}", parameters={"p": project_id}).result_rows) and len(r) == 3 and r)
-    tags = {name: (test, variant) for name, test, variant in rows}
-    assert tags == {"handler": ("tagging", chosen.name), "model-call": ("tagging", chosen.name), "after-block": ("", "")}
+        "SELECT name, attributes['evalforge.ab.test'], attributes['evalforge.ab.variant'], attributes['evalforge.ab.unit'] "
+        "FROM spans WHERE project_id = {p:String}", parameters={"p": project_id}).result_rows) and len(r) == 3 and r)
+    salt = stack.client.get("/api/v1/ab-tests/sdk-config", headers=stack.headers(sdk)).json()["tests"]["tagging"]["salt"]
+    unit = hashlib.sha256(f"{salt}:user-7".encode()).digest()[8:16].hex()  # the documented unit key, not the id
+    tags = {name: rest for name, *rest in rows}
+    assert tags == {"handler": ["tagging", chosen.name, unit], "model-call": ["tagging", chosen.name, unit],
+                    "after-block": ["", "", ""]}
 
 
 def test_falls_back_when_nothing_is_cached_and_never_raises(stack):

@@ -50,6 +50,7 @@ def test_results_on_the_page_are_the_apis(live, ab_project, page_for):
     for variant in expected["variants"]:
         row = page.locator(f"[data-testid=ab-variant-row][data-variant={variant['name']}]")
         assert _number(row.get_by_test_id("ab-n").inner_text()) == variant["n"]
+        assert _number(row.get_by_test_id("ab-observations").inner_text()) == variant["observations"]
         assert _number(row.get_by_test_id("ab-value").inner_text()) == pytest.approx(variant["primary"]["mean"], rel=1e-5)
     (comparison,) = expected["comparisons"]
     row = page.locator("[data-testid=ab-comparison-row][data-variant=mini]")

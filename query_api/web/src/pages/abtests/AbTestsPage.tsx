@@ -22,7 +22,7 @@ interface Comparison {
 }
 interface Results {
   verdict: string; alpha_per_comparison: number; comparisons: Comparison[];
-  variants: { name: string; n: number; primary: { mean?: number | null; mean_ci?: (number | null)[]; rate?: number | null; rate_ci?: (number | null)[] } }[];
+  variants: { name: string; n: number; observations: number; primary: { mean?: number | null; mean_ci?: (number | null)[]; rate?: number | null; rate_ci?: (number | null)[] } }[];
 }
 
 const METRICS = ["latency", "cost", "error_rate", "score"];
@@ -114,10 +114,10 @@ function ResultsView({ r }: { r: Results }) {
     <div data-testid="ab-results">
       <p><strong data-testid="ab-verdict">{r.verdict}</strong> <span className="muted">α per comparison {fmtNumber(r.alpha_per_comparison, 3)}</span></p>
       <table className="list" aria-label="Variants">
-        <thead><tr><th>Variant</th><th>n</th><th>Primary metric</th><th>CI</th></tr></thead>
+        <thead><tr><th>Variant</th><th>Units</th><th>Observations</th><th>Primary metric (mean per unit)</th><th>CI</th></tr></thead>
         <tbody>{r.variants.map((v) => (
           <tr key={v.name} data-testid="ab-variant-row" data-variant={v.name}>
-            <td>{v.name}</td><td data-testid="ab-n">{fmtInt(v.n)}</td>
+            <td>{v.name}</td><td data-testid="ab-n">{fmtInt(v.n)}</td><td data-testid="ab-observations">{fmtInt(v.observations)}</td>
             <td data-testid="ab-value">{fmtNumber(v.primary.mean ?? v.primary.rate ?? null, 6)}</td>
             <td>{ci(v.primary.mean_ci ?? v.primary.rate_ci)}</td>
           </tr>))}</tbody>
