@@ -95,7 +95,7 @@ def _pair_test(binary: bool, a: np.ndarray, b: np.ndarray, lower: bool, alpha: f
     return compare_continuous(a, b, test="welch_t", lower_is_better=lower, alpha=alpha)
 
 
-def _mean(kind: str, values: np.ndarray) -> float | None:
+def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
@@ -153,7 +153,7 @@ def primary_comparison(test: dict[str, Any], obs: dict[str, Any], index: int, al
     out["significant"] = bool(significant)
     out["winner"] = (name if better else control_name) if significant else None
     if words is None:
-        a_mean, b_mean = _mean(kind, control), _mean(kind, variant)
+        a_mean, b_mean = _mean(control), _mean(variant)
         p = out["sequential"]["p_value"] if design["type"] == "sequential" else fixed["p_value"]
         if significant:
             words = (f"{name} is {'better' if better else 'worse'} than {control_name} on {kind} "
@@ -169,7 +169,7 @@ def guardrail_check(rule: dict[str, Any], obs: dict[str, Any], index: int, alpha
     kind, lower = rule["metric"], rule["direction"] == "decrease"
     control, variant = obs["value"][obs["variant"] == 0], obs["value"][obs["variant"] == index]
     out: dict[str, Any] = {"metric": kind, "score_name": rule.get("score_name"), "n": int(variant.size),
-                           "value": _mean(kind, variant), "control_value": _mean(kind, control)}
+                           "value": _mean(variant), "control_value": _mean(control)}
     if variant.size == 0 or (rule.get("max_relative_change") is not None and control.size == 0):
         return {**out, "status": "insufficient_data"}
     test = _pair_test(_binary(kind, obs), control, variant, lower, alpha)

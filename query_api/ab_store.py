@@ -193,6 +193,14 @@ async def list_tests(pg, project_id: str, status: str | None = None) -> list[dic
         return await cur.fetchall()
 
 
+async def served_tests(pg, project_id: str) -> list[dict[str, Any]]:
+    """Every test the SDKs serve (all but drafts, however many: a completed test serves its winner)."""
+    async with pg.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(f"SELECT {COLUMNS} FROM ab_tests WHERE project_id = %s AND status <> 'draft'", (project_id,))
+        return await cur.fetchall()
+
+
 async def get(pg, project_id: str, test_id: str, conn=None) -> dict[str, Any]:
     async def read(c) -> dict[str, Any] | None:
         cur = c.cursor(row_factory=dict_row)

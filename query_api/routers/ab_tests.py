@@ -53,7 +53,7 @@ async def sdk_config(project: AnyKeyProjectDep, services: ServicesDep) -> dict:
     """Served tests with their salt and hash-space segments (the assignment scheme is documented in
     ``query_api/ab_allocation.py``): running tests split traffic, stopped ones serve the control,
     completed ones their winner."""
-    return ab_store.sdk_config(await ab_store.list_tests(services.require_pg(), project.id))
+    return ab_store.sdk_config(await ab_store.served_tests(services.require_pg(), project.id))
 
 
 @router.get("/{test_id}")
