@@ -46,7 +46,7 @@ def fetch_observations(client, project_id: str, test: dict[str, Any], metric: di
     tagged = (f"project_id = {{p:String}} AND start_time >= {{since:DateTime64(6)}} "
               f"AND attributes['{TEST_KEY}'] = {{test:String}} AND attributes['{VARIANT_KEY}'] IN {{names:Array(String)}}")
     variant = f"indexOf({{names:Array(String)}}, attributes['{VARIANT_KEY}']) - 1"
-    kind = metric.get("kind") or metric.get("metric")
+    kind = str(metric.get("kind") or metric["metric"])  # a primary metric has kind, a guardrail metric
     if kind == "score":
         params["score"] = metric["score_name"]
         inner = (f"SELECT s.value AS v, toUnixTimestamp64Micro(s.timestamp) AS t, tr.variant AS variant, tr.unit AS unit "
