@@ -113,9 +113,11 @@ class ABClient:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._waited = False
+        self.forked = False  # set in a forked child (see _after_fork_in_child)
 
     def ensure_started(self) -> None:
         with self._lock:
+            self.forked = False
             if self._pid != os.getpid():  # forked: the parent's thread does not exist here
                 self._pid, self._thread = os.getpid(), None
             if self._thread is None and not self._stop.is_set():
@@ -177,6 +179,17 @@ _NOT_INITIALISED: Counter[str] = Counter()
 _last_tagged: list[Any] = [None, None]  # (span, unit key) of the last tagging
 
 
+def _after_fork_in_child() -> None:
+    state = _client._state
+    if state is not None and state.ab is not None:
+        state.ab.forked = True
+        state.ab._lock = threading.Lock()  # the parent's may have been held by another thread at fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _ab_client() -> ABClient | None:
     state = _client._state
     if state is None:
@@ -211,6 +224,8 @@ def variant(test: str, unit_id: Any, *, fallback: str = "control") -> Variant:
             tests = ab.tests
             if tests is None:
                 return _fallback(test, fallback, "no_configuration", ab)
+        elif ab.forked:  # a forked child keeps the parent's cache and restarts its own refresher
+            ab.ensure_started()
         spec = tests.get(test)
         if spec is None:
             return _fallback(test, fallback, "unknown_test", ab)

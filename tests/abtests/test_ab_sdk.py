@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -156,3 +157,24 @@ def test_cached_configuration_survives_the_server_going_away(stack, project):
         assert evalforge.stats()["ab"]["fetch_errors"] >= 1 and evalforge.stats()["ab"]["fallbacks"] == {}
     finally:
         evalforge.shutdown(1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_keeps_the_cache_and_refreshes_on_its_own(stack, sdk):
+    create(stack, sdk, "forking", {"control": 1, "treatment": 1})
+    assert evalforge.ab.refresh()
+    before = evalforge.stats()["ab"]["fetches"]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: a cached answer at once, then its own refresher thread fetches
+        try:
+            answer = evalforge.ab.variant("forking", unit_id="u-1").assigned
+            deadline = time.monotonic() + 20
+            while evalforge.stats()["ab"]["fetches"] <= before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.write(write, json.dumps([answer, evalforge.stats()["ab"]["fetches"] > before]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert json.loads(os.read(read, 1000)) == [True, True]
