@@ -150,9 +150,10 @@ COLUMNS = ("id, name, salt, status, variants, allocation, unit, primary_metric, 
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    """The API's view of a row: times as ISO strings, each variant with its current traffic share."""
+    """The API's view of a row: times as ISO strings, each variant with the share of units it is served
+    (a stopped test serves the control to all, a completed one its winner; ``weight`` keeps the split)."""
     out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
-    owned = ab_allocation.owned(row["allocation"], len(row["variants"]))
+    owned = ab_allocation.owned(served_segments(row), len(row["variants"]))
     out["variants"] = [{**v, "traffic": owned[i] / ab_allocation.BUCKETS} for i, v in enumerate(row["variants"])]
     return out
 
@@ -264,6 +265,15 @@ def ramp_change(body: RampIn):
     return change
 
 
+def served_segments(row: dict[str, Any]) -> list[list[int]]:
+    """The split while draft or running; afterwards everyone gets the control, or the winner."""
+    if row["status"] in ("draft", "running"):
+        return row["allocation"]
+    names = [v["name"] for v in row["variants"]]
+    serve = names.index(row["winner"]) if row["status"] == "completed" and row["winner"] in names else 0
+    return [[0, ab_allocation.BUCKETS, serve]]
+
+
 def sdk_config(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """What the SDKs cache: per served test its salt, segments and variants (see module doc)."""
     tests = {}
@@ -271,14 +281,8 @@ def sdk_config(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if row["status"] == "draft":
             continue
         variants = [{k: v[k] for k in ("name", "model", "prompt", "config") if k in v} for v in row["variants"]]
-        if row["status"] == "running":
-            segments = row["allocation"]
-        else:
-            names = [v["name"] for v in row["variants"]]
-            serve = names.index(row["winner"]) if row["status"] == "completed" and row["winner"] in names else 0
-            segments = [[0, ab_allocation.BUCKETS, serve]]
         tests[row["name"]] = {"id": row["id"], "status": row["status"], "salt": row["salt"],
-                              "tag": row["status"] == "running", "segments": segments, "variants": variants}
+                              "tag": row["status"] == "running", "segments": served_segments(row), "variants": variants}
     return {"buckets": ab_allocation.BUCKETS, "tests": tests}
 
 

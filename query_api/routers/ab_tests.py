@@ -114,8 +114,7 @@ async def preview_assignment(test_id: str, project: ProjectDep, services: Servic
     """Which variant a unit gets (the same answer the SDKs compute), for support and debugging."""
     with _errors():
         test = await ab_store.get(services.require_pg(), project.id, test_id)
-    served = ab_store.sdk_config([test])["tests"].get(test["name"])
-    segments = served["segments"] if served else test["allocation"]
     bucket = ab_allocation.bucket_of(test["salt"], unit_id)
-    index = next(s[2] for s in segments if s[0] <= bucket < s[1])
-    return {"unit_id": unit_id, "bucket": bucket, "variant": test["variants"][index]["name"], "served": bool(served)}
+    index = next(s[2] for s in ab_store.served_segments(test) if s[0] <= bucket < s[1])
+    return {"unit_id": unit_id, "bucket": bucket, "variant": test["variants"][index]["name"],
+            "served": test["status"] != "draft"}

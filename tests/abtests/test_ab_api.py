@@ -54,7 +54,8 @@ def test_lifecycle_and_what_the_sdk_is_served(project):
     assert served["tag"] is True and served["segments"] == [[0, 500_000, 0], [500_000, 1_000_000, 1]]
     assert served["variants"][1] == {"name": "mini", "model": "gpt-4o-mini", "config": {"temperature": 0.2}}
     assert project.post(f"/{tid}/start").status_code == 409  # already running
-    assert ok(project.post(f"/{tid}/stop"))["status"] == "stopped"
+    stopped = ok(project.post(f"/{tid}/stop"))
+    assert stopped["status"] == "stopped" and [v["traffic"] for v in stopped["variants"]] == [1, 0]
     served = ok(project.get("/sdk-config"))["tests"]["checkout"]
     assert served["segments"] == [[0, 1_000_000, 0]] and served["tag"] is False  # everyone gets the control
     assert project.post(f"/{tid}/ramp", {"weights": {"mini": 10}}).status_code == 409

@@ -71,6 +71,7 @@ def test_ramp_stop_and_winner_from_the_page(live, ab_project, page_for):
     page.get_by_test_id("ab-tests-table").get_by_text("control 75% · mini 25%").wait_for()
     page.get_by_role("button", name="Stop").click()
     page.get_by_test_id("ab-detail").get_by_text("· stopped").wait_for()
+    page.get_by_test_id("ab-tests-table").get_by_text("control 100% · mini 0%").wait_for()
     page.get_by_label("Winning variant").select_option("mini")
     page.get_by_role("button", name="Declare winner").click()
     page.get_by_test_id("ab-tests-table").get_by_text("completed (winner: mini)").wait_for()
@@ -78,7 +79,8 @@ def test_ramp_stop_and_winner_from_the_page(live, ab_project, page_for):
         final = api.get(f"/api/v1/ab-tests/{test['id']}").json()
     assert final["status"] == "completed" and final["winner"] == "mini"
     assert [e["action"] for e in final["history"]] == ["create", "ramp", "stop", "winner"]
-    assert [v["traffic"] for v in final["variants"]] == [0.75, 0.25]
+    assert [v["weight"] for v in final["variants"]] == [3, 1]
+    assert [v["traffic"] for v in final["variants"]] == [0, 1]  # the winner is served to everyone
     assert not page.js_errors
 
 
