@@ -8,6 +8,7 @@ Everything is a no-op until ``init``. Spans follow the OpenTelemetry GenAI seman
 are exported in the background over OTLP/HTTP; nothing here raises into, blocks, or slows your code.
 """
 
+from . import ab
 from ._client import flush, init, shutdown, stats
 from ._context import context
 from ._experiment import ExperimentError, ExperimentResult, arun_experiment, run_experiment
@@ -16,6 +17,7 @@ from ._wrap import instrument, wrap
 
 __all__ = [
     "init",
+    "ab",
     "wrap",
     "instrument",
     "observe",

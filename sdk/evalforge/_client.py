@@ -48,6 +48,9 @@ class Options:
     propagate_threads: bool = True
     attach_to_global_provider: bool = False
     enabled: bool = True
+    ab_refresh_interval: float = 30.0  # seconds between A/B configuration fetches (evalforge.ab)
+    ab_initial_wait: float = 0.5  # the first ab.variant() call of a process waits this long at most
+    ab_endpoint: str | None = None  # where /api/v1/ab-tests/sdk-config is served; default: endpoint
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,6 +62,7 @@ class State:
         self.endpoint = endpoint.rstrip("/")
         self.options = options
         self.stats = Stats()
+        self.ab: Any = None  # evalforge.ab's configuration cache, made on first use
         static: dict[str, Any] = {}
         if options.environment:
             static["evalforge.environment"] = options.environment
@@ -157,6 +161,9 @@ def init(api_key: str | None = None, endpoint: str | None = None, **options: Any
 
 
 def _shutdown_state(state: State, timeout: float, background: bool = False) -> None:
+    if state.ab is not None:
+        state.ab.stop()
+
     def run() -> None:
         with capture_internal_exceptions():
             state.processor.shutdown(int(timeout * 1000))
@@ -191,11 +198,13 @@ def shutdown(timeout: float = 2.0) -> None:
 
 
 def stats() -> dict[str, Any]:
-    """Delivery counters: ``exported``, ``dropped`` by reason, ``retried``, ``queued``, score counters."""
+    """Delivery counters: ``exported``, ``dropped`` by reason, ``retried``, ``queued``, score counters,
+    and ``ab``: the A/B configuration cache (fetches, errors, age, fallbacks served by reason)."""
+    from . import ab
+
     state = _state
-    if state is None:
-        return Stats().snapshot()
-    return state.stats.snapshot(queued=state.processor.queued())
+    snapshot = Stats().snapshot() if state is None else state.stats.snapshot(queued=state.processor.queued())
+    return {**snapshot, "ab": ab.stats()}
 
 
 def _atexit() -> None:
