@@ -150,10 +150,39 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
 
 @router.get("")
 async def list_experiments(project: ProjectDep, services: ServicesDep, limit: int = Query(100, ge=1, le=1000),
-                           dataset_id: str | None = Query(None, max_length=64)) -> dict:
+                           dataset_id: str | None = Query(None, max_length=64),
+                           summary: bool = Query(False, description="add each run's main score (mean, 95 % CI, n) and total cost")
+                           ) -> dict:
     """The project's experiments, newest first, with progress; ``dataset_id`` filters."""
     async with services.require_pg().connection() as conn:
-        return {"experiments": await store.list_for(conn, project.id, limit, dataset_id)}
+        experiments = await store.list_for(conn, project.id, limit if not summary else min(limit, _MAX_SUMMARIZED), dataset_id)
+        if summary:
+            results = {e["id"]: await store.results(conn, e["id"]) for e in experiments}
+    if summary:
+        await asyncio.to_thread(_add_main_scores, experiments, results, services, project.id)
+    return {"experiments": experiments}
+
+
+_MAX_SUMMARIZED = 200  # a list with summaries reads every listed run's results
+
+
+def _add_main_scores(experiments: list[dict[str, Any]], results: dict[str, list[dict[str, Any]]], services,
+                     project_id: str) -> None:
+    """The list's one-line summary: the run's main score (the one most of its results carry, as the
+    leaderboard picks it) with its bootstrap CI, and the total cost."""
+    from evaluators.leaderboard import primary_score
+
+    for exp in experiments:
+        rs = results[exp["id"]]
+        if exp["kind"] == "client":
+            _usage_from_traces(services, project_id, rs)
+        name = primary_score({exp["id"]: rs}, None)
+        values = [v for _, _, v, _ in stats.score_values(rs).get(name or "", [])]
+        low, high = stats.mean_ci(values)
+        exp["main_score"] = {"name": name, "mean": sum(values) / len(values), "ci_low": low, "ci_high": high,
+                             "n": len(values)} if values else None
+        costs = [r["cost"] for r in rs if r.get("cost") is not None]
+        exp["cost"] = float(sum(costs)) if costs else None
 
 
 @router.get("/{experiment_id}")

@@ -14,6 +14,9 @@ export const PAGES: PageDef[] = [
   { path: "dashboard", label: "Dashboard", component: lazy(() => import("./pages/dashboard/DashboardPage")) },
   { path: "compare", label: "Compare", component: lazy(() => import("./pages/compare/ComparePage")) },
   { path: "evaluations", label: "Evaluations", component: lazy(() => import("./pages/evaluations/EvaluationsPage")) },
+  { path: "datasets", label: "Datasets", component: lazy(() => import("./pages/datasets/DatasetsPage")) },
+  { path: "experiments", label: "Experiments", component: lazy(() => import("./pages/experiments/ExperimentsPage")) },
+  { path: "leaderboards", label: "Leaderboards", component: lazy(() => import("./pages/leaderboards/LeaderboardsPage")) },
   { path: "alerts", label: "Alerts", component: lazy(() => import("./pages/alerts/AlertsPage")) },
   { path: "settings", label: "Settings", component: lazy(() => import("./pages/settings/SettingsPage")) },
 ];
@@ -22,5 +25,8 @@ export const PAGES: PageDef[] = [
 export const SUBPAGES = [
   { path: "traces/:traceId", component: lazy(() => import("./pages/trace/TraceDetailPage")) },
   { path: "sessions/:sessionId", component: lazy(() => import("./pages/sessions/SessionPage")) },
+  { path: "datasets/:datasetId", component: lazy(() => import("./pages/datasets/DatasetPage")) },
+  { path: "experiments/compare", component: lazy(() => import("./pages/experiments/CompareRunsPage")) },
+  { path: "experiments/:experimentId", component: lazy(() => import("./pages/experiments/ExperimentPage")) },
   { path: "users/:userId", component: lazy(() => import("./pages/sessions/UserPage")) },
 ];
