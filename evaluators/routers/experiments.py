@@ -337,9 +337,7 @@ async def compare(body: CompareIn, project: ProjectDep, services: ServicesDep) -
             runs.append({"id": eid, "name": exp["name"], "exp": exp, "results": await store.results(conn, eid)})
     first = runs[0]["exp"]
     for i, run in enumerate(runs[1:], 1):
-        e = run["exp"]
-        if (e["dataset_id"], e["dataset_version"], e["benchmark"], e["split"]) != (
-                first["dataset_id"], first["dataset_version"], first["benchmark"], first["split"]):
+        if not store.same_items(run["exp"], first):
             raise HTTPException(400, f"experiment_ids[{i}]: ran on other items than experiment_ids[0] "
                                      "(dataset version, split or benchmark draw differ)")
     result = await asyncio.to_thread(stats.compare, runs)

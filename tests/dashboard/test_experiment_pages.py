@@ -162,6 +162,7 @@ def test_run_page_numbers_equal_the_api_and_an_item_links_to_its_trace(live, run
     assert page.get_by_test_id("row-count").inner_text() == f"{N_ITEMS} rows"
     first = page.locator("[data-testid=result-row]").first
     assert "matches the expected output" in first.inner_text()
+    page.screenshot(path="/tmp/dash-experiment.png")
     first.get_by_test_id("trace-link").click()
     page.wait_for_url(f"**/projects/{runs.project_id}/traces/{runs.traced_item_trace}")
     page.get_by_test_id("span-tree").wait_for()
@@ -185,6 +186,7 @@ def test_compare_shows_the_compare_apis_p_value_and_filters_regressed_items(live
     assert row.get_by_test_id("p-value").inner_text() == _js_precision4(metric["p_value"])
     assert row.get_by_test_id("verdict").inner_text() == ("significant at 95 %" if metric["p_value"] < 0.05 else "not significant")
     assert "exact McNemar" in row.inner_text()
+    page.screenshot(path="/tmp/dash-compare-runs.png")
     page.get_by_label("Show").select_option("regressed")
     page.wait_for_url("**change=regressed**")
     page.get_by_test_id("row-count").filter(has_text=f"{metric['regressed']} rows").wait_for()
@@ -204,4 +206,5 @@ def test_leaderboard_order_equals_the_apis(live, runs, page_for):
     assert shown == [e["entry"] for e in board["entries"]]
     bt = page.locator("[data-testid=bt-row]").evaluate_all("rs => rs.map(r => r.dataset.entry)")
     assert bt == [r["entry"] for r in board["bradley_terry"]]
+    page.screenshot(path="/tmp/dash-leaderboard.png")
     assert not page.js_errors
