@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.bus import TOPIC_EXPERIMENT_JOBS, BusUnavailable
 from core.deps import ProjectDep, ServicesDep
+from core.request_guard import checks_nul_per_item
 from evaluators import benchmarks
 from evaluators import datasets as dataset_store
 from evaluators.experiments import stats, store
@@ -249,6 +250,7 @@ async def cancel(experiment_id: str, project: ProjectDep, services: ServicesDep)
 
 
 @router.post("/{experiment_id}/results", status_code=202)
+@checks_nul_per_item  # _unstorable names a result holding NUL; the others are kept
 async def record_results(experiment_id: str, body: ResultsIn, project: ProjectDep, services: ServicesDep) -> dict:
     """Client-side runs (SDK): results per item x repetition. Retries are idempotent; bad rows are
     listed in ``rejected`` and the rest kept."""
