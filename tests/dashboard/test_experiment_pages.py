@@ -207,4 +207,9 @@ def test_leaderboard_order_equals_the_apis(live, runs, page_for):
     bt = page.locator("[data-testid=bt-row]").evaluate_all("rs => rs.map(r => r.dataset.entry)")
     assert bt == [r["entry"] for r in board["bradley_terry"]]
     page.screenshot(path="/tmp/dash-leaderboard.png")
+    # the pairwise judge form: a judge URL the egress guard refuses is an inline error naming the field
+    page.get_by_text("Judge the entries pairwise").click()
+    page.get_by_label("Base URL (optional)").fill("http://169.254.169.254/v1")
+    page.get_by_role("button", name="Judge", exact=True).click()
+    assert "judge.base_url" in page.get_by_role("alert").inner_text()
     assert not page.js_errors

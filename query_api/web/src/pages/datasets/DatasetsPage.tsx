@@ -37,7 +37,7 @@ export default function DatasetsPage() {
   };
   return (
     <div className="page">
-      <h1>Datasets</h1>
+      <div className="page-head"><h1>Datasets</h1></div>
       <Resource q={list} what="datasets">{(d) => d.datasets.length === 0 ? <p className="muted">No datasets yet.</p> : (
         <table className="list" data-testid="datasets-table"><thead><tr><th>Name</th><th>Items</th><th>Version</th><th>Updated</th></tr></thead>
           <tbody>{d.datasets.map((ds) => (

@@ -53,7 +53,7 @@ export default function CompareRunsPage() {
   const toggle = (id: string) => setParams(withParam(params, "ids", ids.includes(id) ? ids.filter((x) => x !== id) : [...ids, id]));
   return (
     <div className="page">
-      <h1>Compare runs</h1>
+      <div className="page-head"><h1>Compare runs</h1></div>
       <details open={ids.length < 2}>
         <summary>Runs ({ids.length} chosen; the first is the baseline)</summary>
         <Resource q={runs} what="experiments">{() => (

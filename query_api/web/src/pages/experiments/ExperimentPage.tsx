@@ -78,7 +78,7 @@ export default function ExperimentPage() {
       <h2>Items</h2>
       <Resource q={items} what="results">{(d) => (
         <VirtualTable rows={d.items} columns={columns} rowId={(r) => `${r.item_id}:${r.repetition}`} label="Experiment items" testId="results-table" rowTestId="result-row"
-                      widths={{ input: "minmax(180px, 2fr)", output: "minmax(160px, 2fr)", expected: "minmax(120px, 1fr)", scores: "minmax(160px, 1.5fr)", latency: "80px", cost: "80px", error: "minmax(80px, 1fr)", trace: "100px" }} />
+                      widths={{ input: "minmax(180px, 2fr)", output: "minmax(160px, 2fr)", expected: "minmax(120px, 1fr)", scores: "minmax(160px, 1.5fr)", latency: "80px", cost: "100px", error: "minmax(80px, 1fr)", trace: "100px" }} />
       )}</Resource>
     </div>
   );

@@ -1,8 +1,10 @@
+import { FormEvent } from "react";
 import { Link, useSearchParams } from "react-router";
-import { keepPreviousData, useQuery } from "@tanstack/react-query";
+import { keepPreviousData, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../../api";
 import { useProject } from "../../session";
 import { Resource } from "../../components/Resource";
+import { ErrorBox } from "../../components/ErrorBox";
 import { fmtCi, fmtCost, fmtMs, fmtNumber } from "../../lib/format";
 import { DatasetRow } from "../datasets/DatasetsPage";
 
@@ -11,6 +13,11 @@ interface Entry {
   ci_low: number | null; ci_high: number | null; n: number; cost_per_1000_items: number | null; latency_p50_ms: number | null;
 }
 interface Rating { entry: string; elo: number; elo_ci_low: number; elo_ci_high: number; comparisons: number; wins: number }
+interface PairwiseResult {
+  judge: string; calls: number; complete: boolean; stopped: { reason: string; retry_after: number | null } | null;
+  errors: Array<{ item_id: string; error: string }>;
+  pairs: Array<{ experiment_a: string; experiment_b: string; judged_now: number; wins_a: number; wins_b: number; ties: number }>;
+}
 interface Board { score: string | null; entries: Entry[]; bradley_terry: Rating[]; bradley_terry_source?: "judge" | "scores" }
 
 /** Models / agents on one dataset (``?dataset_id=``) or benchmark (``?benchmark=``): ranked by score
@@ -56,6 +63,7 @@ export default function LeaderboardsPage() {
                   <td>{fmtCost(e.cost_per_1000_items)}</td><td>{fmtMs(e.latency_p50_ms)}</td>
                   <td><Link to={`/projects/${projectId}/experiments/${e.experiment_id}`}>{e.experiment_name}</Link></td></tr>))}</tbody>
             </table>
+            {b.entries.length > 1 && <PairwiseForm experimentIds={b.entries.map((e) => e.experiment_id)} />}
             {b.bradley_terry.length > 0 && (
               <>
                 <h2>Bradley–Terry ratings <span className="muted small">
@@ -72,5 +80,46 @@ export default function LeaderboardsPage() {
         )}</Resource>
       )}
     </div>
+  );
+}
+
+/** Ask a judge model which run answered each item better (both orders; disagreement = a tie): the
+ * ratings above then come from its verdicts. Synchronous; when the judge rate limit stops it early,
+ * running it again continues. */
+function PairwiseForm({ experimentIds }: { experimentIds: string[] }) {
+  const { projectId } = useProject();
+  const qc = useQueryClient();
+  const run = useMutation({
+    mutationFn: (body: unknown) => api<PairwiseResult>("/leaderboards/pairwise", { method: "POST", body, project: projectId }),
+    onSuccess: () => qc.invalidateQueries({ queryKey: ["leaderboard", projectId] }),
+  });
+  const submit = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget);
+    const judge: Record<string, unknown> = { provider: f.get("provider"), model: f.get("model") };
+    if (f.get("base_url")) judge.base_url = f.get("base_url");
+    if (f.get("rubric")) judge.rubric = f.get("rubric");
+    run.mutate({ experiment_ids: experimentIds, judge, limit: Number(f.get("limit")) });
+  };
+  return (
+    <details>
+      <summary>Judge the entries pairwise</summary>
+      <form className="score-form" onSubmit={submit} aria-label="Pairwise judge">
+        <label>Provider<select name="provider" defaultValue="openai"><option value="openai">OpenAI-compatible</option><option value="anthropic">Anthropic</option></select></label>
+        <label>Judge model<input name="model" required defaultValue="gpt-4o-mini" /></label>
+        <label>Base URL (optional)<input name="base_url" type="url" /></label>
+        <label className="grow">Criteria (optional)<input name="rubric" /></label>
+        <label>Items per pair<input name="limit" type="number" min={1} max={1000} defaultValue={20} /></label>
+        <button type="submit" disabled={run.isPending}>{run.isPending ? "Judging…" : "Judge"}</button>
+      </form>
+      {run.error && <ErrorBox error={run.error} />}
+      {run.data && (
+        <div role="status" data-testid="pairwise-result">
+          {run.data.calls} judge calls by {run.data.judge}; {run.data.pairs.reduce((n, p) => n + p.judged_now, 0)} new verdicts.
+          {run.data.stopped && <> Stopped early ({run.data.stopped.reason}): run it again to continue.</>}
+          {run.data.errors.length > 0 && <ul>{run.data.errors.slice(0, 10).map((e, i) => <li key={i} className="error-text">{e.item_id}: {e.error}</li>)}</ul>}
+        </div>
+      )}
+    </details>
   );
 }
