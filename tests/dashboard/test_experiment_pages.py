@@ -213,3 +213,29 @@ def test_leaderboard_order_equals_the_apis(live, runs, page_for):
     page.get_by_role("button", name="Judge", exact=True).click()
     assert "judge.base_url" in page.get_by_role("alert").inner_text()
     assert not page.js_errors
+
+
+def test_run_page_shows_live_progress_and_cancels(live, runs, page_for):
+    with live.api(runs.key) as api:
+        exp = api.post("/api/v1/experiments", json={"name": "live run", "dataset_id": runs.dataset_id}).json()
+        items = exp["items"]
+
+        def record(chunk):
+            r = api.post(f"/api/v1/experiments/{exp['id']}/results", json={"results": [
+                {"item_id": i["id"], "output": i["expected_output"], "scores": [{"name": "exact_match", "value": 1.0}]}
+                for i in chunk]})
+            assert r.status_code == 202, r.text
+
+        record(items[:5])
+        page = page_for(runs.key)
+        page.goto(f"/projects/{runs.project_id}/experiments/{exp['id']}")
+        assert page.get_by_test_id("status").inner_text() == "running"
+        page.get_by_test_id("progress").filter(has_text=f"5 / {N_ITEMS}").wait_for()
+        record(items[5:12])  # the page polls: no reload
+        page.get_by_test_id("progress").filter(has_text=f"12 / {N_ITEMS}").wait_for()
+        page.get_by_test_id("row-count").filter(has_text="12 rows").wait_for()
+        page.get_by_role("button", name="Cancel run").click()
+        page.get_by_test_id("status").filter(has_text="cancelled").wait_for()
+        assert api.get(f"/api/v1/experiments/{exp['id']}").json()["status"] == "cancelled"
+        assert page.get_by_role("button", name="Cancel run").count() == 0
+    assert not page.js_errors

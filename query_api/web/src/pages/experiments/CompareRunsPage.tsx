@@ -9,6 +9,7 @@ import { JsonTree } from "../../components/JsonTree";
 import { VirtualTable } from "../../components/VirtualTable";
 import { fmtCi, fmtNumber, fmtP } from "../../lib/format";
 import { withParam } from "../../lib/url";
+import { ALPHA, decidingP, significance } from "../../lib/significance";
 import { Experiment, ranOn } from "./types";
 
 interface Metric {
@@ -20,15 +21,7 @@ interface Comparison { baseline: string; experiment: string; name: string; metri
 interface ItemRow { item_id: string; input: unknown; expected_output: unknown; runs: Record<string, { output: unknown; error: string | null; trace_id: string | null; scores: Record<string, number> }> }
 interface CompareResult { baseline: string; comparisons: Comparison[]; items: ItemRow[]; experiments: Array<{ id: string; name: string; status: string }> }
 
-const ALPHA = 0.05;
 const TESTS: Record<string, string> = { mcnemar_exact: "exact McNemar", wilcoxon: "Wilcoxon signed-rank" };
-
-/** The p-value a verdict rests on: Holm-adjusted when more than two runs are compared. */
-export function decidingP(m: Metric): number { return m.p_value_holm ?? m.p_value; }
-
-export function significance(m: Metric): string {
-  return decidingP(m) < ALPHA ? "significant at 95 %" : "not significant";
-}
 
 /** 2..N runs on the same items (``?ids=`` repeated; the first is the baseline): per-metric paired
  * tests, and per item the runs side by side with an improved / regressed / unchanged filter. */
