@@ -149,6 +149,9 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
     return out
 
 
+_MAX_SUMMARIZED = 200  # a list with summaries reads every listed run's results
+
+
 @router.get("")
 async def list_experiments(project: ProjectDep, services: ServicesDep, limit: int = Query(100, ge=1, le=1000),
                            dataset_id: str | None = Query(None, max_length=64),
@@ -164,13 +167,12 @@ async def list_experiments(project: ProjectDep, services: ServicesDep, limit: in
     return {"experiments": experiments}
 
 
-_MAX_SUMMARIZED = 200  # a list with summaries reads every listed run's results
-
 
 def _add_main_scores(experiments: list[dict[str, Any]], results: dict[str, list[dict[str, Any]]], services,
                      project_id: str) -> None:
     """The list's one-line summary: the run's main score (the one most of its results carry, as the
-    leaderboard picks it) with its bootstrap CI, and the total cost."""
+    leaderboard picks it) with its bootstrap CI (finished runs only: a running one is polled, and its
+    CI would change anyway), and the total cost."""
     from evaluators.leaderboard import primary_score
 
     for exp in experiments:
@@ -179,7 +181,7 @@ def _add_main_scores(experiments: list[dict[str, Any]], results: dict[str, list[
             _usage_from_traces(services, project_id, rs)
         name = primary_score({exp["id"]: rs}, None)
         values = [v for _, _, v, _ in stats.score_values(rs).get(name or "", [])]
-        low, high = stats.mean_ci(values)
+        low, high = stats.mean_ci(values) if exp["status"] in store.FINISHED else (None, None)
         exp["main_score"] = {"name": name, "mean": sum(values) / len(values), "ci_low": low, "ci_high": high,
                              "n": len(values)} if values else None
         costs = [r["cost"] for r in rs if r.get("cost") is not None]

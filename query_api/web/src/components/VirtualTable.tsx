@@ -12,12 +12,13 @@ export function VirtualTable<T>({ rows, columns, rowId, label, testId, rowTestId
   const scroller = useRef<HTMLDivElement>(null);
   const virtual = useVirtualizer({ count: rows.length, getScrollElement: () => scroller.current, estimateSize: () => estimate, overscan: 8 });
   const cols = table.getVisibleLeafColumns();
+  const headers = table.getHeaderGroups()[0]?.headers ?? [];
   const grid = cols.map((c) => widths?.[c.id] ?? "minmax(80px, 1fr)").join(" ");
   const modelRows = table.getRowModel().rows;
   return (
     <div className="table" role="grid" aria-label={label} aria-rowcount={rows.length} data-testid={testId}>
       <div className="thead" role="row" style={{ gridTemplateColumns: grid }}>
-        {cols.map((c) => <div role="columnheader" key={c.id}>{flexRender(c.columnDef.header, { column: c, header: undefined, table } as never)}</div>)}
+        {headers.map((h) => <div role="columnheader" key={h.id}>{flexRender(h.column.columnDef.header, h.getContext())}</div>)}
       </div>
       <div className="tbody" ref={scroller}>
         <div style={{ height: virtual.getTotalSize(), position: "relative" }}>

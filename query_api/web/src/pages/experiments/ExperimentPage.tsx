@@ -1,4 +1,4 @@
-import { useMemo } from "react";
+import { useEffect, useMemo, useRef } from "react";
 import { Link, useParams } from "react-router";
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { ColumnDef } from "@tanstack/react-table";
@@ -22,9 +22,12 @@ export default function ExperimentPage() {
   const exp = useQuery({
     queryKey: ["experiment", projectId, experimentId],
     // While running, skip the bootstrap CIs: a poll stays cheap; the finished run gets them.
-    queryFn: ({ signal, client }) => {
+    queryFn: async ({ signal, client }) => {
       const prev = client.getQueryData<Experiment>(["experiment", projectId, experimentId]);
-      return api<Experiment>(`/experiments/${experimentId}`, { project: projectId, params: { ci: prev && RUNNING.has(prev.status) ? "false" : undefined }, signal });
+      const cheap = prev !== undefined && RUNNING.has(prev.status);
+      const got = await api<Experiment>(`/experiments/${experimentId}`, { project: projectId, params: { ci: cheap ? "false" : undefined }, signal });
+      // It just finished: read it once more with its CIs (no further poll would).
+      return cheap && !RUNNING.has(got.status) ? api<Experiment>(`/experiments/${experimentId}`, { project: projectId, signal }) : got;
     },
     refetchInterval: (q) => (q.state.data && RUNNING.has(q.state.data.status) ? POLL_MS : false),
     placeholderData: keepPreviousData,
@@ -36,6 +39,12 @@ export default function ExperimentPage() {
     refetchInterval: running ? POLL_MS * 2 : false,
     placeholderData: keepPreviousData,
   });
+  // The last poll may have missed the final results: read them once more when the run stops.
+  const wasRunning = useRef(false);
+  useEffect(() => {
+    if (wasRunning.current && !running) items.refetch();
+    wasRunning.current = running;
+  }, [running]); // eslint-disable-line react-hooks/exhaustive-deps
   const cancel = useMutation({
     mutationFn: () => api(`/experiments/${experimentId}/cancel`, { method: "POST", project: projectId }),
     onSuccess: () => qc.invalidateQueries({ queryKey: ["experiment", projectId, experimentId] }),

@@ -20,7 +20,8 @@ export default function ExperimentsPage() {
   const list = useQuery({
     queryKey: ["experiments", projectId, datasetId],
     queryFn: ({ signal }) => api<{ experiments: Experiment[] }>("/experiments", { project: projectId, params: { dataset_id: datasetId, summary: true, limit: 100 }, signal }),
-    refetchInterval: (q) => (q.state.data?.experiments.some((e) => RUNNING.has(e.status)) ? 2000 : false),
+    // Each poll summarises every listed run: slower than the run page's, which is the live view.
+    refetchInterval: (q) => (q.state.data?.experiments.some((e) => RUNNING.has(e.status)) ? 5000 : false),
   });
   const datasets = useQuery({ queryKey: ["datasets", projectId], queryFn: () => api<{ datasets: DatasetRow[] }>("/datasets", { project: projectId }) });
   const names = new Map((datasets.data?.datasets ?? []).map((d) => [d.id, d.name]));

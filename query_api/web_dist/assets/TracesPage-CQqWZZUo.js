@@ -1,4 +1,4 @@
-import{r as p,j as t,u as T,a as E,b as V,L as b,E as D,c as O,k as F,d as U}from"./index-bytxkBqq.js";import{u as q}from"./useInfiniteQuery-Cn0nrU3C.js";import{u as z,f as B,g as H}from"./index-BZHh_5-i.js";import{u as K}from"./index-C0NAfRqg.js";import{R as G,a as N,w as h}from"./url-BMDvwADe.js";import{f as Q,a as W,b as X,c as Y,d as J}from"./format-cMAlFzRd.js";function Z(){const s=window.location.origin,i=`pip install evalforge   # or: pip install ./sdk
+import{r as p,j as t,u as T,a as E,b as V,L as b,E as D,c as O,k as F,d as U}from"./index-DX8E1Sdz.js";import{u as q}from"./useInfiniteQuery-CeZxFM39.js";import{u as z,f as B,g as H}from"./index-D2cjbt9G.js";import{u as K}from"./index-cU8P08oW.js";import{R as G,a as N,w as h}from"./url-BMDvwADe.js";import{f as Q,a as W,b as X,c as Y,d as J}from"./format-cMAlFzRd.js";function Z(){const s=window.location.origin,i=`pip install evalforge   # or: pip install ./sdk
 
 import evalforge
 from openai import OpenAI
