@@ -5,7 +5,9 @@
   (or any later listing). Every router that is not ingest (whose spans and scores go to ClickHouse,
   where NUL is data, and which bounds depth itself) gets this dependency: a NUL anywhere in the JSON
   or form body, the query or the path, or a JSON body nested more than 64 levels, is a 400 naming
-  the field before the handler runs.
+  the field before the handler runs. A batch endpoint that checks every item itself (keeping the good
+  items and naming the bad ones, as ingest does) opts out of the NUL check with
+  :func:`checks_nul_per_item`; the depth check still applies.
 - :func:`install_failure_handlers`: a part that times out (Redis, PostgreSQL, the bus) is 503 +
   Retry-After, not a 500; a client that hangs up mid-upload is one log line.
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -55,6 +58,16 @@ def _find_nul(value: Any, path: str, depth: int = 0) -> str | None:
     return None
 
 
+_PER_ITEM = "evalforge_checks_nul_per_item"
+
+
+def checks_nul_per_item(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks a batch route that refuses NUL characters item by item itself (apply it under the route
+    decorator): one bad item must not cost the client the whole batch."""
+    setattr(endpoint, _PER_ITEM, True)
+    return endpoint
+
+
 def _refuse(field: str) -> HTTPException:
     shown = field.replace("\x00", "\\0")
     return HTTPException(400, f"{shown}: must not contain a NUL character (\\u0000)")
@@ -74,7 +87,8 @@ async def check_request(request: Request) -> None:
     if "json" not in content_type and "x-www-form-urlencoded" not in content_type:
         return
     body = await request.body()  # cached: the handler's own body parsing read it already
-    has_nul = b"\\u0000" in body or b"\x00" in body or b"%00" in body
+    per_item = getattr(request.scope.get("endpoint"), _PER_ITEM, False)
+    has_nul = not per_item and (b"\\u0000" in body or b"\x00" in body or b"%00" in body)
     may_be_deep = body.count(b"[") + body.count(b"{") > _MAX_DEPTH  # a cheap upper bound of the depth
     if not (has_nul or may_be_deep):
         return
@@ -89,8 +103,8 @@ async def check_request(request: Request) -> None:
         if "depth" in str(exc):
             raise HTTPException(400, f"body: nested more than {_MAX_DEPTH} levels deep") from None
         return  # the handler's validation reports it
-    field = _find_nul(payload, "")
-    if field is not None:
+    field = _find_nul(payload, "")  # also the depth check, which per-item routes keep
+    if field is not None and not per_item:
         raise _refuse(field or "body")
 
 

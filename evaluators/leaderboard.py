@@ -2,8 +2,10 @@
 
 An entry is a target's latest completed experiment on the dataset or benchmark: its mean score with
 the experiments' own 95 % bootstrap CI (``stats.mean_ci``) and n, cost per 1,000 items and p50
-latency. Pairwise comparisons: on every item two entries both answered, the higher per-item score wins
-(equal: a tie, half a win each) — the same verdicts a pairwise judge gives. Bradley–Terry strengths
+latency. Pairwise comparisons: the stored verdicts of a pairwise LLM judge between the entries' runs
+(``evaluators.pairwise``) when there are any (``bradley_terry_source: "judge"``); otherwise, on every
+item two entries both answered, the higher per-item score wins (equal: a tie, half a win each;
+``"scores"``). Bradley–Terry strengths
 are the maximum-likelihood fit of P(i beats j) = 1 / (1 + exp(θj − θi)) (scipy L-BFGS, θ centred on
 0), reported also on the familiar Elo scale; their CIs are percentile bootstraps over the comparisons.
 """
@@ -99,6 +101,20 @@ def item_comparisons(results_by_entry: dict[str, list[dict[str, Any]]], score: s
     return out
 
 
+_OUTCOME = {"a": 1.0, "b": 0.0, "tie": 0.5}
+
+
+def verdict_comparisons(verdicts: list[dict[str, Any]], label_of: dict[str, str]) -> list[tuple[str, str, float]]:
+    """Stored pairwise judge verdicts ({experiment_a, experiment_b, winner}) between the runs in
+    ``label_of`` (experiment id -> entry) as (a, b, outcome for a)."""
+    out = []
+    for v in verdicts:
+        a, b = label_of.get(v["experiment_a"]), label_of.get(v["experiment_b"])
+        if a is not None and b is not None and a != b:
+            out.append((a, b, _OUTCOME[v["winner"]]))
+    return out
+
+
 def _fit(n_players: int, i: np.ndarray, j: np.ndarray, w: np.ndarray) -> np.ndarray:
     """ML Bradley–Terry log-strengths for comparisons i vs j where i scored ``w`` (ties = 0.5)."""
 
@@ -143,13 +159,20 @@ def bradley_terry(comparisons: list[tuple[str, str, float]], *, rounds: int = BO
 
 
 def leaderboard(experiments: list[dict[str, Any]], results: dict[str, list[dict[str, Any]]],
-                score: str | None = None) -> dict[str, Any]:
-    """``experiments`` newest first (completed ones); ``results`` by experiment id."""
+                score: str | None = None, verdicts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``experiments`` newest first (completed ones); ``results`` by experiment id; ``verdicts`` the
+    stored pairwise judge verdicts between them."""
     latest: dict[str, dict[str, Any]] = {}
     for exp in experiments:
         latest.setdefault(entry_label(exp), exp)
     by_entry = {label: results.get(exp["id"], []) for label, exp in latest.items()}
     name = primary_score(by_entry, score)
     rows = rank([entry_row(label, exp, by_entry[label], name) for label, exp in latest.items()])
-    pairwise = bradley_terry(item_comparisons(by_entry, name)) if name and len(by_entry) > 1 else []
-    return {"score": name, "entries": rows, "bradley_terry": pairwise}
+    judged = verdict_comparisons(verdicts or [], {exp["id"]: label for label, exp in latest.items()})
+    if judged:
+        pairwise, source = bradley_terry(judged), "judge"
+    elif name and len(by_entry) > 1:
+        pairwise, source = bradley_terry(item_comparisons(by_entry, name)), "scores"
+    else:
+        pairwise, source = [], None
+    return {"score": name, "entries": rows, "bradley_terry": pairwise, "bradley_terry_source": source}

@@ -147,6 +147,12 @@ async def results(conn, experiment_id: str, *, offset: int = 0, limit: int | Non
     return [dict(zip(RESULT_COLUMNS, r)) for r in rows]
 
 
+def same_items(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two experiments ran on the same items: dataset version, split and benchmark draw all equal."""
+    key = ("dataset_id", "dataset_version", "benchmark", "split")
+    return all(a[k] == b[k] for k in key)
+
+
 def benchmark_item_id(item: dict[str, Any]) -> str:
     """A benchmark item's id: from its content, so the same question has the same id in every draw."""
     return hashlib.sha256(orjson.dumps(item["input"], option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

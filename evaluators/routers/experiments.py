@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.bus import TOPIC_EXPERIMENT_JOBS, BusUnavailable
 from core.deps import ProjectDep, ServicesDep
+from core.request_guard import checks_nul_per_item
 from evaluators import benchmarks
 from evaluators import datasets as dataset_store
 from evaluators.experiments import stats, store
@@ -148,12 +149,43 @@ async def create_experiment(body: ExperimentIn, project: ProjectDep, services: S
     return out
 
 
+_MAX_SUMMARIZED = 200  # a list with summaries reads every listed run's results
+
+
 @router.get("")
 async def list_experiments(project: ProjectDep, services: ServicesDep, limit: int = Query(100, ge=1, le=1000),
-                           dataset_id: str | None = Query(None, max_length=64)) -> dict:
+                           dataset_id: str | None = Query(None, max_length=64),
+                           summary: bool = Query(False, description="add each run's main score (mean, 95 % CI, n) and total cost")
+                           ) -> dict:
     """The project's experiments, newest first, with progress; ``dataset_id`` filters."""
     async with services.require_pg().connection() as conn:
-        return {"experiments": await store.list_for(conn, project.id, limit, dataset_id)}
+        experiments = await store.list_for(conn, project.id, limit if not summary else min(limit, _MAX_SUMMARIZED), dataset_id)
+        if summary:
+            results = {e["id"]: await store.results(conn, e["id"]) for e in experiments}
+    if summary:
+        await asyncio.to_thread(_add_main_scores, experiments, results, services, project.id)
+    return {"experiments": experiments}
+
+
+
+def _add_main_scores(experiments: list[dict[str, Any]], results: dict[str, list[dict[str, Any]]], services,
+                     project_id: str) -> None:
+    """The list's one-line summary: the run's main score (the one most of its results carry, as the
+    leaderboard picks it) with its bootstrap CI (finished runs only: a running one is polled, and its
+    CI would change anyway), and the total cost."""
+    from evaluators.leaderboard import primary_score
+
+    for exp in experiments:
+        rs = results[exp["id"]]
+        if exp["kind"] == "client":
+            _usage_from_traces(services, project_id, rs)
+        name = primary_score({exp["id"]: rs}, None)
+        values = [v for _, _, v, _ in stats.score_values(rs).get(name or "", [])]
+        low, high = stats.mean_ci(values) if exp["status"] in store.FINISHED else (None, None)
+        exp["main_score"] = {"name": name, "mean": sum(values) / len(values), "ci_low": low, "ci_high": high,
+                             "n": len(values)} if values else None
+        costs = [r["cost"] for r in rs if r.get("cost") is not None]
+        exp["cost"] = float(sum(costs)) if costs else None
 
 
 @router.get("/{experiment_id}")
@@ -220,6 +252,7 @@ async def cancel(experiment_id: str, project: ProjectDep, services: ServicesDep)
 
 
 @router.post("/{experiment_id}/results", status_code=202)
+@checks_nul_per_item  # _unstorable names a result holding NUL; the others are kept
 async def record_results(experiment_id: str, body: ResultsIn, project: ProjectDep, services: ServicesDep) -> dict:
     """Client-side runs (SDK): results per item x repetition. Retries are idempotent; bad rows are
     listed in ``rejected`` and the rest kept."""
@@ -308,9 +341,7 @@ async def compare(body: CompareIn, project: ProjectDep, services: ServicesDep) -
             runs.append({"id": eid, "name": exp["name"], "exp": exp, "results": await store.results(conn, eid)})
     first = runs[0]["exp"]
     for i, run in enumerate(runs[1:], 1):
-        e = run["exp"]
-        if (e["dataset_id"], e["dataset_version"], e["benchmark"], e["split"]) != (
-                first["dataset_id"], first["dataset_version"], first["benchmark"], first["split"]):
+        if not store.same_items(run["exp"], first):
             raise HTTPException(400, f"experiment_ids[{i}]: ran on other items than experiment_ids[0] "
                                      "(dataset version, split or benchmark draw differ)")
     result = await asyncio.to_thread(stats.compare, runs)

@@ -1,16 +1,24 @@
-"""``GET /api/v1/leaderboards``: models / agents ranked on one dataset or benchmark (``evaluators.leaderboard``)."""
+"""``GET /api/v1/leaderboards``: models / agents ranked on one dataset or benchmark (``evaluators.leaderboard``);
+``POST /api/v1/leaderboards/pairwise``: a pairwise LLM judge between runs (``evaluators.pairwise``)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
 
+from core.bus import TOPIC_SPANS
 from core.deps import ProjectDep, ServicesDep
+from core.span import encode
 from evaluators import benchmarks
 from evaluators import leaderboard as board
+from evaluators import pairwise
 from evaluators.experiments import store
+from evaluators.guard import redis_judge_guard
+from evaluators.llm import LLMSettings, check_base_url
 
 router = APIRouter(prefix="/api/v1/leaderboards", tags=["experiments"])
 _MAX_RUNS = 200  # the newest completed runs considered (each entry keeps its latest)
@@ -35,7 +43,8 @@ async def get_leaderboard(project: ProjectDep, services: ServicesDep,
                           score: str | None = Query(None, max_length=200, description="default: the score most entries have")
                           ) -> dict:
     """Entries ranked by mean score (± 95 % CI, n), cost per 1,000 items, p50 latency; Bradley–Terry
-    ratings from per-item pairwise outcomes."""
+    ratings from stored pairwise judge verdicts when there are any, else from per-item score outcomes
+    (``bradley_terry_source``: ``judge`` | ``scores``)."""
     if (dataset_id is None) == (benchmark is None):
         raise HTTPException(422, "dataset_id / benchmark: give exactly one of them")
     if benchmark is not None and benchmark not in {b["name"] for b in benchmarks.list_benchmarks()}:
@@ -46,5 +55,98 @@ async def get_leaderboard(project: ProjectDep, services: ServicesDep,
         for exp in experiments:
             latest.setdefault(board.entry_label(exp), exp)
         results = {exp["id"]: await store.results(conn, exp["id"]) for exp in latest.values()}
-    out = await asyncio.to_thread(board.leaderboard, list(latest.values()), results, score)
+        ids = list(results)
+        rows = await (await conn.execute(
+            "SELECT experiment_a, experiment_b, winner FROM pairwise_verdicts WHERE project_id = %s "
+            "AND experiment_a = ANY(%s) AND experiment_b = ANY(%s)", (project.id, ids, ids))).fetchall()
+    verdicts = [{"experiment_a": a, "experiment_b": b, "winner": w} for a, b, w in rows]
+    out = await asyncio.to_thread(board.leaderboard, list(latest.values()), results, score, verdicts)
     return {"dataset_id": dataset_id, "benchmark": benchmark, **out}
+
+
+MAX_JUDGE_CALLS = 1000  # a request's ceiling (two calls a pair of outputs)
+TIME_BUDGET_S = 20.0  # waiting on the judge rate limit beyond this ends the request early (resumable)
+
+
+class PairwiseJudgeIn(LLMSettings):
+    rubric: str | None = Field(None, max_length=10_000,
+                               description="what makes an answer better (default: correct, helpful, complete)")
+
+
+class PairwiseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    experiment_ids: list[str] = Field(min_length=2, max_length=10)
+    judge: PairwiseJudgeIn
+    limit: int = Field(20, ge=1, le=1000, description="items judged per pair of runs: the first ones both answered")
+
+
+def _run_judge(body: PairwiseIn, services, project_id: str, runs: dict[str, list[dict[str, Any]]],
+               already: set[tuple[str, str, str]]) -> tuple[pairwise.PairwiseJudge, dict[str, Any]]:
+    s = services.settings
+    guard = redis_judge_guard(services.sync_redis(), s.judge_calls_per_minute, s.judge_daily_budget_usd)
+    settings = LLMSettings(**body.judge.model_dump(exclude={"rubric"}))
+    judge = pairwise.PairwiseJudge(settings, body.judge.rubric, guard, s.judge_api_key or None, s,
+                                   deadline=time.monotonic() + TIME_BUDGET_S)
+    return judge, pairwise.judge_pairs(judge, project_id, runs, body.limit, already)
+
+
+@router.post("/pairwise")
+async def judge_pairwise(body: PairwiseIn, project: ProjectDep, services: ServicesDep) -> dict:
+    """Synchronous: a judge model compares every pair of the runs on their first ``limit`` shared
+    items, both orders per item (disagreement = a tie); verdicts are stored for the leaderboard's
+    Bradley–Terry ratings, each item's two judge calls are one trace. Pairs already judged by this
+    judge are skipped, so when the judge rate limit stops a request early (``stopped``), sending it
+    again continues."""
+    if len(set(body.experiment_ids)) != len(body.experiment_ids):
+        raise HTTPException(400, "experiment_ids: listed twice")
+    try:
+        check_base_url(body.judge.base_url, services.settings)
+    except ValueError as exc:
+        raise HTTPException(400, f"judge.{exc}") from None
+    runs: dict[str, list[dict[str, Any]]] = {}
+    async with services.require_pg().connection() as conn:
+        first = None
+        for i, eid in enumerate(body.experiment_ids):
+            try:
+                exp = await store.get(conn, eid, project.id)
+            except store.NotFound:
+                raise HTTPException(404, f"experiment_ids[{i}]: no such experiment in your project") from None
+            if first is not None and not store.same_items(exp, first):
+                raise HTTPException(400, f"experiment_ids[{i}]: ran on other items than experiment_ids[0] "
+                                         "(dataset version, split or benchmark draw differ)")
+            first = first or exp
+            runs[eid] = await store.results(conn, eid)
+        judge_name = f"{body.judge.provider}/{body.judge.model}"
+        ids = sorted(runs)
+        stored = await (await conn.execute(
+            "SELECT experiment_a, experiment_b, item_id FROM pairwise_verdicts WHERE project_id = %s AND judge = %s "
+            "AND experiment_a = ANY(%s) AND experiment_b = ANY(%s)", (project.id, judge_name, ids, ids))).fetchall()
+    planned = pairwise.planned_calls(runs, body.limit)
+    if planned > MAX_JUDGE_CALLS:
+        raise HTTPException(400, f"limit: {planned} judge calls for these runs; at most {MAX_JUDGE_CALLS} a request "
+                                 "(lower limit or compare fewer runs)")
+    judge, out = await asyncio.to_thread(_run_judge, body, services, project.id, runs, {tuple(r) for r in stored})
+    async with services.require_pg().connection() as conn:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO pairwise_verdicts (project_id, experiment_a, experiment_b, item_id, judge, winner, first_pick, "
+                "second_pick, reasoning, trace_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(project.id, a, b, v.item_id, judge_name, v.winner, v.first_pick, v.second_pick, v.reasoning, v.trace_id)
+                 for (a, b), vs in out["verdicts"].items() for v in vs])
+        tallies = await (await conn.execute(
+            "SELECT experiment_a, experiment_b, count(*) FILTER (WHERE winner = 'a'), count(*) FILTER (WHERE winner = 'b'), "
+            "count(*) FILTER (WHERE winner = 'tie') FROM pairwise_verdicts WHERE project_id = %s AND judge = %s "
+            "AND experiment_a = ANY(%s) AND experiment_b = ANY(%s) GROUP BY 1, 2", (project.id, judge_name, ids, ids))).fetchall()
+    if judge.calls:  # the judge's calls cost money: each item's pair of calls is one trace of the project
+        await services.require_bus().publish(TOPIC_SPANS, [
+            (tid.encode(), encode(call.to_span_record(project.id, trace_id=tid, name="evalforge.pairwise_judge",
+                                                      attributes=attrs)))
+            for tid, attrs, call in judge.calls])
+    totals = {(a, b): (wa, wb, t) for a, b, wa, wb, t in tallies}
+    pairs = []
+    for (a, b), vs in out["verdicts"].items():
+        wa, wb, t = totals.get((a, b), (0, 0, 0))
+        pairs.append({"experiment_a": a, "experiment_b": b, "judged_now": len(vs), "wins_a": wa, "wins_b": wb, "ties": t,
+                      "verdicts": wa + wb + t})
+    return {"judge": judge_name, "pairs": pairs, "calls": len(judge.calls), "errors": out["errors"],
+            "stopped": out["stopped"], "complete": out["stopped"] is None and not out["errors"]}

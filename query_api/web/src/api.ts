@@ -44,13 +44,14 @@ export async function api<T = any>(path: string, opts: CallOptions = {}): Promis
   if (opts.project) headers["X-EvalForge-Project"] = opts.project;
   if (method !== "GET" && method !== "HEAD") {
     headers["X-CSRF-Token"] = cookie("ef_csrf");
-    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+    // A FormData body (a file upload) sets its own multipart Content-Type.
+    if (opts.body !== undefined && !(opts.body instanceof FormData)) headers["Content-Type"] = "application/json";
   }
   let res: Response;
   try {
     res = await fetch(`/api/v1${path}${query(opts.params)}`, {
       method, headers, credentials: "same-origin", signal: opts.signal,
-      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      body: opts.body === undefined ? undefined : opts.body instanceof FormData ? opts.body : JSON.stringify(opts.body),
     });
   } catch (e) {
     if ((e as Error).name === "AbortError") throw e;

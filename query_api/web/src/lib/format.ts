@@ -29,3 +29,20 @@ export function fmtNumber(v: number | null | undefined, digits = 3): string {
   if (v == null || !Number.isFinite(v)) return "–";
   return Number.isInteger(v) ? v.toLocaleString("en-US") : v.toPrecision(digits);
 }
+
+/** A mean with its 95 % CI: "0.840 [0.740, 0.920]". */
+export function fmtCi(mean: number | null | undefined, low: number | null | undefined, high: number | null | undefined, digits = 3): string {
+  if (mean == null || !Number.isFinite(mean)) return "–";
+  const f = (v: number) => v.toFixed(digits);
+  return low == null || high == null ? f(mean) : `${f(mean)} [${f(low)}, ${f(high)}]`;
+}
+
+export function fmtPct(v: number | null | undefined, digits = 1): string {
+  return v == null || !Number.isFinite(v) ? "–" : `${(v * 100).toFixed(digits)} %`;
+}
+
+/** A p-value as scipy gives it, to 4 significant digits (tiny ones in exponent form). */
+export function fmtP(p: number | null | undefined): string {
+  if (p == null || !Number.isFinite(p)) return "–";
+  return p < 1e-4 ? p.toExponential(3) : p.toPrecision(4);
+}
