@@ -217,7 +217,33 @@ def test_a_compiled_prompt_links_the_model_span_and_metrics_group_by_version(sta
     assert r.status_code == 200, r.text
     body = r.json()
     assert {row["group"]["prompt_version"]: row["value"] for row in body["data"]} == {"1": 3, "2": 2}, body
+    compared = stack.client.post("/api/v1/compare", headers=h, json={
+        "metric": "latency", "a": {"prompt_name": name, "prompt_version": "1"},
+        "b": {"prompt_name": name, "prompt_version": "2"}})
+    assert compared.status_code == 200, compared.text
+    arms = compared.json()["arms"]
+    assert (arms["a"]["n_total"], arms["b"]["n_total"]) == (3, 2), compared.json()
 
 
 def _project_id(stack, key: str) -> str:
     return next(pid for pid, secret in stack.keys.values() if secret == key)
+
+
+def test_link_survives_the_ways_apps_pass_a_compiled_prompt():
+    chat = evalforge.Prompt("chat", 4, [{"role": "system", "content": "Be {{tone}}"}, {"role": "user", "content": "{{q}}"}])
+    text = evalforge.Prompt("text", 7, "You are {{tone}}")
+    link = _prompts.prompt_link
+    messages = chat.compile(tone="kind", q="hi")
+    assert link({"messages": messages}) == {"evalforge.prompt.name": "chat", "evalforge.prompt.version": 4}
+    # the app's own list around the compiled messages (history appended), or a slice of them
+    assert link({"messages": [*messages, {"role": "assistant", "content": "ok"}]})["evalforge.prompt.version"] == 4
+    assert link({"messages": messages[1:]})["evalforge.prompt.name"] == "chat"
+    # Anthropic: a compiled text as the system prompt; OpenAI Responses: as instructions
+    assert link({"system": text.compile(tone="brief"), "messages": [{"role": "user", "content": "x"}]}) == {
+        "evalforge.prompt.name": "text", "evalforge.prompt.version": 7}
+    assert link({"instructions": text.compile(tone="brief"), "input": "x"})["evalforge.prompt.name"] == "text"
+    # plain values and fallbacks link nothing; an f-string of a compiled text is a plain str
+    assert link({"messages": [{"role": "user", "content": f"{text.compile(tone='x')}!"}]}) == {}
+    assert link({"messages": _prompts._fallback("f", [{"role": "user", "content": "x"}]).compile()}) == {}
+    # compiled values are ordinary str / list / dict to the provider SDKs (JSON-encodable as such)
+    assert json.dumps(messages) == json.dumps([{"role": "system", "content": "Be kind"}, {"role": "user", "content": "hi"}])
