@@ -206,6 +206,19 @@ _cache: dict = {}
 _lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """A refresh running in the parent does not exist in a forked child: without this, an entry marked
+    refreshing at fork time would never be refreshed there (and the lock might be held)."""
+    global _lock
+    _lock = threading.Lock()
+    for entry in list(_cache.values()):
+        entry.refreshing = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def clear_cache() -> None:
     """Forget every cached prompt (the next ``get_prompt`` of each fetches again)."""
     with _lock:

@@ -247,3 +247,36 @@ def test_link_survives_the_ways_apps_pass_a_compiled_prompt():
     assert link({"messages": _prompts._fallback("f", [{"role": "user", "content": "x"}]).compile()}) == {}
     # compiled values are ordinary str / list / dict to the provider SDKs (JSON-encodable as such)
     assert json.dumps(messages) == json.dumps([{"role": "system", "content": "Be kind"}, {"role": "user", "content": "hi"}])
+
+
+def test_a_forked_child_refreshes_what_the_parent_was_refreshing(stack, server, project):
+    import multiprocessing
+
+    _, url = server
+    key, h = project
+    name = f"fork-{uuid.uuid4().hex[:6]}"
+    _new_version(stack, h, name, "v1")
+    assert evalforge.get_prompt(name, cache_ttl=0.2, api_key=key, endpoint=url).version == 1
+    _new_version(stack, h, name, "v2")
+    entry = next(e for k, e in _prompts._cache.items() if k[0] == name)
+    entry.refreshing = True  # as if a refresh thread were running at fork time
+    time.sleep(0.25)
+
+    def child(out):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if evalforge.get_prompt(name, cache_ttl=0.2, api_key=key, endpoint=url).version == 2:
+                out.put(True)
+                return
+            time.sleep(0.05)
+        out.put(False)
+
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    proc = ctx.Process(target=child, args=(out,))
+    proc.start()
+    try:
+        assert out.get(timeout=30) is True
+    finally:
+        proc.join(10)
+        entry.refreshing = False
