@@ -242,6 +242,7 @@ async def create_version(pg, project_id: str, name: str, *, prompt: str | list[d
             "INSERT INTO prompts (project_id, name, latest_version) VALUES (%s, %s, 1) "
             "ON CONFLICT (project_id, name) DO UPDATE SET latest_version = prompts.latest_version + 1, "
             "updated_at = now() RETURNING latest_version", (project_id, name))).fetchone()
+        assert row is not None  # INSERT ... RETURNING always returns the row
         version = row[0]
         await conn.execute(
             "INSERT INTO prompt_versions (project_id, name, version, type, prompt, config, tags, message, author) "
@@ -249,7 +250,7 @@ async def create_version(pg, project_id: str, name: str, *, prompt: str | list[d
             (project_id, name, version, kind, Jsonb(prompt), Jsonb(config), tags, message, author))
         for label in wanted:
             await _upsert_label(conn, project_id, name, label, version, author)
-        return await _get(conn, project_id, name, "%s", (version,))
+        return await _written(conn, project_id, name, version)
 
 
 async def _get(conn, project_id: str, name: str, version_expr: str, params: tuple) -> dict | None:
@@ -257,6 +258,13 @@ async def _get(conn, project_id: str, name: str, version_expr: str, params: tupl
         f"SELECT {_VERSION_COLUMNS} {_FROM} WHERE v.project_id = %s AND v.name = %s AND v.version = {version_expr}",
         (project_id, name, *params))).fetchone()
     return _version_out(row) if row else None
+
+
+async def _written(conn, project_id: str, name: str, version: int) -> dict:
+    """A version this transaction just wrote or checked (so it exists)."""
+    found = await _get(conn, project_id, name, "%s", (version,))
+    assert found is not None
+    return found
 
 
 async def get_version(pg, project_id: str, name: str, *, version: int | None = None,
@@ -295,7 +303,7 @@ async def move_label(pg, project_id: str, name: str, label: str, version: int, *
         if not exists:
             raise PromptNotFound(f"version: prompt {name!r} has no version {version}")
         await _upsert_label(conn, project_id, name, label, version, author)
-        return await _get(conn, project_id, name, "%s", (version,))
+        return await _written(conn, project_id, name, version)
 
 
 async def remove_label(pg, project_id: str, name: str, label: str) -> bool:

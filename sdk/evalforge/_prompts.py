@@ -299,18 +299,20 @@ def get_prompt(name: str, label: Optional[str] = None, version: Optional[int] = 
 def _get_slow(key: tuple, entry: Optional[_Entry], asked: tuple, fallback: Any, ttl: float, timeout: float,
               api_key: Optional[str], endpoint: Optional[str]) -> Prompt:
     name = key[0]
-    problem = _bad_arguments(name, *asked, ttl, timeout)
+    problem = _bad_arguments(name, asked[0], asked[1], ttl, timeout)
     if problem:
         logger.warning("evalforge.get_prompt: %s; returning the fallback", problem)
         return _fallback(name, fallback)
     secret, url = _connection_settings(api_key, endpoint)
     if entry is None:
         with _lock:
-            entry = _cache.get(key)
-            first = entry is None
-            if first:
+            existing = _cache.get(key)
+            if existing is None:
                 entry = _cache[key] = _Entry(None, 0.0)
                 entry.refreshing = True  # this caller fetches; others get the fallback meanwhile
+                first = True
+            else:
+                entry, first = existing, False
         if first:
             try:
                 prompt = _fetch(key[0], key[1], key[2], secret, url, timeout)
@@ -323,7 +325,6 @@ def _get_slow(key: tuple, entry: Optional[_Entry], asked: tuple, fallback: Any, 
             with _lock:
                 entry.prompt, entry.expires, entry.refreshing = prompt, time.monotonic() + ttl, False
             return prompt
-    assert entry is not None
     with _lock:
         start = not entry.refreshing and time.monotonic() >= entry.expires
         if start:
