@@ -12,8 +12,8 @@ The server down with a cached prompt → the stale prompt, for as long as it sta
 Linking: ``compile`` returns a ``str`` / ``list`` subclass (and ``dict`` messages) that remember the
 prompt's name and version. When such a value is passed to a wrapped client (``evalforge.wrap``), the
 model span gets ``evalforge.prompt.name`` / ``evalforge.prompt.version`` (see ``prompt_link``). Values
-survive being put into a message dict or a new list, but not string formatting (an f-string makes a
-plain ``str``): pass the compiled value itself.
+survive being put into a message dict or a new list (looked for among its first four and last two
+messages), but not string formatting (an f-string makes a plain ``str``): pass the compiled value itself.
 
 ``compile_prompt`` is a copy of ``core.prompts.compile_prompt`` (the SDK cannot import the server);
 tests/prompts/test_sdk_prompts.py checks that both give the same results. Unlike the server's, a
@@ -108,22 +108,25 @@ class PromptMessage(dict):
     evalforge_prompt: tuple
 
 
-_LINKED = (PromptText, PromptMessages, PromptMessage)
+_LINKED_TYPES = frozenset((PromptText, PromptMessages, PromptMessage))
 _SCANNED_KWARGS = ("messages", "system", "input", "prompt", "instructions")
-_MAX_SCANNED_MESSAGES = 64
 
 
 def _origin(value: Any) -> Optional[tuple]:
-    if isinstance(value, _LINKED):
+    kind = type(value)  # exact types: this runs on every wrapped call
+    if kind in _LINKED_TYPES:
         return value.evalforge_prompt
-    if isinstance(value, (list, tuple)):
-        for item in value[:_MAX_SCANNED_MESSAGES]:
-            if isinstance(item, _LINKED):
+    if kind is list or kind is tuple:
+        # Look where compiled messages sit (the system prompt first, the user's turn last) rather than
+        # through a long history.
+        for item in value if len(value) <= 6 else (*value[:4], *value[-2:]):
+            if type(item) is dict:
+                content = item.get("content")
+                if type(content) is PromptText:
+                    return content.evalforge_prompt
+            elif type(item) is PromptMessage:
                 return item.evalforge_prompt
-            content = item.get("content") if isinstance(item, dict) else None
-            if isinstance(content, PromptText):
-                return content.evalforge_prompt
-    elif isinstance(value, dict) and isinstance(value.get("content"), PromptText):
+    elif kind is dict and type(value.get("content")) is PromptText:
         return value["content"].evalforge_prompt
     return None
 

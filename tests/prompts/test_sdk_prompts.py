@@ -238,6 +238,9 @@ def test_link_survives_the_ways_apps_pass_a_compiled_prompt():
     # the app's own list around the compiled messages (history appended), or a slice of them
     assert link({"messages": [*messages, {"role": "assistant", "content": "ok"}]})["evalforge.prompt.version"] == 4
     assert link({"messages": messages[1:]})["evalforge.prompt.name"] == "chat"
+    history = [{"role": "user", "content": str(i)} for i in range(20)]
+    assert link({"messages": [messages[0], *history]})["evalforge.prompt.version"] == 4  # system prompt first
+    assert link({"messages": [*history, messages[1]]})["evalforge.prompt.version"] == 4  # the latest turn
     # Anthropic: a compiled text as the system prompt; OpenAI Responses: as instructions
     assert link({"system": text.compile(tone="brief"), "messages": [{"role": "user", "content": "x"}]}) == {
         "evalforge.prompt.name": "text", "evalforge.prompt.version": 7}
