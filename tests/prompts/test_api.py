@@ -176,3 +176,22 @@ def test_playground_calls_the_model_and_records_a_trace_with_the_prompt_version(
     assert failed.status_code == 502 and "HTTP 400" in failed.json()["error"]
     trace_id = failed.json()["error"].rsplit("trace ", 1)[1].rstrip(")")
     assert _wait_for_span(stack, project_id, trace_id)[0][5] == "error"
+
+
+def test_playground_speaks_anthropic_with_the_system_prompt_apart(stack, project, fake_llm, monkeypatch):
+    project_id, h, _ = project
+    monkeypatch.setattr(stack.services.settings, "judge_api_key", "sk-server-secret")
+    name = f"pg-a-{uuid.uuid4().hex[:6]}"
+    _create(stack, h, name=name, prompt=CHAT, config={"model": "claude-3-5-haiku", "provider": "anthropic",
+                                                     "max_tokens": 50})
+    fake_llm.script.append(Reply("Hallo", input_tokens=30, output_tokens=4))
+    r = stack.client.post(f"/api/v1/prompts/{name}/playground", headers=h, json={
+        "label": "latest", "variables": {"language": "German", "question": "Hi?"},
+        "base_url": fake_llm.anthropic_base_url})
+    assert r.status_code == 200, r.text
+    sent = fake_llm.requests[-1]
+    assert sent.path.endswith("/v1/messages") and sent.body["system"] == "You answer in German."
+    assert sent.body["messages"] == [{"role": "user", "content": "Hi?"}] and sent.body["max_tokens"] == 50
+    assert sent.headers["x-api-key"] == "EMPTY"  # the server's key never goes to a URL a user chose
+    rows = _wait_for_span(stack, project_id, r.json()["trace_id"])
+    assert rows[0][:5] == (name, "1", "claude-3-5-haiku", 30, 4)
