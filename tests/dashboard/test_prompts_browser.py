@@ -73,6 +73,8 @@ def test_member_creates_views_diffs_and_moves_labels(browser, live):
         assert "-Answer politely: {{question}}" in prompt_diff.inner_text()
         assert "+Answer briefly." in prompt_diff.inner_text()
         assert '-  "model": "gpt-4o-mini"' in page.get_by_label("Config diff").inner_text()
+        changes = page.get_by_role("table", name="Messages changed").get_by_role("row")
+        assert [changes.nth(i).get_by_role("cell").nth(1).inner_text() for i in (1, 2)] == ["changed", "added"]
         assert "from=1" in page.url and "to=2" in page.url  # the view is a link
 
         # move production to v2

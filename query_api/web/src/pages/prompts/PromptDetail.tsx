@@ -114,6 +114,13 @@ function DiffView({ name, from, to }: { name: string; from: string; to: string }
       <Resource q={diff} what="diff">{(d) => (
         <>
           <DiffText text={d.prompt} label="Prompt diff" />
+          {d.messages.length > 0 && (
+            <table className="list" aria-label="Messages changed"><thead><tr><th>Message</th><th>Change</th><th>Diff</th></tr></thead>
+              <tbody>{d.messages.map((m) => (
+                <tr key={m.index}><td>#{m.index + 1}</td><td>{m.status}</td>
+                  <td>{m.diff ? <DiffText text={m.diff} label={`Message ${m.index + 1} diff`} /> : "–"}</td></tr>
+              ))}</tbody></table>
+          )}
           <DiffText text={d.config} label="Config diff" />
         </>
       )}</Resource>
