@@ -85,6 +85,12 @@ def test_member_creates_views_diffs_and_moves_labels(browser, live):
         page.get_by_role("table", name="Prompts").get_by_text("production: v2").wait_for()
         with live.api(key) as api:
             assert api.get("/api/v1/prompts/support").json()["version"] == 2
+        page.get_by_text("Label history").click()
+        history = page.get_by_role("table", name="Label history")
+        history.get_by_role("row").nth(2).wait_for()
+        assert [history.get_by_role("row").nth(i).inner_text().split("\t")[:3] for i in (1, 2)] == [
+            ["production", "v1", "v2"], ["production", "–", "v1"]]
+        assert email in history.get_by_role("row").nth(1).inner_text()
         # `latest` cannot be moved: the server's 400 shows inline
         move.get_by_label("Label").fill("latest")
         move.get_by_role("button", name="Move label").click()

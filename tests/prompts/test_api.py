@@ -59,6 +59,10 @@ def test_versions_labels_and_diff(stack, project):
     assert r.status_code == 400 and r.json()["error"].startswith("label:")
     assert stack.client.delete("/api/v1/prompts/support/labels/production", headers=h).status_code == 200
     assert get("/api/v1/prompts/support", headers=h).status_code == 404
+    history = get("/api/v1/prompts/support/labels/history", headers=h).json()["events"]
+    assert [(e["label"], e["from_version"], e["to_version"]) for e in history] == [
+        ("production", 2, None), ("production", 1, 2), ("production", None, 1)]
+    assert {e["moved_by"] for e in history} == {f"api key {key[:10]}…"}
 
     d = get("/api/v1/prompts/support/diff", headers=h, params={"from": 1, "to": 2}).json()
     assert (d["from"], d["to"], d["from_type"], d["to_type"]) == (1, 2, "text", "chat")
@@ -105,6 +109,7 @@ def test_another_project_cannot_read_or_change_a_prompt(stack, project):
     other = stack.headers(other_key)
     assert stack.client.get("/api/v1/prompts/private", headers=other).status_code == 404
     assert stack.client.get("/api/v1/prompts/private/versions", headers=other).status_code == 404
+    assert stack.client.get("/api/v1/prompts/private/labels/history", headers=other).status_code == 404
     assert stack.client.get("/api/v1/prompts", headers=other).json()["prompts"] == []
     assert stack.client.post("/api/v1/prompts/private/labels", headers=other,
                              json={"label": "staging", "version": 1}).status_code == 404

@@ -52,6 +52,7 @@ export function PromptDetail({ name, canWrite }: { name: string; canWrite: boole
               ? <DiffView name={name} from={params.get("from")!} to={params.get("to")!} />
               : version && <VersionView version={version} />}
             {canWrite && <MoveLabel name={name} versions={d.versions} />}
+            <LabelHistory name={name} />
             {canWrite && version && <Playground key={version.version} version={version} />}
           </>
         );
@@ -145,6 +146,27 @@ function MoveLabel({ name, versions }: { name: string; versions: Version[] }) {
       <button type="submit" disabled={move.isPending}>Move label</button>
       {move.error && <ErrorBox error={move.error} />}
     </form>
+  );
+}
+
+interface LabelEvent { label: string; from_version: number | null; to_version: number | null; moved_by: string | null; moved_at: string }
+
+function LabelHistory({ name }: { name: string }) {
+  const { projectId } = useProject();
+  const history = useQuery({ queryKey: ["prompt", projectId, name, "label-history"],
+                             queryFn: () => api<{ events: LabelEvent[] }>(`/prompts/${encodeURIComponent(name)}/labels/history`, { project: projectId }) });
+  const v = (n: number | null) => (n == null ? "–" : `v${n}`);
+  return (
+    <details>
+      <summary>Label history</summary>
+      <Resource q={history} what="label history">{(d) => d.events.length === 0 ? <p className="muted">No label was ever set.</p> : (
+        <table className="list" aria-label="Label history"><thead><tr><th>Label</th><th>From</th><th>To</th><th>By</th><th>When</th></tr></thead>
+          <tbody>{d.events.map((e, i) => (
+            <tr key={i}><td>{e.label}</td><td>{v(e.from_version)}</td><td>{e.to_version == null ? "removed" : v(e.to_version)}</td>
+              <td>{e.moved_by ?? "–"}</td><td>{fmtTime(e.moved_at)}</td></tr>
+          ))}</tbody></table>
+      )}</Resource>
+    </details>
   );
 }
 
