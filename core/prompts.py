@@ -3,8 +3,9 @@
 A version is text or chat messages with ``{{variables}}``, a model config, tags, a commit message and
 its author. Versions are numbered 1, 2, ... per (project, name); the number comes from one atomic
 upsert on the ``prompts`` row, so concurrent creates never share a number. A label points at exactly
-one version of its prompt (the table's primary key): moving it is one upsert, so concurrent moves
-leave one winner. ``latest`` is never stored: it is always the newest version, and cannot be moved.
+one version of its prompt (the table's primary key); moves of one prompt are serialised by its row
+lock, so concurrent moves leave one winner, and each move is recorded (``label_history``: who promoted
+what, when). ``latest`` is never stored: it is always the newest version, and cannot be moved.
 
 Every function takes ``pg``: the services' ``AsyncConnectionPool`` (``services.require_pg()``) or an
 open ``psycopg.AsyncConnection``; every query is scoped to ``project_id``. Bad input raises
@@ -220,12 +221,34 @@ def _version_out(row: tuple) -> dict[str, Any]:
             "message": message, "author": author, "labels": labels, "created_at": created_at.isoformat()}
 
 
-async def _upsert_label(conn, project_id: str, name: str, label: str, version: int, author: str | None) -> None:
+async def _set_label(conn, project_id: str, name: str, label: str, version: int | None, author: str | None) -> None:
+    """Point ``label`` at ``version`` (None: remove it) and record the move. The caller's transaction
+    holds the prompt row's lock, so moves of one prompt are serialised and the history is exact."""
+    old = await (await conn.execute(
+        "SELECT version FROM prompt_labels WHERE project_id = %s AND name = %s AND label = %s",
+        (project_id, name, label))).fetchone()
+    before = old[0] if old else None
+    if before == version:
+        return
+    if version is None:
+        await conn.execute("DELETE FROM prompt_labels WHERE project_id = %s AND name = %s AND label = %s",
+                           (project_id, name, label))
+    else:
+        await conn.execute(
+            "INSERT INTO prompt_labels (project_id, name, label, version, moved_by) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (project_id, name, label) DO UPDATE SET version = EXCLUDED.version, moved_at = now(), "
+            "moved_by = EXCLUDED.moved_by",
+            (project_id, name, label, version, author))
     await conn.execute(
-        "INSERT INTO prompt_labels (project_id, name, label, version, moved_by) VALUES (%s, %s, %s, %s, %s) "
-        "ON CONFLICT (project_id, name, label) DO UPDATE SET version = EXCLUDED.version, moved_at = now(), "
-        "moved_by = EXCLUDED.moved_by",
-        (project_id, name, label, version, author))
+        "INSERT INTO prompt_label_events (project_id, name, label, from_version, to_version, moved_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s)", (project_id, name, label, before, version, author))
+
+
+async def _lock_prompt(conn, project_id: str, name: str) -> bool:
+    """Lock the prompt's row for this transaction; False when there is no such prompt."""
+    row = await (await conn.execute("SELECT 1 FROM prompts WHERE project_id = %s AND name = %s FOR UPDATE",
+                                    (project_id, name))).fetchone()
+    return row is not None
 
 
 async def create_version(pg, project_id: str, name: str, *, prompt: str | list[dict], config: dict | None = None,
@@ -242,14 +265,15 @@ async def create_version(pg, project_id: str, name: str, *, prompt: str | list[d
             "INSERT INTO prompts (project_id, name, latest_version) VALUES (%s, %s, 1) "
             "ON CONFLICT (project_id, name) DO UPDATE SET latest_version = prompts.latest_version + 1, "
             "updated_at = now() RETURNING latest_version", (project_id, name))).fetchone()
+        assert row is not None  # INSERT ... RETURNING always returns the row
         version = row[0]
         await conn.execute(
             "INSERT INTO prompt_versions (project_id, name, version, type, prompt, config, tags, message, author) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (project_id, name, version, kind, Jsonb(prompt), Jsonb(config), tags, message, author))
         for label in wanted:
-            await _upsert_label(conn, project_id, name, label, version, author)
-        return await _get(conn, project_id, name, "%s", (version,))
+            await _set_label(conn, project_id, name, label, version, author)
+        return await _written(conn, project_id, name, version)
 
 
 async def _get(conn, project_id: str, name: str, version_expr: str, params: tuple) -> dict | None:
@@ -257,6 +281,13 @@ async def _get(conn, project_id: str, name: str, version_expr: str, params: tupl
         f"SELECT {_VERSION_COLUMNS} {_FROM} WHERE v.project_id = %s AND v.name = %s AND v.version = {version_expr}",
         (project_id, name, *params))).fetchone()
     return _version_out(row) if row else None
+
+
+async def _written(conn, project_id: str, name: str, version: int) -> dict:
+    """A version this transaction just wrote or checked (so it exists)."""
+    found = await _get(conn, project_id, name, "%s", (version,))
+    assert found is not None
+    return found
 
 
 async def get_version(pg, project_id: str, name: str, *, version: int | None = None,
@@ -289,23 +320,46 @@ async def move_label(pg, project_id: str, name: str, label: str, version: int, *
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise PromptError("version: a positive integer")
     async with _connection(pg) as conn, conn.transaction():
+        if not await _lock_prompt(conn, project_id, name):
+            raise PromptNotFound(f"name: no prompt called {name!r} in this project")
         exists = await (await conn.execute(
             "SELECT 1 FROM prompt_versions WHERE project_id = %s AND name = %s AND version = %s",
             (project_id, name, version))).fetchone()
         if not exists:
             raise PromptNotFound(f"version: prompt {name!r} has no version {version}")
-        await _upsert_label(conn, project_id, name, label, version, author)
-        return await _get(conn, project_id, name, "%s", (version,))
+        await _set_label(conn, project_id, name, label, version, author)
+        return await _written(conn, project_id, name, version)
 
 
-async def remove_label(pg, project_id: str, name: str, label: str) -> bool:
+async def remove_label(pg, project_id: str, name: str, label: str, *, author: str | None = None) -> bool:
     """Take ``label`` off its prompt; False when it was not set."""
     check_name(name)
     check_label(label)
+    async with _connection(pg) as conn, conn.transaction():
+        if not await _lock_prompt(conn, project_id, name):
+            return False
+        was = await (await conn.execute(
+            "SELECT 1 FROM prompt_labels WHERE project_id = %s AND name = %s AND label = %s",
+            (project_id, name, label))).fetchone()
+        if was:
+            await _set_label(conn, project_id, name, label, None, author)
+        return was is not None
+
+
+async def label_history(pg, project_id: str, name: str, *, limit: int = 100) -> list[dict]:
+    """The prompt's label moves, newest first: ``{label, from_version, to_version, moved_by, moved_at}``
+    (``from_version`` None: newly set; ``to_version`` None: removed). PromptNotFound for no such prompt."""
+    check_name(name)
     async with _connection(pg) as conn:
-        cur = await conn.execute("DELETE FROM prompt_labels WHERE project_id = %s AND name = %s AND label = %s",
-                                 (project_id, name, label))
-        return cur.rowcount > 0
+        exists = await (await conn.execute("SELECT 1 FROM prompts WHERE project_id = %s AND name = %s",
+                                           (project_id, name))).fetchone()
+        if not exists:
+            raise PromptNotFound(f"name: no prompt called {name!r} in this project")
+        rows = await (await conn.execute(
+            "SELECT label, from_version, to_version, moved_by, moved_at FROM prompt_label_events "
+            "WHERE project_id = %s AND name = %s ORDER BY id DESC LIMIT %s", (project_id, name, limit))).fetchall()
+    return [{"label": label, "from_version": before, "to_version": after, "moved_by": by, "moved_at": at.isoformat()}
+            for label, before, after, by, at in rows]
 
 
 async def list_prompts(pg, project_id: str, *, limit: int = 1000) -> list[dict]:

@@ -61,7 +61,7 @@ def _target(body: PlaygroundIn, config: dict) -> ModelTarget:
     if provider not in ("openai", "anthropic"):
         raise HTTPException(400, "provider: must be 'openai' or 'anthropic'")
     parameters = {k: config[k] for k in CONFIG_PARAMETERS if k in config} | body.parameters
-    return ModelTarget(provider=provider, model=model, base_url=body.base_url, parameters=parameters,
+    return ModelTarget(provider=provider, model=model, base_url=body.base_url, messages=None, parameters=parameters,
                        timeout_s=body.timeout_s, max_retries=1)
 
 
@@ -117,7 +117,7 @@ async def playground(name: str, body: PlaygroundIn, project: ProjectDep, service
     else:
         span.update(status="error", status_message=str(error)[:2000])
     await services.require_bus().publish(TOPIC_SPANS, [(span["trace_id"].encode(), encode(span))])
-    if error is not None:
+    if reply is None:
         status = 400 if str(error).startswith("base_url:") else 502
         raise HTTPException(status, f"{error} (trace {span['trace_id']})" if status == 502 else str(error))
     return {"output": reply.text, "model": reply.model, "messages": messages,

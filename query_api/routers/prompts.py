@@ -114,11 +114,22 @@ async def move_label(name: str, body: LabelIn, request: Request, project: Projec
         raise _bad(exc) from None
 
 
+@router.get("/{name}/labels/history")
+async def label_history(name: str, project: ReadProjectDep, services: ServicesDep,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+    """Every label move of the prompt, newest first: who set, moved or removed which label, when."""
+    try:
+        return {"name": name, "events": await store.label_history(services.require_pg(), project.id, name, limit=limit)}
+    except (store.PromptError, store.PromptNotFound) as exc:
+        raise _bad(exc) from None
+
+
 @router.delete("/{name}/labels/{label}")
-async def remove_label(name: str, label: str, project: ProjectDep, services: ServicesDep) -> dict:
+async def remove_label(name: str, label: str, request: Request, project: ProjectDep, services: ServicesDep) -> dict:
     """Take a label off the prompt (``production`` removed: the SDK's fallback applies)."""
     try:
-        removed = await store.remove_label(services.require_pg(), project.id, name, label)
+        removed = await store.remove_label(services.require_pg(), project.id, name, label,
+                                           author=await author_of(request, project, services))
     except store.PromptError as exc:
         raise _bad(exc) from None
     if not removed:

@@ -3,6 +3,7 @@
     import evalforge
     evalforge.init()                       # EVALFORGE_API_KEY / EVALFORGE_ENDPOINT
     client = evalforge.wrap(OpenAI())      # or evalforge.instrument()
+    prompt = evalforge.get_prompt("support")  # versioned prompts, cached; prompt.compile(**vars)
 
 Everything is a no-op until ``init``. Spans follow the OpenTelemetry GenAI semantic conventions and
 are exported in the background over OTLP/HTTP; nothing here raises into, blocks, or slows your code.
@@ -11,6 +12,7 @@ are exported in the background over OTLP/HTTP; nothing here raises into, blocks,
 from . import ab
 from ._client import flush, init, shutdown, stats
 from ._context import context
+from ._prompts import Prompt, get_prompt
 from ._experiment import ExperimentError, ExperimentResult, arun_experiment, run_experiment
 from ._tracing import current_trace_id, observe, score, span
 from ._wrap import instrument, wrap
@@ -28,6 +30,8 @@ __all__ = [
     "shutdown",
     "stats",
     "current_trace_id",
+    "get_prompt",
+    "Prompt",
     "run_experiment",
     "arun_experiment",
     "ExperimentResult",

@@ -59,6 +59,10 @@ def test_versions_labels_and_diff(stack, project):
     assert r.status_code == 400 and r.json()["error"].startswith("label:")
     assert stack.client.delete("/api/v1/prompts/support/labels/production", headers=h).status_code == 200
     assert get("/api/v1/prompts/support", headers=h).status_code == 404
+    history = get("/api/v1/prompts/support/labels/history", headers=h).json()["events"]
+    assert [(e["label"], e["from_version"], e["to_version"]) for e in history] == [
+        ("production", 2, None), ("production", 1, 2), ("production", None, 1)]
+    assert {e["moved_by"] for e in history} == {f"api key {key[:10]}…"}
 
     d = get("/api/v1/prompts/support/diff", headers=h, params={"from": 1, "to": 2}).json()
     assert (d["from"], d["to"], d["from_type"], d["to_type"]) == (1, 2, "text", "chat")
@@ -105,6 +109,7 @@ def test_another_project_cannot_read_or_change_a_prompt(stack, project):
     other = stack.headers(other_key)
     assert stack.client.get("/api/v1/prompts/private", headers=other).status_code == 404
     assert stack.client.get("/api/v1/prompts/private/versions", headers=other).status_code == 404
+    assert stack.client.get("/api/v1/prompts/private/labels/history", headers=other).status_code == 404
     assert stack.client.get("/api/v1/prompts", headers=other).json()["prompts"] == []
     assert stack.client.post("/api/v1/prompts/private/labels", headers=other,
                              json={"label": "staging", "version": 1}).status_code == 404
@@ -176,3 +181,22 @@ def test_playground_calls_the_model_and_records_a_trace_with_the_prompt_version(
     assert failed.status_code == 502 and "HTTP 400" in failed.json()["error"]
     trace_id = failed.json()["error"].rsplit("trace ", 1)[1].rstrip(")")
     assert _wait_for_span(stack, project_id, trace_id)[0][5] == "error"
+
+
+def test_playground_speaks_anthropic_with_the_system_prompt_apart(stack, project, fake_llm, monkeypatch):
+    project_id, h, _ = project
+    monkeypatch.setattr(stack.services.settings, "judge_api_key", "sk-server-secret")
+    name = f"pg-a-{uuid.uuid4().hex[:6]}"
+    _create(stack, h, name=name, prompt=CHAT, config={"model": "claude-3-5-haiku", "provider": "anthropic",
+                                                     "max_tokens": 50})
+    fake_llm.script.append(Reply("Hallo", input_tokens=30, output_tokens=4))
+    r = stack.client.post(f"/api/v1/prompts/{name}/playground", headers=h, json={
+        "label": "latest", "variables": {"language": "German", "question": "Hi?"},
+        "base_url": fake_llm.anthropic_base_url})
+    assert r.status_code == 200, r.text
+    sent = fake_llm.requests[-1]
+    assert sent.path.endswith("/v1/messages") and sent.body["system"] == "You answer in German."
+    assert sent.body["messages"] == [{"role": "user", "content": "Hi?"}] and sent.body["max_tokens"] == 50
+    assert sent.headers["x-api-key"] == "EMPTY"  # the server's key never goes to a URL a user chose
+    rows = _wait_for_span(stack, project_id, r.json()["trace_id"])
+    assert rows[0][:5] == (name, "1", "claude-3-5-haiku", 30, 4)

@@ -148,3 +148,33 @@ def test_diff_shows_text_message_and_config_changes():
     assert d["messages"][1]["diff"] == ""
     assert '-  "model": "a",\n+  "model": "b",\n' in d["config"]
     assert d["tags"] == {"added": ["y"], "removed": ["x"]}
+
+
+async def test_every_label_move_is_recorded_with_who_and_when(pool, project):
+    await prompts.create_version(pool, project, "h", prompt="one", labels=["production"], author="alice")
+    await prompts.create_version(pool, project, "h", prompt="two", author="bob")
+    await prompts.move_label(pool, project, "h", "production", 2, author="carol")
+    await prompts.move_label(pool, project, "h", "production", 2, author="carol")  # no change: no event
+    await prompts.move_label(pool, project, "h", "staging", 1, author="dave")
+    assert await prompts.remove_label(pool, project, "h", "staging", author="erin")
+    assert not await prompts.remove_label(pool, project, "h", "staging", author="erin")
+    events = await prompts.label_history(pool, project, "h")
+    assert [(e["label"], e["from_version"], e["to_version"], e["moved_by"]) for e in events] == [
+        ("staging", 1, None, "erin"), ("staging", None, 1, "dave"),
+        ("production", 1, 2, "carol"), ("production", None, 1, "alice")]
+    assert all(e["moved_at"] for e in events)
+    with pytest.raises(prompts.PromptNotFound):
+        await prompts.label_history(pool, project, "missing")
+
+
+async def test_concurrent_moves_leave_a_history_that_replays_to_the_final_label(pool, project):
+    for i in range(4):
+        await prompts.create_version(pool, project, "replay", prompt=f"v{i}")
+    await asyncio.gather(*(prompts.move_label(pool, project, "replay", "production", v % 4 + 1, author=str(v))
+                           for v in range(24)))
+    events = list(reversed(await prompts.label_history(pool, project, "replay", limit=1000)))
+    current = None
+    for e in events:  # each move starts where the previous one left the label
+        assert e["from_version"] == current
+        current = e["to_version"]
+    assert current == (await prompts.get_version(pool, project, "replay"))["version"]

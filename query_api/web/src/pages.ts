@@ -13,6 +13,7 @@ export const PAGES: PageDef[] = [
   { path: "sessions", label: "Sessions & users", component: lazy(() => import("./pages/sessions/SessionsPage")) },
   { path: "dashboard", label: "Dashboard", component: lazy(() => import("./pages/dashboard/DashboardPage")) },
   { path: "compare", label: "Compare", component: lazy(() => import("./pages/compare/ComparePage")) },
+  { path: "prompts", label: "Prompts", component: lazy(() => import("./pages/prompts/PromptsPage")) },
   { path: "evaluations", label: "Evaluations", component: lazy(() => import("./pages/evaluations/EvaluationsPage")) },
   { path: "datasets", label: "Datasets", component: lazy(() => import("./pages/datasets/DatasetsPage")) },
   { path: "experiments", label: "Experiments", component: lazy(() => import("./pages/experiments/ExperimentsPage")) },

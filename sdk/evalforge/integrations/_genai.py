@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind
 
 from .._client import State
 from .._guard import capture_internal_exceptions
+from .._prompts import prompt_link
 from .._tracing import record_error
 
 # attribute keys used by several providers
@@ -98,6 +99,7 @@ class LLMCall:
         request["gen_ai.operation.name"] = endpoint.operation
         request["gen_ai.provider.name"] = provider
         request["evalforge.span.kind"] = "embedding" if endpoint.operation == "embeddings" else "llm"
+        request.update(prompt_link(kwargs))  # a compiled evalforge prompt names its version
         self._content(request)
         self.span = state.tracer.start_span(
             f"{endpoint.operation} {model}".strip(), kind=SpanKind.CLIENT, attributes=request
