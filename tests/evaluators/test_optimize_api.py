@@ -329,6 +329,14 @@ def test_jobs_are_scoped_to_their_project_and_bad_input_names_the_field(stack, s
         ({**good, "dataset_id": "nope"}, "dataset_id"),
         ({**good, "holdout_fraction": 0.1, "train_fraction": 0.5}, None),  # 20 items still leave 2 holdout / 2 dev
         ({**good, "surprise": 1}, "surprise"),
+        # the objective must be a score the evaluators give; model params must make a client
+        ({**good, "objective": "llm_judge"}, "objective"),
+        ({**good, "objective": "exact_match"}, None),
+        ({**good, "optimizer_model": {**good["optimizer_model"], "params": {"temperature": 5}}},
+         "optimizer_model.params.temperature"),
+        ({**good, "target": {**good["target"], "params": {"max_tokens": 0}}}, "target.params.max_tokens"),
+        ({**good, "optimizer_model": None, "target": {**good["target"], "params": {"temperature": "hot"}}},
+         "target.params.temperature"),
     ]:
         r = post(payload)
         if field is None:
@@ -343,11 +351,11 @@ def test_jobs_are_scoped_to_their_project_and_bad_input_names_the_field(stack, s
     _, vkey, vds = setup(stack, pairs=PAIRS[:20], name="asks", prompt=[{"role": "user", "content": "{{question}}"}])
     r = stack.client.post("/api/v1/prompts/asks/optimize", headers=stack.headers(vkey), json=body(stub, vds))
     assert r.status_code == 400 and r.json()["error"].startswith("base: prompt variables ['question']")
-    # the two jobs accepted above stop at once (1 call cannot cover the baseline); leave none running
+    # the three jobs accepted above stop at once (1 call cannot cover the baseline); leave none running
     def all_finished():
         jobs = stack.client.get("/api/v1/prompts/tutor/optimize", headers=h).json()["jobs"]
         return all(j["status"] in store.FINISHED for j in jobs) and jobs
 
     jobs = wait_until(all_finished, timeout=60)
-    assert len(jobs) == 2 and all("budget ran out" in j["decision"]["reason"] for j in jobs)
+    assert len(jobs) == 3 and all("budget ran out" in j["decision"]["reason"] for j in jobs)
     assert len(stub.requests) == 0
