@@ -16,9 +16,7 @@ import logging
 import time
 from typing import Any
 
-from core.bus import TOPIC_SPANS
 from core.project_prices import project_overrides
-from core.span import encode
 from evaluators.datasets import read_items
 from evaluators.experiments import stats
 from evaluators.experiments import store as experiments
@@ -41,6 +39,7 @@ from evaluators.optimizer.search import (
     split_items,
     successive_halving,
 )
+from evaluators.routers.assist import record_calls
 
 log = logging.getLogger(__name__)
 RATE_LIMIT_WAIT_S = 300.0  # how long one judge or optimiser call waits on the judge's rate limit before failing
@@ -299,7 +298,8 @@ class OptimizationRun:
             usable, rejected = [], []
             entry["error"] = exc.message[:500]
         finally:
-            await self._record_calls(guard.calls)
+            await record_calls(self.bus, guard.calls, self.project_id, name="optimizer.propose",
+                               attributes={OPTIMIZATION_ATTRIBUTE: self.job["id"]})
         entry.update(proposed=len(usable), rejected=rejected)
         out = [Candidate(f"r{self.round}c{k}", c["prompt"], self.round, c["rationale"])
                for k, c in enumerate(usable, start=1)]
@@ -312,13 +312,6 @@ class OptimizationRun:
         async with self.pg.connection() as conn:
             for exp_id in self.holdout_experiments:
                 await experiments.set_status(conn, exp_id, status, expect=("running",), error=why)
-
-    async def _record_calls(self, calls: list[LLMCall]) -> None:
-        """The optimiser model's calls as traces (one each, linked to the job)."""
-        if calls:
-            spans = [c.to_span_record(self.project_id, name="optimizer.propose",
-                                      attributes={OPTIMIZATION_ATTRIBUTE: self.job["id"]}) for c in calls]
-            await self.bus.publish(TOPIC_SPANS, [(s["trace_id"].encode(), encode(s)) for s in spans])
 
     async def _decide(self, base: dict[str, Any], baseline: Candidate, best: Candidate, splits: Splits,
                       stopped: str) -> None:
