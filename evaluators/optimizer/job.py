@@ -202,7 +202,8 @@ class OptimizationRun:
         b = self.budget
         state = {"objective": self.objective, "rounds": self.rounds, "holdout_experiments": self.holdout_experiments,
                  "outcome": self.outcome,
-                 "budget": {"calls": b.calls, "usd": b.usd, "item_runs": b.item_runs, "item_usd": b.item_usd},
+                 "budget": {"calls": b.calls, "usd": b.usd, "item_runs": b.item_runs, "item_usd": b.item_usd,
+                            "held_calls": b.held_calls, "held_usd": b.held_usd},
                  "candidates": [{"id": c.id, "prompt": c.prompt, "round": c.round, "rationale": c.rationale,
                                  "status": c.status, "values": c.values, "rows": c.rows} for c in self.candidates]}
         async with self.pg.connection() as conn:
@@ -222,6 +223,7 @@ class OptimizationRun:
         self.outcome = state.get("outcome")
         for k, v in (state.get("budget") or {}).items():
             setattr(self.budget, k, v)
+        self.budget.spend_held()  # a step the earlier run died in: its calls were made
         self.candidates = [Candidate(c["id"], c["prompt"], c["round"], c["rationale"], values=c["values"],
                                      rows=c["rows"], status=c["status"]) for c in state.get("candidates") or []]
         if self.outcome is not None:  # its holdout runs completed: they are the decision's evidence
@@ -249,9 +251,14 @@ class OptimizationRun:
 
     async def _run(self, scorer: PromptScorer, items: list[dict[str, Any]], what: str,
                    reserved: bool = False) -> list[dict[str, Any]]:
-        """Score ``items`` with the budget reserved first (unless the caller did) and charged after."""
+        """Score ``items`` with the budget reserved first (unless the caller did), held in the saved
+        state while the calls are made (also where a cancel is noticed, before anything is spent), and
+        charged after."""
+        calls, usd = len(items) * (1 + self.judges), self.budget.item_estimate(len(items))
         if not reserved:
-            self.budget.reserve(len(items) * (1 + self.judges), self.budget.item_estimate(len(items)), what)
+            self.budget.reserve(calls, usd, what)
+        self.budget.hold(calls, usd)
+        await self._save()
         judge_calls, judge_usd = scorer.judge_calls, scorer.judge_usd
         rows = await scorer.run_items(self.client, [(self.positions[i["id"]], i) for i in items],
                                       self.spec["max_concurrency"])
@@ -264,7 +271,6 @@ class OptimizationRun:
         todo = [i for i in items if i["id"] not in cand.values]
         if not todo:
             return
-        await self._save()  # also where a cancel is noticed, before anything more is spent
         if cand.id not in self._dev_scorers:  # one per candidate: its judges' clients are reused across slices
             self._dev_scorers[cand.id] = self._scorer(self.job["id"], f"optimize {self.job['prompt_name']} {cand.id}",
                                                       cand.prompt)

@@ -116,7 +116,9 @@ async def successive_halving(candidates: list[Candidate], dev: list[dict[str, An
 class Budget:
     """Model calls (optimiser + target + judge) and USD spent, against the job's caps. A step reserves
     what it expects to need first: ``reserve`` raises BudgetExhausted when that would pass a cap. USD is
-    estimated from the average cost of what has run so far (unknown until something ran)."""
+    estimated from the average cost of what has run so far (unknown until something ran). A step under
+    way is ``hold``-ed (and saved with the job) until ``charge``: a run resumed after its worker died
+    mid-step counts that step as spent (``spend_held``) rather than spending it again uncounted."""
 
     max_calls: int
     max_usd: float
@@ -124,6 +126,8 @@ class Budget:
     usd: float = 0.0
     item_runs: int = 0
     item_usd: float = 0.0
+    held_calls: int = 0
+    held_usd: float = 0.0
 
     def affordable(self, calls: int, usd: float = 0.0) -> bool:
         return self.calls + calls <= self.max_calls and self.usd + usd <= self.max_usd
@@ -137,7 +141,15 @@ class Budget:
                 f"{what} needs {calls} more calls (~${usd:.4f}); spent {self.calls} of {self.max_calls} calls, "
                 f"${self.usd:.4f} of ${self.max_usd:g}")
 
+    def hold(self, calls: int, usd: float) -> None:
+        self.held_calls, self.held_usd = calls, usd
+
+    def spend_held(self) -> None:
+        """The held step's calls went out (some or all) and were never charged: count them as spent."""
+        self.charge(self.held_calls, self.held_usd)
+
     def charge(self, calls: int, usd: float, item_runs: int = 0) -> None:
+        self.held_calls, self.held_usd = 0, 0.0  # what the step held is now counted by what it spent
         self.calls += calls
         self.usd += usd
         if item_runs:

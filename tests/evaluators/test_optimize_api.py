@@ -259,6 +259,30 @@ def test_a_job_resumed_after_its_holdout_decision_finishes_without_running_it_ag
     assert pg(stack, lambda conn: prompts.get_version(conn, project_id, "tutor", version=2))["prompt"] == better
 
 
+def test_a_resumed_job_counts_the_calls_its_dead_worker_had_under_way(stack, stub):
+    """The saved state holds 24 calls of a step that never got charged (its worker died during it):
+    the resumed run counts them as spent, on top of every request it makes itself."""
+    project_id, key, dataset_id = setup(stack)
+    stub.responders["optimizer-model"] = proposing("Be kind.")
+
+    async def queue_resumed_job(conn):
+        spec = job_spec(OptimizeIn.model_validate(body(stub, dataset_id, candidates_per_round=1)), 1)
+        state = {"budget": {"calls": 5, "usd": 0.0, "item_runs": 0, "item_usd": 0.0, "held_calls": 24,
+                            "held_usd": 0.0}}
+        async with conn.transaction():
+            job_id = await store.create(conn, project_id, "tutor", 1, dataset_id, 1, spec)
+            await conn.execute("UPDATE prompt_optimizations SET state = %s WHERE id = %s", (Jsonb(state), job_id))
+        return job_id
+
+    job_id = pg(stack, queue_resumed_job)
+    h = stack.headers(key)
+    job = wait_until(lambda: (j := stack.client.get(f"/api/v1/prompts/tutor/optimize/{job_id}", headers=h).json())
+                     ["status"] in store.FINISHED and j, timeout=60)
+    assert job["status"] == "completed" and job["decision"]["reason"] == "no candidate beat the baseline on dev"
+    assert len(stub.requests) == 24 + 1 + 24  # baseline, proposal, the one candidate on all of dev
+    assert job["progress"]["calls"] == 5 + 24 + len(stub.requests)
+
+
 def test_a_cancelled_job_stops_calling_models(stack, stub):
     _, key, dataset_id = setup(stack)
     stub.responders["optimizer-model"] = proposing("Be kind.")

@@ -102,6 +102,20 @@ def test_budget_refuses_a_step_that_would_pass_a_cap():
     b.reserve(2, usd=0.5)
 
 
+def test_a_held_step_is_counted_once_whether_it_was_charged_or_its_run_died():
+    b = Budget(max_calls=100, max_usd=1.0)
+    b.hold(10, 0.2)
+    b.charge(12, 0.25, item_runs=10)  # retries: it spent more than it held, and that is what counts
+    assert (b.calls, b.usd, b.held_calls, b.held_usd) == (12, 0.25, 0, 0.0)
+    b.hold(10, 0.25)
+    resumed = Budget(max_calls=100, max_usd=1.0, calls=b.calls, usd=b.usd, held_calls=b.held_calls,
+                     held_usd=b.held_usd)  # as saved in the job's state when its worker died mid-step
+    resumed.spend_held()
+    assert (resumed.calls, resumed.usd, resumed.held_calls) == (22, 0.5, 0)
+    resumed.spend_held()  # nothing held any more
+    assert resumed.calls == 22
+
+
 def test_the_optimisers_reply_must_keep_the_prompts_shape_and_variables():
     base = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "{{question}}"}]
     reply = ('{"candidates": ['
