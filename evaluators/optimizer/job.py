@@ -175,7 +175,7 @@ class OptimizationRun:
                 except BudgetExhausted as exc:  # finish with what it has
                     stopped = str(exc)
                 self.stage = "holdout"
-                await self._decide(base, baseline, best, splits, stopped)
+                decision = await self._decide(base, baseline, best, splits, stopped)
                 version = await self._settle(base)
         except Cancelled:
             await self._close_holdout("cancelled", "the optimisation was cancelled")
@@ -183,7 +183,7 @@ class OptimizationRun:
         except Exception as exc:  # the job fails (the worker records why); so do its unfinished holdout runs
             await self._close_holdout("failed", f"the optimisation failed: {type(exc).__name__}")
             raise
-        return await self._finish(self.outcome["decision"], version)
+        return await self._finish(decision, version)
 
     async def _finish(self, decision: dict[str, Any], version: int | None) -> str:
         self.stage = "done"
@@ -320,19 +320,20 @@ class OptimizationRun:
                 await experiments.set_status(conn, exp_id, status, expect=("running",), error=why)
 
     async def _decide(self, base: dict[str, Any], baseline: Candidate, best: Candidate, splits: Splits,
-                      stopped: str) -> None:
-        """Sets ``self.outcome`` (and saves it): the decision, and the new version's message when accepted."""
+                      stopped: str) -> dict[str, Any]:
+        """The decision, kept in ``self.outcome`` (saved, after a holdout) with the new version's message
+        when accepted."""
         common: dict[str, Any] = {"objective": self.objective, "best_candidate": best.id,
                                   "stopped_early": stopped or None,
                                   "dev": {"baseline": baseline.mean(), "best": best.mean()}}
         if best is baseline:
             why = "the budget ran out before any candidate beat" if stopped else "no candidate beat"
             self.outcome = {"decision": {**common, "accepted": False, "reason": f"{why} the baseline on dev"}}
-            return
+            return self.outcome["decision"]
         n = len(splits.holdout)  # both holdout runs are reserved here, together
         if not self.budget.affordable(2 * n * (1 + self.judges), self.budget.item_estimate(2 * n)):
             self.outcome = {"decision": {**common, "accepted": False, "reason": "budget exhausted, no decision"}}
-            return
+            return self.outcome["decision"]
         await self._save()
         runs = []
         for role, cand in (("baseline", baseline), ("candidate", best)):
@@ -345,13 +346,15 @@ class OptimizationRun:
         holdout = {role: {"experiment_id": r["id"], "mean": test[mean],
                           "cost_per_item": s["cost"]["per_item"], "latency_p95_ms": s["latency_ms"]["p95"]}
                    for role, mean, r, s in zip(("baseline", "candidate"), ("mean_base", "mean_other"), runs, summaries)}
-        self.outcome = {"decision": {**common, **verdict, "holdout": {"items": n, **holdout}, "test": test}}
+        decision = {**common, **verdict, "holdout": {"items": n, **holdout}, "test": test}
+        self.outcome = {"decision": decision}
         if verdict["accepted"]:
             self.outcome["message"] = (
                 f"prompt optimisation {self.job['id']}: {self.objective} on {n} holdout items "
                 f"{holdout['baseline']['mean']:.4g} -> {holdout['candidate']['mean']:.4g}, one-sided "
                 f"{test['test']} p = {test['p_value']:.4g} (experiments {runs[0]['id']} vs {runs[1]['id']})")
         await self._save()
+        return decision
 
     async def _settle(self, base: dict[str, Any]) -> int | None:
         """The accepted prompt as a new unlabelled version, once: a run resumed after it was created
