@@ -214,12 +214,12 @@ def holdout_test(base: Verdicts, cand: Verdicts) -> dict[str, Any]:
 
 def decide(test: dict[str, Any] | None, base: dict[str, Any], cand: dict[str, Any], limits: Limits) -> dict[str, Any]:
     """Accept the candidate only if the one-sided paired holdout test (``holdout_test`` on the
-    objective) is significant at 95 % and it keeps within the cost and latency limits; a set limit
+    objective) is significant at 95 %, its mean is higher, and it keeps within the cost and latency limits; a set limit
     whose value is unknown (a model without a price, no latency) refuses, it cannot be checked.
     ``base`` / ``cand``: the two holdout runs' ``stats.summarize``."""
     if test is None or not test.get("n"):
         return {"accepted": False, "reason": "the holdout runs share no scored item"}
-    if not test["p_value"] < ALPHA:
+    if not (test["p_value"] < ALPHA and test["delta"] > 0):  # more passes yet a lower mean value: not better
         direction = "better" if test["delta"] > 0 else "not better"
         return {"accepted": False, "reason": f"not significant on the holdout: {direction} by {test['delta']:+.4g} "
                                              f"on average, one-sided {test['test']} p = {test['p_value']:.4g} "

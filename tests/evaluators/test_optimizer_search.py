@@ -154,6 +154,8 @@ def _summary(cost: float | None, p95: float | None) -> dict:
 def test_the_decision_needs_significance_and_the_limits():
     better = {"n": 20, "delta": 0.5, "p_value": 0.001, "test": "mcnemar_exact"}
     assert decide(better, _summary(0.01, 100), _summary(0.01, 100), Limits())["accepted"] is True
+    lower_mean = {**better, "delta": -0.01}  # more passes (McNemar) but a lower mean value: not better
+    assert decide(lower_mean, _summary(0.01, 100), _summary(0.01, 100), Limits())["accepted"] is False
     noise = {**better, "p_value": 0.06}
     assert "not significant" in decide(noise, _summary(0.01, 100), _summary(0.01, 100), Limits())["reason"]
     dear = decide(better, _summary(0.01, 100), _summary(0.03, 100), Limits(max_cost_ratio=2.0))
