@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -28,6 +27,8 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from core.storable import check_storable
 
 LATEST = "latest"
 PRODUCTION = "production"
@@ -103,6 +104,15 @@ def compile_prompt(prompt: str | list[dict], variables: dict, *, strict: bool = 
     return out
 
 
+def compile_messages(prompt: str | list[dict], variables: dict) -> list[dict[str, str]]:
+    """The chat messages a model is sent (strict: a missing variable raises KeyError): a text prompt is
+    one user message; of a chat message only ``role`` and ``content`` go."""
+    compiled = compile_prompt(prompt, variables)
+    if isinstance(compiled, str):
+        return [{"role": "user", "content": compiled}]
+    return [{"role": m["role"], "content": m["content"]} for m in compiled]
+
+
 def prompt_variables(prompt: str | list[dict]) -> list[str]:
     """The variables a prompt uses, in order of first use."""
     texts = [prompt] if isinstance(prompt, str) else [m.get("content") for m in prompt]
@@ -116,19 +126,7 @@ def prompt_variables(prompt: str | list[dict]) -> list[str]:
 # ------------------------------------------------------------------------------------------ validation
 
 def _check_storable(value: Any, where: str) -> None:
-    """PostgreSQL text / jsonb hold neither U+0000 nor NaN / Infinity: refuse them by field."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, float) and not math.isfinite(v):
-            raise PromptError(f"{where}: contains a non-finite number ({v})")
-        if isinstance(v, str) and "\x00" in v:
-            raise PromptError(f"{where}: contains a NUL character")
-        if isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
+    check_storable(value, where, PromptError)
 
 
 def check_name(name: Any) -> str:

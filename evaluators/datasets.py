@@ -9,7 +9,6 @@ experiment pin the version it ran on. An item keeps its ``id`` across versions.
 from __future__ import annotations
 
 import io
-import math
 import uuid
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -18,6 +17,8 @@ import jsonschema
 import orjson
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.storable import check_storable as check_storable_as
 
 Split = Literal["train", "dev", "test"]
 FORMATS = ("jsonl", "csv", "parquet")
@@ -50,21 +51,7 @@ class ItemIn(BaseModel):
 
 
 def check_storable(value: Any, where: str) -> None:
-    """PostgreSQL text and jsonb hold neither U+0000 nor NaN / Infinity (which Python's JSON parser
-    accepts): refuse them by field rather than fail the insert."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, float) and not math.isfinite(v):
-            raise DatasetError(f"{where}: contains a non-finite number ({v})")
-        if isinstance(v, str):
-            if "\x00" in v:
-                raise DatasetError(f"{where}: contains a NUL character")
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
+    check_storable_as(value, where, DatasetError)
 
 
 def check_items(raw: Iterable[Any], input_schema: dict | None = None, expected_schema: dict | None = None,

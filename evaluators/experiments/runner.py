@@ -193,8 +193,10 @@ class ExperimentRun:
         try:
             messages = self._messages(item)
             reply = await call_model(client, self.target, messages, api_key)
+            row["attempts"] = reply.attempts  # requests the target was sent, retries included (a call budget's count)
         except (KeyError, TargetError) as exc:
             error = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
+            row["attempts"] = exc.attempts if isinstance(exc, TargetError) else 0
         latency = (time.perf_counter() - t0) * 1000
         end = start + timedelta(milliseconds=latency)
         attrs = {"evalforge.experiment_id": self.exp["id"], "evalforge.dataset_item_id": item["id"],

@@ -16,9 +16,7 @@ import logging
 import time
 from typing import Any
 
-from core.bus import TOPIC_SPANS
 from core.project_prices import project_overrides
-from core.span import encode
 from evaluators.datasets import read_items
 from evaluators.experiments import stats
 from evaluators.experiments import store as experiments
@@ -29,15 +27,19 @@ from evaluators.optimizer import prompt_store, store
 from evaluators.optimizer.proposer import SYSTEM, build_messages, parse_candidates, worst_cases
 from evaluators.optimizer.scoring import OPTIMIZATION_ATTRIBUTE, PromptScorer
 from evaluators.optimizer.search import (
+    MIN_SLICE,
     BudgetExhausted,
     Budget,
     Candidate,
     Limits,
     Splits,
     decide,
+    holdout_test,
+    objective_verdicts,
     split_items,
     successive_halving,
 )
+from evaluators.routers.assist import record_calls
 
 log = logging.getLogger(__name__)
 RATE_LIMIT_WAIT_S = 300.0  # how long one judge or optimiser call waits on the judge's rate limit before failing
@@ -111,6 +113,9 @@ class OptimizationRun:
         self.prices: list[dict[str, Any]] = []
         self._dev_scorers: dict[str, PromptScorer] = {}
         self.holdout_experiments: list[str] = []  # started by this run (a resumed run fails the earlier ones)
+        # the holdout's decision once made: {"decision", "message", "version"}, saved before any version is
+        # created, so a run resumed after the holdout settles it instead of running the holdout again
+        self.outcome: dict[str, Any] | None = None
         self.client: Any = None
 
     # --- the job --------------------------------------------------------------------------------------
@@ -127,6 +132,9 @@ class OptimizationRun:
         self.positions = {i["id"]: p for p, i in enumerate(items)}
         splits = split_items(items, self.spec["seed"], self.spec["holdout_fraction"], self.spec["train_fraction"])
         await self._restore(job.get("state") or {})  # a resumed job: what its earlier run saved
+        if self.outcome is not None:  # an earlier run decided on the holdout and died before finishing
+            version = await self._settle(base)
+            return await self._finish(self.outcome["decision"], version)
         if not self.candidates:
             self.candidates.append(Candidate("baseline", base["prompt"], 0, "the base version"))
         baseline = self.candidates[0]
@@ -136,6 +144,8 @@ class OptimizationRun:
                 self.client = client
                 try:
                     self.stage = "baseline"
+                    # a first slice prices an item run before the budget is committed to all of dev
+                    await self._evaluate(baseline, splits.dev[:MIN_SLICE])
                     await self._evaluate(baseline, splits.dev)
                     baseline.status = "baseline"
                     for rnd in range(1, self.spec["rounds"] + 1):
@@ -165,19 +175,23 @@ class OptimizationRun:
                 except BudgetExhausted as exc:  # finish with what it has
                     stopped = str(exc)
                 self.stage = "holdout"
-                decision, version = await self._decide(base, baseline, best, splits, stopped)
+                decision = await self._decide(base, baseline, best, splits, stopped)
+                version = await self._settle(base)
         except Cancelled:
             await self._close_holdout("cancelled", "the optimisation was cancelled")
             return "cancelled"
         except Exception as exc:  # the job fails (the worker records why); so do its unfinished holdout runs
             await self._close_holdout("failed", f"the optimisation failed: {type(exc).__name__}")
             raise
+        return await self._finish(decision, version)
+
+    async def _finish(self, decision: dict[str, Any], version: int | None) -> str:
         self.stage = "done"
         await self._save()
         async with self.pg.connection() as conn:
-            if await store.finish(conn, job["id"], "completed", decision=decision, result_version=version):
+            if await store.finish(conn, self.job["id"], "completed", decision=decision, result_version=version):
                 return "completed"
-            return await store.status(conn, job["id"]) or "gone"
+            return await store.status(conn, self.job["id"]) or "gone"
 
     # --- steps ----------------------------------------------------------------------------------------
 
@@ -187,7 +201,9 @@ class OptimizationRun:
                     "attempt": self.job.get("attempts", 1)}
         b = self.budget
         state = {"objective": self.objective, "rounds": self.rounds, "holdout_experiments": self.holdout_experiments,
-                 "budget": {"calls": b.calls, "usd": b.usd, "item_runs": b.item_runs, "item_usd": b.item_usd},
+                 "outcome": self.outcome,
+                 "budget": {"calls": b.calls, "usd": b.usd, "item_runs": b.item_runs, "item_usd": b.item_usd,
+                            "held_calls": b.held_calls, "held_usd": b.held_usd},
                  "candidates": [{"id": c.id, "prompt": c.prompt, "round": c.round, "rationale": c.rationale,
                                  "status": c.status, "values": c.values, "rows": c.rows} for c in self.candidates]}
         async with self.pg.connection() as conn:
@@ -204,10 +220,14 @@ class OptimizationRun:
             return
         self.objective = state.get("objective") or self.objective
         self.rounds = state.get("rounds") or []
+        self.outcome = state.get("outcome")
         for k, v in (state.get("budget") or {}).items():
             setattr(self.budget, k, v)
+        self.budget.spend_held()  # a step the earlier run died in: its calls were made
         self.candidates = [Candidate(c["id"], c["prompt"], c["round"], c["rationale"], values=c["values"],
                                      rows=c["rows"], status=c["status"]) for c in state.get("candidates") or []]
+        if self.outcome is not None:  # its holdout runs completed: they are the decision's evidence
+            return
         async with self.pg.connection() as conn:
             for exp_id in state.get("holdout_experiments") or []:
                 await experiments.set_status(conn, exp_id, "failed", expect=("running",),
@@ -231,21 +251,26 @@ class OptimizationRun:
 
     async def _run(self, scorer: PromptScorer, items: list[dict[str, Any]], what: str,
                    reserved: bool = False) -> list[dict[str, Any]]:
-        """Score ``items`` with the budget reserved first (unless the caller did) and charged after."""
+        """Score ``items`` with the budget reserved first (unless the caller did), held in the saved
+        state while the calls are made (also where a cancel is noticed, before anything is spent), and
+        charged after."""
+        calls, usd = len(items) * (1 + self.judges), self.budget.item_estimate(len(items))
         if not reserved:
-            self.budget.reserve(len(items) * (1 + self.judges), self.budget.item_estimate(len(items)), what)
+            self.budget.reserve(calls, usd, what)
+        self.budget.hold(calls, usd)
+        await self._save()
         judge_calls, judge_usd = scorer.judge_calls, scorer.judge_usd
         rows = await scorer.run_items(self.client, [(self.positions[i["id"]], i) for i in items],
                                       self.spec["max_concurrency"])
         usd = sum(r.get("cost") or 0.0 for r in rows) + scorer.judge_usd - judge_usd
-        self.budget.charge(len(rows) + scorer.judge_calls - judge_calls, usd, item_runs=len(rows))
+        target_calls = sum(r.get("attempts", 1) for r in rows)  # a retried request is a call too
+        self.budget.charge(target_calls + scorer.judge_calls - judge_calls, usd, item_runs=len(rows))
         return rows
 
     async def _evaluate(self, cand: Candidate, items: list[dict[str, Any]]) -> None:
         todo = [i for i in items if i["id"] not in cand.values]
         if not todo:
             return
-        await self._save()  # also where a cancel is noticed, before anything more is spent
         if cand.id not in self._dev_scorers:  # one per candidate: its judges' clients are reused across slices
             self._dev_scorers[cand.id] = self._scorer(self.job["id"], f"optimize {self.job['prompt_name']} {cand.id}",
                                                       cand.prompt)
@@ -279,7 +304,8 @@ class OptimizationRun:
             usable, rejected = [], []
             entry["error"] = exc.message[:500]
         finally:
-            await self._record_calls(guard.calls)
+            await record_calls(self.bus, guard.calls, self.project_id, name="optimizer.propose",
+                               attributes={OPTIMIZATION_ATTRIBUTE: self.job["id"]})
         entry.update(proposed=len(usable), rejected=rejected)
         out = [Candidate(f"r{self.round}c{k}", c["prompt"], self.round, c["rationale"])
                for k, c in enumerate(usable, start=1)]
@@ -293,47 +319,58 @@ class OptimizationRun:
             for exp_id in self.holdout_experiments:
                 await experiments.set_status(conn, exp_id, status, expect=("running",), error=why)
 
-    async def _record_calls(self, calls: list[LLMCall]) -> None:
-        """The optimiser model's calls as traces (one each, linked to the job)."""
-        if calls:
-            spans = [c.to_span_record(self.project_id, name="optimizer.propose",
-                                      attributes={OPTIMIZATION_ATTRIBUTE: self.job["id"]}) for c in calls]
-            await self.bus.publish(TOPIC_SPANS, [(s["trace_id"].encode(), encode(s)) for s in spans])
-
     async def _decide(self, base: dict[str, Any], baseline: Candidate, best: Candidate, splits: Splits,
-                      stopped: str) -> tuple[dict[str, Any], int | None]:
+                      stopped: str) -> dict[str, Any]:
+        """The decision, kept in ``self.outcome`` (saved, after a holdout) with the new version's message
+        when accepted."""
         common: dict[str, Any] = {"objective": self.objective, "best_candidate": best.id,
                                   "stopped_early": stopped or None,
                                   "dev": {"baseline": baseline.mean(), "best": best.mean()}}
         if best is baseline:
             why = "the budget ran out before any candidate beat" if stopped else "no candidate beat"
-            return {**common, "accepted": False, "reason": f"{why} the baseline on dev"}, None
+            self.outcome = {"decision": {**common, "accepted": False, "reason": f"{why} the baseline on dev"}}
+            return self.outcome["decision"]
         n = len(splits.holdout)  # both holdout runs are reserved here, together
         if not self.budget.affordable(2 * n * (1 + self.judges), self.budget.item_estimate(2 * n)):
-            return {**common, "accepted": False, "reason": "budget exhausted, no decision"}, None
+            self.outcome = {"decision": {**common, "accepted": False, "reason": "budget exhausted, no decision"}}
+            return self.outcome["decision"]
         await self._save()
         runs = []
         for role, cand in (("baseline", baseline), ("candidate", best)):
             runs.append(await self._holdout_run(role, cand, splits))
         async with self.pg.connection() as conn:
             await store.link_experiments(conn, self.job["id"], runs[0]["id"], runs[1]["id"])
-        comparison = await asyncio.to_thread(stats.compare, runs)
-        test = comparison["comparisons"][0]["metrics"].get(self.objective or "")
+        test = holdout_test(*(objective_verdicts(r["results"], self.objective) for r in runs))
         summaries = [stats.summarize(r["results"], 1, with_ci=False) for r in runs]
         verdict = decide(test, summaries[0], summaries[1], Limits(**(self.spec.get("limits") or {})))
-        holdout = {role: {"experiment_id": r["id"], "mean": (s["scores"].get(self.objective or "") or {}).get("mean"),
+        holdout = {role: {"experiment_id": r["id"], "mean": test[mean],
                           "cost_per_item": s["cost"]["per_item"], "latency_p95_ms": s["latency_ms"]["p95"]}
-                   for role, r, s in zip(("baseline", "candidate"), runs, summaries)}
+                   for role, mean, r, s in zip(("baseline", "candidate"), ("mean_base", "mean_other"), runs, summaries)}
         decision = {**common, **verdict, "holdout": {"items": n, **holdout}, "test": test}
-        if not verdict["accepted"]:
-            return decision, None
-        message = (f"prompt optimisation {self.job['id']}: {self.objective} on {n} holdout items "
-                   f"{holdout['baseline']['mean']:.4g} -> {holdout['candidate']['mean']:.4g}, "
-                   f"{test['test']} p = {test['p_value']:.4g} (experiments {runs[0]['id']} vs {runs[1]['id']})")
-        created = (await prompt_store.version_made_by(self.pg, self.project_id, self.job["prompt_name"], self.job["id"])
-                   or await prompt_store.create_unlabelled_version(self.pg, self.project_id, self.job["prompt_name"],
-                                                                   base, best.prompt, message))
-        return decision, created["version"]
+        self.outcome = {"decision": decision}
+        if verdict["accepted"]:
+            self.outcome["message"] = (
+                f"prompt optimisation {self.job['id']}: {self.objective} on {n} holdout items "
+                f"{holdout['baseline']['mean']:.4g} -> {holdout['candidate']['mean']:.4g}, one-sided "
+                f"{test['test']} p = {test['p_value']:.4g} (experiments {runs[0]['id']} vs {runs[1]['id']})")
+        await self._save()
+        return decision
+
+    async def _settle(self, base: dict[str, Any]) -> int | None:
+        """The accepted prompt as a new unlabelled version, once: a run resumed after it was created
+        finds it (its message names the job) and records it."""
+        outcome = self.outcome or {}
+        if not outcome.get("decision", {}).get("accepted"):
+            return None
+        if outcome.get("version") is None:
+            best = next(c for c in self.candidates if c.id == outcome["decision"]["best_candidate"])
+            pid, name = self.project_id, self.job["prompt_name"]
+            created = (await prompt_store.version_made_by(self.pg, pid, name, self.job["id"])
+                       or await prompt_store.create_unlabelled_version(self.pg, pid, name, base, best.prompt,
+                                                                       outcome["message"]))
+            outcome["version"] = created["version"]
+            await self._save()
+        return outcome["version"]
 
     async def _holdout_run(self, role: str, cand: Candidate, splits: Splits) -> dict[str, Any]:
         """One side of the holdout comparison, stored as a finished server-side experiment on the holdout

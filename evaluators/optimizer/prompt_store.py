@@ -45,7 +45,4 @@ def item_variables(item: dict[str, Any]) -> dict[str, Any]:
 
 def messages_for(prompt: Any, item: dict[str, Any]) -> list[dict[str, str]]:
     """The chat messages the target gets for ``item``: a text prompt is one user message."""
-    compiled = prompts.compile_prompt(prompt, item_variables(item))
-    if isinstance(compiled, str):
-        return [{"role": "user", "content": compiled}]
-    return [{"role": m["role"], "content": m["content"]} for m in compiled]
+    return prompts.compile_messages(prompt, item_variables(item))

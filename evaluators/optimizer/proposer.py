@@ -9,7 +9,17 @@ from typing import Any
 import orjson
 
 from evaluators.judge import extract_json_object
+from evaluators.llm import LLMSettings
 from evaluators.optimizer.prompt_store import variables
+
+def model_settings(model: dict[str, Any]) -> LLMSettings:
+    """The optimiser model's client settings from its spec (``ModelSpec``): ``params`` temperature and
+    max_tokens (sampling on by default: the proposals should differ). ValidationError on a bad value."""
+    params = model.get("params") or {}
+    return LLMSettings(provider=model["provider"], model=model["model"], base_url=model.get("base_url"),
+                       temperature=params.get("temperature", 1.0), max_tokens=params.get("max_tokens", 4096),
+                       timeout_s=model.get("timeout_s", 60.0))
+
 
 SYSTEM = (
     "You improve prompts for a language model. You are shown the current best prompt, the cases it gets "

@@ -30,8 +30,10 @@ def assistant(llm: LLMSettings | None, services) -> dict[str, Any]:
             "guard": guard}
 
 
-async def record_calls(services, calls: list, project_id: str) -> None:
-    """The assistant's model calls become spans of the project, priced like any other."""
+async def record_calls(bus, calls: list, project_id: str, *, name: str = "evalforge.assist",
+                       attributes: dict[str, str] | None = None) -> None:
+    """The assistant's model calls become spans of the project (one trace each, named ``name``, with
+    ``attributes`` added), priced like any other."""
     if calls:
-        records = [c.to_span_record(project_id, name="evalforge.assist") for c in calls]
-        await services.require_bus().publish(TOPIC_SPANS, [(r["trace_id"].encode(), encode(r)) for r in records])
+        records = [c.to_span_record(project_id, name=name, attributes=attributes) for c in calls]
+        await bus.publish(TOPIC_SPANS, [(r["trace_id"].encode(), encode(r)) for r in records])

@@ -69,7 +69,7 @@ async def _generated(body: GenerateIn, project, services) -> list[dict[str, Any]
     rows, calls = await asyncio.to_thread(generate_tests, body.user_template, body.system_prompt, n=body.n,
                                           project_id=project.id, include_edge_cases=body.include_edge_cases,
                                           **await asyncio.to_thread(assistant, body.llm, services))
-    await record_calls(services, calls, project.id)
+    await record_calls(services.require_bus(), calls, project.id)
     return [{"input": r.input, "expected_output": r.expected, "tags": r.tags, "metadata": {"source": "synthetic"}}
             for r in rows]
 

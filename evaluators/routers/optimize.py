@@ -7,13 +7,14 @@ import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.deps import ProjectDep, ServicesDep
 from evaluators import datasets as dataset_store
 from evaluators.experiments.runner import build_evaluators
 from evaluators.llm import check_base_url
 from evaluators.optimizer import prompt_store, store
+from evaluators.optimizer.proposer import model_settings
 from evaluators.optimizer.search import split_items
 from evaluators.routers.experiments import EvaluatorSpec
 
@@ -111,10 +112,21 @@ async def start(name: str, body: OptimizeIn, project: ProjectDep, services: Serv
         raise HTTPException(400, str(exc)) from None
     evaluators = [e.model_dump() for e in body.evaluators]
     try:
-        build_evaluators(evaluators)
+        built = build_evaluators(evaluators)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
+    produced = [ev.config.score_name or ev.name for ev in built]  # the score names the runs will carry
+    if body.objective is not None and body.objective not in produced:
+        raise HTTPException(400, f"objective: {body.objective!r} is not a score the evaluators produce {produced}")
     optimizer = body.optimizer_model or body.target
+    for field, model in (("target", body.target), ("optimizer_model", body.optimizer_model)):
+        if model is None:
+            continue
+        try:  # the optimiser's client is built from these; the target is sent its params as they are
+            model_settings(model.model_dump())
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise HTTPException(400, f"{field}.params.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
     for field, model in (("target", body.target), ("optimizer_model", optimizer)):
         try:
             await asyncio.to_thread(check_base_url, model.base_url, services.settings)  # resolves DNS

@@ -45,12 +45,9 @@ class PlaygroundIn(BaseModel):
 
 def _messages(version: dict, variables: dict) -> list[dict[str, str]]:
     try:
-        compiled = store.compile_prompt(version["prompt"], variables)
+        return store.compile_messages(version["prompt"], variables)
     except KeyError as exc:
         raise HTTPException(400, f"variables: {exc.args[0]}") from None
-    if isinstance(compiled, str):
-        return [{"role": "user", "content": compiled}]
-    return [{"role": m["role"], "content": m["content"]} for m in compiled]
 
 
 def _target(body: PlaygroundIn, config: dict) -> ModelTarget:

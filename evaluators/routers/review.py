@@ -87,5 +87,5 @@ async def criteria(body: PromptIn, project: ProjectDep, services: ServicesDep) -
         raise HTTPException(400, "system_prompt: give a system prompt or a user template")
     proposed, calls = await asyncio.to_thread(propose_criteria, body.system_prompt, body.user_template,
                                               project_id=project.id, **await asyncio.to_thread(assistant, body.llm, services))
-    await record_calls(services, calls, project.id)
+    await record_calls(services.require_bus(), calls, project.id)
     return {"criteria": [c.to_dict() for c in proposed], "model_calls": len(calls)}

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from scipy import stats
 
+from evaluators.experiments.stats import paired_tests
 from evaluators.optimizer.proposer import build_messages, parse_candidates, worst_cases
 from evaluators.optimizer.search import (
     Budget,
@@ -14,6 +16,8 @@ from evaluators.optimizer.search import (
     Candidate,
     Limits,
     decide,
+    holdout_test,
+    objective_verdicts,
     split_items,
     successive_halving,
 )
@@ -98,6 +102,20 @@ def test_budget_refuses_a_step_that_would_pass_a_cap():
     b.reserve(2, usd=0.5)
 
 
+def test_a_held_step_is_counted_once_whether_it_was_charged_or_its_run_died():
+    b = Budget(max_calls=100, max_usd=1.0)
+    b.hold(10, 0.2)
+    b.charge(12, 0.25, item_runs=10)  # retries: it spent more than it held, and that is what counts
+    assert (b.calls, b.usd, b.held_calls, b.held_usd) == (12, 0.25, 0, 0.0)
+    b.hold(10, 0.25)
+    resumed = Budget(max_calls=100, max_usd=1.0, calls=b.calls, usd=b.usd, held_calls=b.held_calls,
+                     held_usd=b.held_usd)  # as saved in the job's state when its worker died mid-step
+    resumed.spend_held()
+    assert (resumed.calls, resumed.usd, resumed.held_calls) == (22, 0.5, 0)
+    resumed.spend_held()  # nothing held any more
+    assert resumed.calls == 22
+
+
 def test_the_optimisers_reply_must_keep_the_prompts_shape_and_variables():
     base = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "{{question}}"}]
     reply = ('{"candidates": ['
@@ -133,11 +151,11 @@ def _summary(cost: float | None, p95: float | None) -> dict:
     return {"cost": {"per_item": cost}, "latency_ms": {"p95": p95}}
 
 
-def test_the_decision_needs_significance_in_the_right_direction_and_the_limits():
+def test_the_decision_needs_significance_and_the_limits():
     better = {"n": 20, "delta": 0.5, "p_value": 0.001, "test": "mcnemar_exact"}
     assert decide(better, _summary(0.01, 100), _summary(0.01, 100), Limits())["accepted"] is True
-    worse = {**better, "delta": -0.5}
-    assert decide(worse, _summary(0.01, 100), _summary(0.01, 100), Limits())["accepted"] is False
+    lower_mean = {**better, "delta": -0.01}  # more passes (McNemar) but a lower mean value: not better
+    assert decide(lower_mean, _summary(0.01, 100), _summary(0.01, 100), Limits())["accepted"] is False
     noise = {**better, "p_value": 0.06}
     assert "not significant" in decide(noise, _summary(0.01, 100), _summary(0.01, 100), Limits())["reason"]
     dear = decide(better, _summary(0.01, 100), _summary(0.03, 100), Limits(max_cost_ratio=2.0))
@@ -145,3 +163,74 @@ def test_the_decision_needs_significance_in_the_right_direction_and_the_limits()
     slow = decide(better, _summary(0.01, 100), _summary(0.01, 900), Limits(max_latency_p95_ms=500))
     assert slow["accepted"] is False and "latency p95 900.0 ms" in slow["reason"]
     assert decide(None, _summary(0, 0), _summary(0, 0), Limits())["accepted"] is False
+
+
+PRICED = (_summary(0.01, 100), _summary(0.01, 100))
+
+
+def _accept(base: dict, cand: dict, limits: Limits | None = None, summaries=PRICED) -> dict:
+    return decide(holdout_test(base, cand), summaries[0], summaries[1], limits or Limits())
+
+
+def test_losing_every_pass_is_refused_even_when_the_mean_rises_elsewhere():
+    # items 0-9: the baseline passes, the candidate fails (and gains none); items 10-29: both fail, but the
+    # candidate's value rises -- the mean delta is positive and the two-sided McNemar p is tiny
+    base = {f"i{k}": (0.6, True) if k < 10 else (0.0, False) for k in range(30)}
+    cand = {f"i{k}": (0.4, False) if k < 10 else (0.45, False) for k in range(30)}
+    two_sided = paired_tests(base, cand)
+    assert two_sided["delta"] > 0 and two_sided["p_value"] < 0.05  # what the old rule accepted
+    test = holdout_test(base, cand)
+    assert test["test"] == "mcnemar_exact" and (test["base_only"], test["other_only"]) == (10, 0)
+    assert test["p_value"] == stats.binomtest(0, 10, 0.5, alternative="greater").pvalue
+    verdict = _accept(base, cand)
+    assert verdict["accepted"] is False and "not significant" in verdict["reason"]
+
+
+def test_worse_on_nineteen_of_twenty_items_and_much_better_on_one_is_refused():
+    base = {f"i{k}": (3.0, None) for k in range(20)}
+    cand = {f"i{k}": (3.0 - 0.01 * (k + 1), None) for k in range(19)} | {"i19": (103.0, None)}
+    two_sided = paired_tests(base, cand)
+    assert two_sided["delta"] > 0 and two_sided["p_value"] < 0.05  # what the old rule accepted
+    ids = sorted(base)
+    test = holdout_test(base, cand)
+    expected = stats.wilcoxon([cand[i][0] for i in ids], [base[i][0] for i in ids], alternative="greater").pvalue
+    assert test["test"] == "wilcoxon" and test["p_value"] == pytest.approx(expected, rel=1e-12)
+    assert test["p_value"] > 0.5 and _accept(base, cand)["accepted"] is False
+
+
+def test_a_candidate_better_on_most_items_is_accepted_with_scipys_one_sided_p():
+    base = {f"i{k}": (1.0, True) if k < 4 else (0.0, False) for k in range(20)}
+    cand = {f"i{k}": (1.0, True) if k != 3 else (0.0, False) for k in range(20)}
+    test = holdout_test(base, cand)
+    assert test["p_value"] == stats.binomtest(16, 17, 0.5, alternative="greater").pvalue
+    verdict = _accept(base, cand)
+    assert verdict["accepted"] is True and "one-sided mcnemar_exact" in verdict["reason"]
+
+
+def test_failed_holdout_runs_count_as_failures_not_as_missing_items():
+    def row(item: str, passed: bool | None, error: str | None = None) -> dict:
+        scores = [] if error else [{"name": "exact_match", "value": float(passed), "passed": passed}]
+        return {"item_id": item, "repetition": 0, "scores": scores, "error": error}
+
+    # the baseline passes items 0-9; the candidate crashes on exactly those and passes the other ten
+    base_rows = [row(f"i{k}", k < 10) for k in range(20)]
+    cand_rows = [row(f"i{k}", None, "HTTP 500") if k < 10 else row(f"i{k}", True) for k in range(20)]
+    base, cand = objective_verdicts(base_rows, "exact_match"), objective_verdicts(cand_rows, "exact_match")
+    assert cand["i0"] == (0.0, False) and len(cand) == 20
+    test = holdout_test(base, cand)
+    assert (test["n"], test["base_only"], test["other_only"], test["delta"]) == (20, 10, 10, 0.0)
+    assert test["p_value"] == stats.binomtest(10, 20, 0.5, alternative="greater").pvalue
+    assert _accept(base, cand)["accepted"] is False
+
+
+def test_a_set_limit_whose_value_is_unknown_refuses():
+    base = {f"i{k}": (0.0, False) for k in range(20)}
+    cand = {f"i{k}": (1.0, True) for k in range(20)}
+    unpriced = (_summary(None, 100), _summary(None, 100))
+    assert _accept(base, cand, summaries=unpriced)["accepted"] is True  # no limit set: nothing to check
+    for limits in (Limits(max_cost_per_item_usd=0.01), Limits(max_cost_ratio=2.0)):
+        verdict = _accept(base, cand, limits, summaries=unpriced)
+        assert verdict["accepted"] is False and "unknown" in verdict["reason"], limits
+    no_latency = (_summary(0.01, 100), _summary(0.01, None))
+    verdict = _accept(base, cand, Limits(max_latency_p95_ms=500), summaries=no_latency)
+    assert verdict["accepted"] is False and "max_latency_p95_ms cannot be checked" in verdict["reason"]
