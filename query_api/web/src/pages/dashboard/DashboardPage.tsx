@@ -16,14 +16,15 @@ const RANGES: Record<string, { ms: number; interval: string; seconds: number }> 
 };
 const GROUPS = ["", "model", "provider", "name", "user_id", "environment", "release", "tag", "status", "prompt_name", "prompt_version"];
 
-interface MetricData { data: Array<{ bucket: string | null; group: Record<string, string>; value: number | null; n: number }> }
-interface Spec { key: string; metric: string; aggregation?: string; score_name?: string; label: string }
+interface MetricData { data: Array<{ bucket: string | null; group: Record<string, string>; value: number | null; n: number; values?: Record<string, number | null> }> }
+// ``together``: the chart's percentiles of this metric, asked for in one request (one scan of the spans).
+interface Spec { key: string; metric: string; aggregation?: string; score_name?: string; label: string; together?: string[] }
 
 const pct = (v: number | null) => (v == null ? "–" : `${(v * 100).toFixed(1)}%`);
 const CHARTS: Array<{ title: string; specs: (group: boolean, score: string) => Spec[]; format: (v: number | null) => string }> = [
   { title: "Requests", format: (v) => fmtInt(v), specs: () => [{ key: "requests", metric: "requests", label: "requests" }] },
   { title: "Error rate", format: pct, specs: () => [{ key: "error_rate", metric: "error_rate", label: "error rate" }] },
-  { title: "Latency", format: (v) => fmtMs(v), specs: (g) => (g ? ["p95"] : ["p50", "p90", "p95", "p99"]).map((a) => ({ key: `latency_${a}`, metric: "latency", aggregation: a, label: a })) },
+  { title: "Latency", format: (v) => fmtMs(v), specs: (g) => (g ? ["p95"] : ["p50", "p90", "p95", "p99"]).map((a, _i, all) => ({ key: `latency_${a}`, metric: "latency", aggregation: a, label: a, together: all })) },
   { title: "Tokens", format: (v) => fmtInt(v), specs: (g) => (g ? ["output_tokens"] : ["input_tokens", "output_tokens"]).map((m) => ({ key: m, metric: m, aggregation: "sum", label: m.replace("_tokens", "") })) },
   { title: "Cost", format: (v) => fmtCost(v), specs: () => [{ key: "cost", metric: "cost", aggregation: "sum", label: "cost" }] },
   { title: "Score average", format: (v) => fmtNumber(v), specs: (_g, score) => (score ? [{ key: `score_${score}`, metric: "score", aggregation: "avg", score_name: score, label: score }] : []) },
@@ -55,10 +56,15 @@ export default function DashboardPage() {
   const charts = CHARTS.map((c) => ({ ...c, list: c.specs(!!group, score) }));
   const allSpecs = charts.flatMap((c) => c.list);
   const results = useQueries({
-    queries: allSpecs.map((s) => ({
+    queries: allSpecs.map((s) => s.together ? {
+      // one query key for the percentiles asked together: react-query makes one request, each spec picks its values
+      queryKey: ["metric", projectId, `${s.metric}:${s.together.join(",")}`, base],
+      queryFn: () => api<MetricData>("/metrics", { project: projectId, params: { ...base, metric: s.metric, aggregation: s.together } }),
+      select: (d: MetricData): MetricData => ({ data: d.data.map((r) => ({ ...r, value: r.values ? r.values[s.aggregation!] ?? null : r.value })) }),
+    } : {
       queryKey: ["metric", projectId, s.key, base],
       queryFn: () => api<MetricData>("/metrics", { project: projectId, params: { ...base, metric: s.metric, aggregation: s.aggregation, score_name: s.score_name } }),
-    })),
+    }),
   });
   const totals = useQueries({
     queries: ["requests", "error_rate", "cost", "total_tokens"].map((m) => ({
