@@ -67,3 +67,27 @@ def test_latency_chart_is_one_request_plotting_each_percentile(live, data, page_
             expected = alone[a][row[0]]
             assert (shown == "" and expected is None) or float(shown) == pytest.approx(expected, rel=1e-12)
     assert not page.js_errors
+
+
+def test_ungrouped_totals_are_the_charts_sums_and_equal_the_api_totals(live, data, page_for):
+    page = page_for(data.key)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/v1/metrics" in r.url else None)
+    page.goto(f"/projects/{data.project_id}/dashboard?range=7d")
+    page.locator("figure.chart[data-drawn='1']").nth(4).wait_for()
+    page.get_by_test_id("total-Tokens").filter(has_not_text="…").wait_for()
+    assert all("interval=" in u for u in asked)  # no request of its own for a total
+    query = dict(p.split("=", 1) for p in asked[0].split("?", 1)[1].split("&"))
+    window = {"from": query["from"].replace("%3A", ":"), "to": query["to"].replace("%3A", ":")}
+    with live.api(data.key) as api:  # the range's totals, asked as a script would
+        def total(metric: str, **params) -> float | None:
+            return api.get("/api/v1/metrics", params={**window, "metric": metric, **params}).json()["data"][0]["value"]
+
+        requests, rate = total("requests"), total("error_rate")
+        cost = total("cost", aggregation="sum")
+        tokens = total("input_tokens", aggregation="sum") + total("output_tokens", aggregation="sum")
+    shown = {k: page.get_by_test_id(f"total-{k}").inner_text() for k in ("Requests", "Error rate", "Cost", "Tokens")}
+    assert requests and cost >= 0.01  # the seed's model calls (below a cent the page shows 3 digits)
+    assert shown == {"Requests": f"{round(requests):,}", "Error rate": f"{rate * 100:.1f}%",
+                     "Cost": f"${cost:.4f}" if cost < 10 else f"${cost:.2f}", "Tokens": f"{round(tokens):,}"}
+    assert not page.js_errors
