@@ -60,6 +60,8 @@ class MetricQuery:
     interval: str | None
     limit: int  # groups kept (largest totals first)
     score_name: str = ""
+    # further percentiles from the same scan (a chart's p50 / p90 / p95 / p99 in one read of the spans)
+    also: tuple[str, ...] = ()
 
 
 def default_aggregation(metric: str) -> str:
@@ -83,6 +85,10 @@ def validate(mq: MetricQuery) -> None:
         raise BadParam("group_by", "at most 3 distinct columns")
     if mq.interval is not None:
         interval_seconds(mq.interval)  # raises BadParam
+    if mq.also and not all(a.startswith("p") for a in (mq.aggregation, *mq.also)):
+        raise BadParam("aggregation", "several values only for percentiles (p50, p90, p95, p99)")
+    if len(set((mq.aggregation, *mq.also))) != 1 + len(mq.also):
+        raise BadParam("aggregation", "given twice")
     if mq.metric == "score":
         if not mq.score_name:
             raise BadParam("score_name", "required for metric=score")
@@ -129,7 +135,11 @@ def choose_source(mq: MetricQuery, f: Filters) -> str:
     return "spans"
 
 
-def _aggregate(expr: str, aggregation: str) -> str:
+def _aggregate(expr: str, aggregation: str, also: tuple[str, ...] = ()) -> str:
+    """The aggregate of ``expr``; with ``also``: an array, ``aggregation``'s then each of ``also``'s."""
+    if also:
+        levels = ", ".join(str(int(a[1:]) / 100) for a in (aggregation, *also))
+        return f"quantilesExactInclusive({levels})({expr})"
     if aggregation.startswith("p"):
         return f"quantileExactInclusive({int(aggregation[1:]) / 100})({expr})"
     return f"{aggregation}({expr})"
@@ -142,7 +152,7 @@ def _span_value_expr(mq: MetricQuery) -> str:
         return "countIf(status = 'error')"
     if mq.metric == "error_rate":
         return "countIf(status = 'error') / count()"
-    return _aggregate(SPAN_VALUES[mq.metric], mq.aggregation)
+    return _aggregate(SPAN_VALUES[mq.metric], mq.aggregation, mq.also)
 
 
 def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str, Any]:
@@ -165,7 +175,7 @@ def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str
     elif source == "scores":
         time_col, table, final = "timestamp", "scores", "FINAL"
         where = score_value_conditions(f, b, project_id, mq.score_name) + score_range_conditions(f, b)
-        value, count = _aggregate("value", mq.aggregation), "count()"
+        value, count = _aggregate("value", mq.aggregation, mq.also), "count()"
     else:
         time_col, table, final = "start_time", "spans", "FINAL"
         # a model call recorded twice counts once (ingest.duplicates; spans.counted, migration 0013)
@@ -182,7 +192,10 @@ def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str
         col = "arrayJoin(if(empty(tags), [''], tags))" if g == "tag" else g
         select.append(f"{col} AS g_{g}")
         keys.append(f"g_{g}")
-    select += [f"toFloat64({value}) AS m_value", f"{count} AS m_n"]
+    if mq.also:  # m_value: the first percentile (ranks groups); m_values: all of them
+        select += [f"arrayMap(x -> toFloat64(x), {value}) AS m_values", "m_values[1] AS m_value", f"{count} AS m_n"]
+    else:
+        select += [f"toFloat64({value}) AS m_value", "[] AS m_values", f"{count} AS m_n"]
     sql = f"SELECT {', '.join(select)} FROM {table} {final} WHERE {' AND '.join(where)}"
     if keys:
         sql += f" GROUP BY {', '.join(keys)}"
@@ -192,7 +205,7 @@ def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str
         # Keep the `limit` groups with the largest totals: fold each group's buckets into one array
         # row, rank the (few thousand) group rows, unfold in Python. One scan; no window function.
         sql = (f"SELECT {part}, sum(ifNotFinite(m_value, 0)) AS total, "
-               f"arraySort(x -> x.1, groupArray((m_bucket, m_value, m_n))) AS points FROM ({sql}) "
+               f"arraySort(x -> x.1, groupArray((m_bucket, m_value, m_n, m_values))) AS points FROM ({sql}) "
                f"GROUP BY {part} ORDER BY total DESC, {part} LIMIT {int(mq.limit)}")
     elif group_keys:
         sql += f" ORDER BY ifNotFinite(m_value, 0) DESC, {part} LIMIT {int(mq.limit)}"
@@ -201,22 +214,24 @@ def run_metric(client, project_id: str, mq: MetricQuery, f: Filters) -> dict[str
     settings = None if source == "scores" else READ_SETTINGS  # see filters.READ_SETTINGS: spans and rollup_spans
     result = client.query(sql, parameters=b.params, settings=settings)
     cols = result.column_names
-    points = []  # (bucket, group, value, n)
+    points = []  # (bucket, group, value, n, values)
     for row in result.result_rows:
         rec = dict(zip(cols, row))
         group = {g: rec[f"g_{g}"] for g in mq.group_by}
         if group_keys and mq.interval:
-            points += [(bucket, group, value, n) for bucket, value, n in rec["points"]]
+            points += [(bucket, group, value, n, values) for bucket, value, n, values in rec["points"]]
         else:
-            points.append((rec.get("m_bucket"), group, rec["m_value"], rec["m_n"]))
+            points.append((rec.get("m_bucket"), group, rec["m_value"], rec["m_n"], rec["m_values"]))
     data = [{
         "bucket": iso_from_seconds(bucket) if mq.interval else None,
         "group": group,
         "value": num(value) if n or mq.aggregation in ("count", "sum") else None,
         "n": n,
-    } for bucket, group, value, n in points]
+        **({"values": dict(zip((mq.aggregation, *mq.also), (num(v) if n else None for v in values)))} if mq.also else {}),
+    } for bucket, group, value, n, values in points]
     return {
         "metric": mq.metric, "aggregation": mq.aggregation, "interval": mq.interval, "group_by": mq.group_by,
+        **({"aggregations": [mq.aggregation, *mq.also]} if mq.also else {}),
         "from": start.isoformat().replace("+00:00", "Z"), "to": end.isoformat().replace("+00:00", "Z"),
         "source": source, "data": data,
     }

@@ -243,7 +243,7 @@ def get_trace(client, blobs, project_id: str, trace_id: str, *, payloads: bool =
         raise NotFound(trace_id)
     rows = latest_versions([r[:-1] for r in result])
     spans = [_span_detail(r, blobs, (*columns, "duplicate_of")) for r in rows]
-    summary = _summary(trace_id, rows, spans)
+    summary = summarize(trace_id, dict(zip(("start_us", "end_us", *columns, "duplicate_of"), zip(*rows))))
     summary["scores"] = sorted((_score(s) for s in result[0][-1]), key=lambda s: (s["timestamp"], s["score_id"]))
     summary["spans"] = build_tree(spans)
     return summary
@@ -260,32 +260,45 @@ def latest_versions(rows: list[tuple]) -> list[tuple]:
     return [rows[i][:-1] for i in keep]
 
 
-def _summary(trace_id: str, rows: list[tuple], spans: list[dict[str, Any]]) -> dict[str, Any]:
-    """The same rollups as ``hydrate_traces``, from spans already in hand (saves two queries)."""
-    start_us, end_us = min(r[0] for r in rows), max(r[1] for r in rows)
-    roots = [s for s in spans if s["parent_span_id"] == ""]
-    root = roots[0] if roots else None  # spans are in start order
+def summarize(trace_id: str, cols: dict[str, Any]) -> dict[str, Any]:
+    """The same rollups as ``hydrate_traces``, from a trace's deduplicated spans in hand (saves two
+    queries), given column-wise in start order: ``start_us``, ``end_us``, ``duplicate_of`` and the
+    span columns named in ``SUMMARY_COLUMNS``."""
+    parents, duplicate = cols["parent_span_id"], cols["duplicate_of"]
+    root = parents.index("") if "" in parents else None  # spans are in start order
+
     # a call recorded twice (ingest.duplicates) counts once: its extra records add no tokens or cost
-    counted = [s for s in spans if not s["duplicate_of"]]
-    priced = [s["cost"] for s in counted if s["cost"] is not None]
-    statuses = {s["status"] for s in spans}
+    def counted(field: str) -> list:
+        return [v for v, dup in zip(cols[field], duplicate) if not dup] if any(duplicate) else list(cols[field])
+
+    priced = [c for c in map(num, counted("cost")) if c is not None]
+    statuses = set(cols["status"])
+    start_us, end_us = min(cols["start_us"]), max(cols["end_us"])
 
     def first(field: str) -> str:
-        return next((s[field] for s in spans if s[field]), "")
+        return next((v for v in cols[field] if v), "")
+
+    def root_value(field: str) -> str:
+        return cols[field][root] if root is not None else ""
 
     return {
-        "trace_id": trace_id, "name": root["name"] if root else "", "start_time": iso_from_micros(start_us),
+        "trace_id": trace_id, "name": root_value("name"), "start_time": iso_from_micros(start_us),
         "end_time": iso_from_micros(end_us), "duration_ms": (end_us - start_us) / 1000,
         "cost": sum(priced) if priced else None,
-        "input_tokens": sum(s["input_tokens"] for s in counted), "output_tokens": sum(s["output_tokens"] for s in counted),
-        "total_tokens": sum(s["total_tokens"] for s in counted),
+        "input_tokens": sum(counted("input_tokens")), "output_tokens": sum(counted("output_tokens")),
+        "total_tokens": sum(counted("total_tokens")),
         "status": "error" if "error" in statuses else "ok" if "ok" in statuses else "unset",
-        "span_count": len(spans), "error_count": sum(s["status"] == "error" for s in spans),
+        "span_count": len(parents), "error_count": cols["status"].count("error"),
         "user_id": first("user_id"), "session_id": first("session_id"), "environment": first("environment"),
-        "release": first("release"), "tags": sorted({t for s in spans for t in s["tags"]}),
-        "models": sorted({s["model"] for s in spans if s["model"]}),
-        "input_preview": root["input_preview"] if root else "", "output_preview": root["output_preview"] if root else "",
+        "release": first("release"), "tags": sorted({t for tags in cols["tags"] for t in tags}),
+        "models": sorted({m for m in cols["model"] if m}),
+        "input_preview": root_value("input_preview"), "output_preview": root_value("output_preview"),
     }
+
+
+SUMMARY_COLUMNS = ("parent_span_id", "name", "cost", "input_tokens", "output_tokens", "total_tokens", "status",
+                   "user_id", "session_id", "environment", "release", "tags", "model", "input_preview",
+                   "output_preview")
 
 
 def get_span(client, blobs, project_id: str, trace_id: str, span_id: str) -> dict[str, Any]:

@@ -21,7 +21,8 @@ MODEL_CALL_METRICS = ("requests", "latency")
 def metrics(request: Request, project: ProjectDep, services: ServicesDep) -> dict:
     """metric: requests | latency | ttft | cost | input_tokens | output_tokens | errors | error_rate |
     tokens_per_second | score (with score_name); aggregation: count | sum | avg | min | max | p50 |
-    p90 | p95 | p99; group_by (repeatable): model, provider, name, user_id, session_id, environment,
+    p90 | p95 | p99 (several percentiles may be given: one scan, each row then also has ``values``,
+    percentile -> value, and ``value`` is the first's); group_by (repeatable): model, provider, name, user_id, session_id, environment,
     release, tag, status, prompt_name, prompt_version; interval: minute | hour | day | week | month or a duration (30s, 5m,
     2h, 1d; buckets aligned to the Unix epoch, UTC) — omit for totals;
     limit: groups kept (largest totals); filters as on /traces. Default range: the last 7 days.
@@ -33,8 +34,12 @@ def metrics(request: Request, project: ProjectDep, services: ServicesDep) -> dic
         if metric is None:
             raise BadParam("metric", "required")
         group_by = qp.getlist("group_by")
+        aggregations = qp.getlist("aggregation") or [default_aggregation(metric)]
+        for aggregation in aggregations:
+            if aggregation not in AGGREGATIONS:
+                raise BadParam("aggregation", f"must be one of {', '.join(AGGREGATIONS)}")
         mq = MetricQuery(
-            metric=metric, aggregation=one_of(qp, "aggregation", AGGREGATIONS, default_aggregation(metric)),
+            metric=metric, aggregation=aggregations[0], also=tuple(aggregations[1:]),
             group_by=group_by, interval=text_param(qp, "interval"),
             limit=int_param(qp, "limit", 50, 1, 1000), score_name=f.score_name,
         )

@@ -11,6 +11,7 @@ from query_api.routers.model_prices import project_overrides
 from query_api.filters import BadParam, parse_filters
 from query_api.routers.common import http_errors, int_param, one_of, text_param
 from query_api.routers.openapi_params import TRACES as TRACES_PARAMETERS, openapi_parameters
+from query_api.trace_lean import get_trace_lean
 from query_api.traces_sql import SORTS, get_span, get_trace, list_traces
 
 router = APIRouter(tags=["traces"])
@@ -37,14 +38,22 @@ def traces(request: Request, project: ProjectDep, services: ServicesDep) -> dict
 def trace_detail(trace_id: str, request: Request, project: ProjectDep, services: ServicesDep) -> dict:
     """All spans of one trace as a tree, with full payloads, events and scores; 404 if unknown.
     ``payloads=false``: previews only (no input, output, attributes, events), for big traces whose
-    spans are then opened one at a time with ``/traces/{trace_id}/spans/{span_id}``."""
+    spans are then opened one at a time with ``/traces/{trace_id}/spans/{span_id}``.
+    ``view=lean``: the same summary and scores, and instead of ``spans`` a ``span_columns`` object
+    (field -> one value per span, in start order; parent ids give the tree) holding only span_id,
+    parent_span_id, name, kind, model, status, status_message, start/end_time, duration_ms, cost,
+    total_tokens and the previews: what the dashboard's trace page draws first."""
     if len(trace_id) > 128:  # no stored trace id is this long
         raise HTTPException(404, "trace not found")
     with http_errors(f"trace {trace_id[:64]!r} not found"):
         for key in request.query_params.keys():
-            if key != "payloads":
+            if key not in ("payloads", "view"):
                 raise BadParam(key, "unknown parameter")
         payloads = one_of(request.query_params, "payloads", ("true", "false", "1", "0"), "true") in ("true", "1")
+        if one_of(request.query_params, "view", ("full", "lean"), "full") == "lean":
+            if request.query_params.get("payloads") in ("true", "1"):
+                raise BadParam("payloads", "view=lean carries no payloads; open a span for them")
+            return get_trace_lean(services.clickhouse, project.id, trace_id)
         return get_trace(services.clickhouse, services.blobs, project.id, trace_id, payloads=payloads)
 
 

@@ -243,3 +243,30 @@ def test_counts_and_sums_the_same_once_the_minutes_are_rolled(api, stack, projec
     test_cost_by_user_exact_from_user_rollup_and_from_spans(api, project_a)
     test_user_rollup_per_day_and_filtered_by_user(api, project_a)
     test_all_spans_stored(api, project_a)
+
+
+def test_several_percentiles_from_one_scan_match_numpy(api, project_a):
+    """aggregation repeated (the dashboard's latency chart): each row's values equal numpy's percentiles
+    of that hour's spans; value is the first one's."""
+    levels = {"p50": 50, "p90": 90, "p95": 95, "p99": 99}
+    body = metric(api, project_a.key, metric="latency", aggregation=list(levels), interval="hour")
+    assert body["aggregation"] == "p50" and body["aggregations"] == list(levels)
+    hours: dict[str, list[float]] = {}
+    for s in project_a.spans:
+        hours.setdefault(s["start_time"].strftime("%Y-%m-%dT%H:00:00Z"), []).append(s["duration_ms"])
+    assert {row["bucket"] for row in body["data"]} == set(hours)
+    for row in body["data"]:
+        expected = {a: float(np.percentile(hours[row["bucket"]], q)) for a, q in levels.items()}
+        assert row["values"] == pytest.approx(expected, rel=1e-9) and row["value"] == row["values"]["p50"]
+        assert row["n"] == len(hours[row["bucket"]])
+    per_model = by_group(metric(api, project_a.key, metric="latency", aggregation=["p95", "p99"], group_by="model"), "model")
+    for model in MODELS:
+        durations = project_a.column("duration_ms", model=model)
+        assert per_model[model]["values"] == pytest.approx(
+            {"p95": np.percentile(durations, 95), "p99": np.percentile(durations, 99)}, rel=1e-9)
+
+
+@pytest.mark.parametrize("aggregations", [["p50", "avg"], ["p95", "p95"], ["p50", "p77"]])
+def test_several_aggregations_only_distinct_percentiles(api, project_a, aggregations):
+    resp = api(project_a.key).get("/metrics", params={**WINDOW, "metric": "latency", "aggregation": aggregations})
+    assert resp.status_code == 400 and resp.json()["error"].startswith("aggregation:"), resp.text

@@ -1,11 +1,11 @@
-import { StrictMode, Suspense } from "react";
+import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { QueryCache, QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { createBrowserRouter, Navigate, RouterProvider } from "react-router";
 import { ApiError } from "./api";
 import { Layout, RootRedirect } from "./Layout";
 import { SignIn } from "./SignIn";
-import { PAGES, SUBPAGES } from "./pages";
+import { PAGES, PageModule, SUBPAGES } from "./pages";
 import { Loading } from "./components/ErrorBox";
 import "./styles.css";
 
@@ -29,9 +29,13 @@ const client = new QueryClient({
   },
 });
 
-const suspended = (C: React.ComponentType) => (
-  <Suspense fallback={<Loading what="page" />}><C /></Suspense>
-);
+// A page's code loads before its route renders (react-router's route ``lazy``), not behind a Suspense
+// fallback: React keeps a fallback it has shown for at least 300 ms (its reveal throttle), which held
+// back each page's first render, and so its first request, by ~0.3 s after the chunk had arrived.
+const page = (p: { path: string; load: PageModule }) => ({
+  path: p.path,
+  lazy: () => p.load().then((m) => ({ Component: m.default })),
+});
 
 const router = createBrowserRouter([
   { path: "/", element: <RootRedirect /> },
@@ -40,10 +44,11 @@ const router = createBrowserRouter([
   {
     path: "/projects/:projectId",
     element: <Layout />,
+    HydrateFallback: () => <Loading what="page" />, // while the first page's code loads
     children: [
       { index: true, element: <Navigate to="traces" replace /> },
-      ...PAGES.map((p) => ({ path: p.path, element: suspended(p.component) })),
-      ...SUBPAGES.map((p) => ({ path: p.path, element: suspended(p.component) })),
+      ...PAGES.map(page),
+      ...SUBPAGES.map(page),
     ],
   },
   { path: "*", element: <RootRedirect /> },

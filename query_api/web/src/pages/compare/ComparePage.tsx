@@ -7,7 +7,7 @@ import { ErrorBox, Loading } from "../../components/ErrorBox";
 import { JsonTree } from "../../components/JsonTree";
 import { fmtNumber } from "../../lib/format";
 import { withParam } from "../../lib/url";
-import { TraceView } from "../trace/TraceDetailPage";
+import { fetchTrace, TraceView } from "../trace/TraceDetailPage";
 
 const METRICS = ["latency", "cost", "ttft", "output_tokens", "input_tokens", "error_rate", "score"];
 const FIELDS = ["model", "provider", "release", "environment", "prompt_version", "name"];
@@ -38,7 +38,7 @@ export default function ComparePage() {
 
 function TraceById({ id }: { id: string }) {
   const { projectId } = useProject();
-  const q = useQuery({ queryKey: ["trace", projectId, id], queryFn: () => api(`/traces/${encodeURIComponent(id)}`, { project: projectId, params: { payloads: "false" } }) });
+  const q = useQuery({ queryKey: ["trace", projectId, id], queryFn: ({ signal }) => fetchTrace(projectId, id, signal) });
   if (q.error) return <ErrorBox error={q.error} retry={() => q.refetch()} />;
   if (!q.data) return <Loading what="trace" />;
   return <TraceView trace={q.data} projectId={projectId} compact />;

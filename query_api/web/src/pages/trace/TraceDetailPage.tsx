@@ -4,7 +4,7 @@ import { useQuery } from "@tanstack/react-query";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { api } from "../../api";
 import { useProject } from "../../session";
-import { flattenTree, searchTree, SpanLike } from "../../lib/tree";
+import { buildTree, flattenTree, searchTree, SpanLike } from "../../lib/tree";
 import { barLayout, ticks, toMs, traceBounds } from "../../lib/timeline";
 import { fmtCost, fmtInt, fmtMs, fmtTime, fmtNumber } from "../../lib/format";
 import { withParam } from "../../lib/url";
@@ -23,6 +23,26 @@ interface Trace {
   status: string; span_count: number; user_id: string; session_id: string; spans: SpanSummary[]; scores: Score[];
 }
 
+// The lean answer (``view=lean``): one array per span field, spans in start order; the tree is built here.
+type LeanTrace = Omit<Trace, "spans"> & { span_columns: Record<string, unknown[]> };
+
+function fromColumns({ span_columns: cols, ...trace }: LeanTrace): Trace {
+  const fields = Object.keys(cols);
+  const spans = (cols.span_id ?? []).map((_, i) => {
+    const span: Record<string, unknown> = {};
+    for (const f of fields) span[f] = cols[f][i];
+    return span as unknown as SpanSummary;
+  });
+  return { ...trace, spans: buildTree(spans) };
+}
+
+/** A trace for the tree and timeline (the trace page and the compare page share it, and its cache key);
+ * each span's payloads are fetched when it is opened (SpanPanel). */
+export function fetchTrace(projectId: string, traceId: string, signal?: AbortSignal): Promise<Trace> {
+  return api<LeanTrace>(`/traces/${encodeURIComponent(traceId)}`, { params: { view: "lean" }, project: projectId, signal })
+    .then(fromColumns);
+}
+
 const ROW = 26;
 
 export default function TraceDetailPage() {
@@ -30,7 +50,7 @@ export default function TraceDetailPage() {
   const { projectId } = useProject();
   const trace = useQuery({
     queryKey: ["trace", projectId, traceId],
-    queryFn: ({ signal }) => api<Trace>(`/traces/${encodeURIComponent(traceId)}`, { params: { payloads: "false" }, project: projectId, signal }),
+    queryFn: ({ signal }) => fetchTrace(projectId, traceId, signal),
   });
   if (trace.error) return <div className="page"><ErrorBox error={trace.error} retry={() => trace.refetch()} /></div>;
   if (!trace.data) return <div className="page"><Loading what="trace" /></div>;
