@@ -82,14 +82,14 @@ def online_scores(client, project_id: str, registry: Registry, score_name: str, 
              f"AND start_time >= {start} AND start_time < {end} AND counted = 1 AND kind = 'llm' AND model != ''")
     rows = client.query(
         f"WITH s AS ({spans}), "
-        f"t AS (SELECT trace_id, any(model) AS model FROM s GROUP BY trace_id HAVING uniqExact(model) = 1) "
-        f"SELECT if(sc.span_id != '', s.model, t.model) AS model, sc.value FROM "
+        f"t AS (SELECT trace_id, any(model) AS trace_model FROM s GROUP BY trace_id HAVING uniqExact(model) = 1) "
+        f"SELECT if(sc.span_id != '', s.model, t.trace_model) AS scored_model, sc.value FROM "
         f"(SELECT trace_id, span_id, value FROM scores FINAL WHERE project_id = {project} "
         f"AND name = {b.bind(score_name, 'String')} AND evaluator = {b.bind(evaluator, 'String')} "
         f"AND value IS NOT NULL) AS sc "
         f"LEFT JOIN s ON sc.trace_id = s.trace_id AND sc.span_id = s.span_id "
         f"LEFT JOIN t ON sc.trace_id = t.trace_id "
-        f"WHERE model != ''", parameters=b.params, settings={**READ_SETTINGS, "join_use_nulls": 0}).result_rows
+        f"WHERE scored_model != ''", parameters=b.params, settings={**READ_SETTINGS, "join_use_nulls": 0}).result_rows
     values: dict[str, list[float]] = {}
     for model, value in rows:
         entry = registry.resolve(model)

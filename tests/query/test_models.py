@@ -237,3 +237,45 @@ def test_project_models_crud_and_bad_fields(stack):
     r = c.post("/api/v1/models/recommend", headers=h, json={"task": {"benchmark": "gsm8k"},
                                                             "constraints": {"max_p95_latency_ms": -1}})
     assert r.status_code == 400 and "max_p95_latency_ms" in r.json()["error"]
+
+
+def test_eval_rule_quality_comes_from_its_online_scores_per_model(stack, seeded):
+    from tests.query.conftest import insert_scores
+
+    h = seeded["headers"]
+    rule = stack.client.post("/api/v1/eval-rules", headers=h, json={
+        "name": "json ok", "evaluator": "json_valid", "config": {"score_name": "json_ok"}, "enabled": False})
+    assert rule.status_code == 201, rule.text
+    rng = np.random.default_rng(11)
+    expected: dict[str, list[float]] = {"openai/gpt-4o-mini": [], "google/gemini-2.5-flash": []}
+    rows = []
+    for s in seeded["spans"]:
+        if s["model"] not in ("gpt-4o-mini", "gemini-2.5-flash") or rng.random() < 0.5:
+            continue
+        value = float(rng.random() < (0.9 if s["model"] == "gpt-4o-mini" else 0.6))
+        # half the scores name the span they judged, half only its trace (one model call per trace here)
+        span_id = s["span_id"] if rng.random() < 0.5 else ""
+        expected["openai/gpt-4o-mini" if s["model"] == "gpt-4o-mini" else "google/gemini-2.5-flash"].append(value)
+        rows.append({"project_id": seeded["project_id"], "score_id": uuid.uuid4().hex, "trace_id": s["trace_id"],
+                     "span_id": span_id, "name": "json_ok", "data_type": "boolean", "value": value, "string_value": "",
+                     "comment": "", "source": "evaluator", "evaluator": "json_valid", "evaluator_version": "1",
+                     "timestamp": NOW - timedelta(days=1)})
+    # same score name from another evaluator: not this rule's
+    rows.append({**rows[0], "score_id": uuid.uuid4().hex, "evaluator": "llm_judge", "value": 0.0})
+    insert_scores(stack.clickhouse, rows)
+    r = stack.client.post("/api/v1/models/recommend", headers=h, json={"task": {"eval_rule_id": rule.json()["id"]},
+                                                                       "constraints": {"min_score": 0.7}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["task"]["score"] == "json_ok"
+    [winner] = body["candidates"]
+    values = expected["openai/gpt-4o-mini"]
+    assert winner["model"] == "openai/gpt-4o-mini" and winner["evidence"]["n"] == len(values)
+    assert winner["evidence"]["score"] == pytest.approx(np.mean(values))
+    ci = stats.bootstrap((np.array(values),), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                         random_state=0).confidence_interval
+    assert winner["evidence"]["ci"] == pytest.approx([ci.low, ci.high])
+    gemini = np.mean(expected["google/gemini-2.5-flash"])
+    reasons = {e["model"]: e["reasons"] for e in body["excluded"]}
+    assert reasons["google/gemini-2.5-flash"] == [f"score {gemini:.3f} < 0.700"]
+    assert reasons["openai/gpt-4o"] == ["no online scores of this eval rule on its calls in the last 30 days"]
