@@ -10,12 +10,34 @@ scores get the same CI function. The model of an experiment is its target's (ser
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import Any
 
 from core.model_registry import Registry
 from evaluators.experiments import stats, store
 from query_api.filters import READ_SETTINGS, TIME_TYPE, Binder
 from query_api.model_profiles import Window
+
+
+# A completed experiment's results no longer change, so its summary (a bootstrap per score: ~10 ms) is
+# computed once per process; keyed with finished_at so a run finished again is summarised again.
+_SUMMARIES: OrderedDict[tuple[str, str], tuple[dict[str, Any], dict[str, list[float]]]] = OrderedDict()
+_SUMMARIES_MAX = 4096
+
+
+async def _summary(conn, exp: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    key = (exp["id"], str(exp["finished_at"]))
+    hit = _SUMMARIES.get(key)
+    if hit is not None:
+        _SUMMARIES.move_to_end(key)
+        return hit
+    results = await store.results(conn, exp["id"])
+    summary = await asyncio.to_thread(stats.summarize, results, exp["repetitions"])
+    values = {name: [v for _, _, v, _ in rows] for name, rows in stats.score_values(results).items()}
+    _SUMMARIES[key] = (summary, values)
+    if len(_SUMMARIES) > _SUMMARIES_MAX:
+        _SUMMARIES.popitem(last=False)
+    return summary, values
 
 
 def experiment_model(exp: dict[str, Any]) -> str | None:
@@ -53,15 +75,13 @@ async def experiment_evidence(conn, project_id: str, registry: Registry, *, data
         entry = registry.resolve(model) if model else None
         if entry is None or (only is not None and entry is not only):
             continue
-        results = await store.results(conn, exp["id"])
-        summary = await asyncio.to_thread(stats.summarize, results, exp["repetitions"])
+        summary, values = await _summary(conn, exp)
         out.append({"experiment_id": exp["id"], "name": exp["name"], "model": f"{entry['provider']}/{entry['name']}",
                     "model_as_run": model, **_task_label(exp),
                     "finished_at": exp["finished_at"].isoformat() if exp["finished_at"] else None,
                     "scores": {name: {k: s[k] for k in ("mean", "ci_low", "ci_high", "n")}
                                for name, s in summary["scores"].items()},
-                    "score_values": {name: [v for _, _, v, _ in vals]
-                                     for name, vals in stats.score_values(results).items()},
+                    "score_values": values,
                     "latency_ms": summary["latency_ms"], "cost_per_item": summary["cost"]["per_item"]})
     return out
 

@@ -12,12 +12,11 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 from scipy import optimize, stats
 
 from tests.query.conftest import _span
+from tests.query.model_seed import binary_scores, store_experiment
 
 NOW = datetime.now(timezone.utc)
 # model as the spans name it -> (latency lognormal mu, user cost per call, error every k-th call)
@@ -51,34 +50,6 @@ def _traffic(project_id: str) -> list[dict]:
     return spans
 
 
-def _store_experiment(pg_url: str, project_id: str, dataset_id: str | None, model: str, values: list[float],
-                      *, benchmark: str | None = None, latency_ms: float = 500.0, cost: float | None = 0.001) -> str:
-    """A completed server-side experiment with one result per item, as the runner stores them."""
-    exp_id = uuid.uuid4().hex
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO experiments (id, project_id, name, kind, dataset_id, dataset_version, benchmark, target, "
-            "status, total, finished_at) VALUES (%s, %s, %s, 'server', %s, %s, %s, %s, 'completed', %s, now())",
-            (exp_id, project_id, f"{model} run", dataset_id, 1 if dataset_id else None,
-             Jsonb({"name": benchmark}) if benchmark else None, Jsonb({"provider": "openai", "model": model}),
-             len(values)))
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO experiment_results (experiment_id, item_id, repetition, position, scores, latency_ms, cost) "
-                "VALUES (%s, %s, 0, %s, %s, %s, %s)",
-                [(exp_id, f"item-{i}", i, Jsonb([{"name": "correct", "value": v, "passed": v >= 1}]), latency_ms, cost)
-                 for i, v in enumerate(values)])
-    return exp_id
-
-
-def _binary(rate: float, n: int, seed: int) -> list[float]:
-    """n 0/1 scores with exactly round(rate * n) ones, shuffled."""
-    ones = round(rate * n)
-    values = np.array([1.0] * ones + [0.0] * (n - ones))
-    np.random.default_rng(seed).shuffle(values)
-    return values.tolist()
-
-
 @pytest.fixture(scope="module")
 def seeded(stack):
     project_id, key = stack.create_key()
@@ -92,11 +63,11 @@ def seeded(stack):
     # the known best under the constraints: gpt-4o-mini (gpt-4o scores higher but is too slow)
     for model, rate, seed in (("gpt-4o", 0.95, 1), ("gpt-4o-mini", 0.88, 2), ("claude-haiku-4-5", 0.70, 3),
                               ("o3-mini", 0.93, 4), ("mistral-small", 0.90, 5)):
-        _store_experiment(pg, project_id, dataset, model, _binary(rate, 200, seed))
+        store_experiment(pg, project_id, dataset, model, binary_scores(rate, 200, seed))
     # two models too close to call on 120 items
-    close_a, close_b = _binary(0.80, 120, 6), _binary(0.75, 120, 7)
-    _store_experiment(pg, project_id, close, "gpt-4.1", close_a, cost=None)
-    _store_experiment(pg, project_id, close, "gpt-4.1-mini", close_b, cost=None)
+    close_a, close_b = binary_scores(0.80, 120, 6), binary_scores(0.75, 120, 7)
+    store_experiment(pg, project_id, close, "gpt-4.1", close_a, cost=None)
+    store_experiment(pg, project_id, close, "gpt-4.1-mini", close_b, cost=None)
     return {"project_id": project_id, "headers": headers, "spans": spans, "dataset": dataset, "close": close,
             "close_values": (close_a, close_b)}
 
@@ -126,7 +97,7 @@ def test_profile_equals_numpy_on_the_same_spans(stack, seeded):
              if s["output_tokens"] and s["duration_ms"] > s["ttft_ms"]]
     assert obs["output_tokens_per_second"]["p50"] == pytest.approx(np.median(speed), rel=1e-9)
     [exp] = body["experiments"]
-    values = _binary(0.88, 200, 2)
+    values = binary_scores(0.88, 200, 2)
     assert exp["dataset_id"] == seeded["dataset"] and exp["scores"]["correct"]["n"] == 200
     assert exp["scores"]["correct"]["mean"] == pytest.approx(np.mean(values))
     low, high = exp["scores"]["correct"]["ci_low"], exp["scores"]["correct"]["ci_high"]

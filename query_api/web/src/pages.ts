@@ -14,6 +14,7 @@ export const PAGES: PageDef[] = [
   { path: "dashboard", label: "Dashboard", component: lazy(() => import("./pages/dashboard/DashboardPage")) },
   { path: "compare", label: "Compare", component: lazy(() => import("./pages/compare/ComparePage")) },
   { path: "evaluations", label: "Evaluations", component: lazy(() => import("./pages/evaluations/EvaluationsPage")) },
+  { path: "models", label: "Models", component: lazy(() => import("./pages/models/ModelsPage")) },
   { path: "alerts", label: "Alerts", component: lazy(() => import("./pages/alerts/AlertsPage")) },
   { path: "settings", label: "Settings", component: lazy(() => import("./pages/settings/SettingsPage")) },
 ];
