@@ -21,6 +21,7 @@ from typing import Any
 from core import pricing
 
 CATALOGUE_PATH = Path(__file__).with_name("models.json")
+MAX_METADATA_BYTES = 16_384
 CAPABILITIES = ("tools", "json_output", "vision")
 MODALITIES = ("text", "image", "audio", "video", "pdf")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._:@-]{0,199}$")
@@ -76,6 +77,12 @@ def check_entry(raw: dict[str, Any], where: str) -> dict[str, Any]:
     metadata = _given(raw, "metadata", {})
     if not isinstance(metadata, dict):
         raise ValueError(f"{where}.metadata: an object")
+    try:  # stored as JSONB, which has no NaN / Infinity; bounded like any stored document
+        size = len(json.dumps(metadata, allow_nan=False))
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}.metadata: JSON without NaN or Infinity") from None
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"{where}.metadata: larger than {MAX_METADATA_BYTES} bytes as JSON")
     out["metadata"] = metadata
     if "price" in raw:
         if raw["price"] is not None:

@@ -38,7 +38,7 @@ def test_catalogue_covers_the_major_providers_and_is_consistent():
 @pytest.mark.parametrize("field, value", [
     ("context_window", 0), ("context_window", "big"), ("max_output_tokens", True), ("modalities", {"input": ["smell"]}),
     ("capabilities", {"vision": "yes"}), ("capabilities", {"teleport": True}), ("deprecation_date", "2026-13-01"),
-    ("snapshots", "gpt-x-1"), ("metadata", []), ("price", {"input": 1}), ("name", ""), ("provider", "Open AI"),
+    ("snapshots", "gpt-x-1"), ("metadata", []), ("metadata", {"x": float("nan")}), ("metadata", {"x": "y" * 20_000}), ("price", {"input": 1}), ("name", ""), ("provider", "Open AI"),
 ])
 def test_a_bad_field_is_named(field, value):
     entry = {"provider": "acme", "name": "m", field: value}
