@@ -126,7 +126,10 @@ class Registry:
         for pm in project_models:
             key = (pm["provider"], pm["name"])
             base = merged.get(key)
-            merged[key] = {**(base or {}), **pm, "source": "project" if base is None else "shipped+project"}
+            if base is None:  # a model of the project's own: the fields it left out take their defaults
+                merged[key] = {**check_entry(pm, "project model"), "source": "project"}
+            else:
+                merged[key] = {**base, **pm, "source": "shipped+project"}
         self.price_overrides = price_overrides or []
         self.entries = sorted(merged.values(), key=lambda e: (e["provider"], e["name"]))
         self._by_name: dict[str, dict[str, Any]] = {}

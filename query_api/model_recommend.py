@@ -2,7 +2,8 @@
 
 1. Each model is judged on what we hold: quality on the task (a finished experiment's score on that
    dataset or benchmark, or an eval rule's online scores), p95 latency and cost per 1,000 calls from
-   production spans over the window (else from that experiment's own calls), and its capabilities.
+   production spans over the window (else from that experiment's own calls), its capabilities and its
+   deprecation date.
    A model is excluded with every reason that applies (a missing capability, no evidence, a constraint
    it breaks).
 2. Of the rest, the candidates are those on the quality / cost / latency Pareto frontier; a model
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -71,9 +73,12 @@ def judge(entries: list[dict[str, Any]], quality: dict[str, dict[str, Any]], pro
     """(candidates, excluded) before the Pareto step. ``quality``: registry id -> {mean, ci_low, ci_high,
     n, values, latency_p95?, cost_per_1k?, source}."""
     kept, excluded = [], []
+    today = date.today().isoformat()
     for e in entries:
         key = f"{e['provider']}/{e['name']}"
         reasons = [f"lacks capability {c}" for c in constraints.get("capabilities") or () if not e["capabilities"].get(c)]
+        if e.get("deprecation_date") and str(e["deprecation_date"]) <= today:
+            reasons.append(f"deprecated as of {e['deprecation_date']}")
         q = quality.get(key)
         profile = profiles.get(key) or {}
         p95 = (profile.get("latency_ms") or {}).get("p95")

@@ -189,6 +189,7 @@ def test_project_models_crud_and_bad_fields(stack):
     bad = c.post("/api/v1/models", headers=h, json={"provider": "acme", "name": "Bad Name!"})
     assert bad.status_code == 400 and bad.json()["error"].startswith("name")
     assert c.post("/api/v1/models", headers=h, json={"provider": "acme", "name": "m1"}).status_code == 201
+    assert c.get("/api/v1/models?capability=tools&provider=acme", headers=h).json()["models"] == []
     assert c.post("/api/v1/models", headers=h, json={"provider": "acme", "name": "m1"}).status_code == 409
     r = c.patch("/api/v1/models/acme/m1", headers=h, json={"capabilities": {"vision": True}, "max_output_tokens": 4096})
     assert r.status_code == 200 and r.json()["capabilities"]["vision"] is True and r.json()["max_output_tokens"] == 4096
@@ -250,3 +251,16 @@ def test_eval_rule_quality_comes_from_its_online_scores_per_model(stack, seeded)
     reasons = {e["model"]: e["reasons"] for e in body["excluded"]}
     assert reasons["google/gemini-2.5-flash"] == [f"score {gemini:.3f} < 0.700"]
     assert reasons["openai/gpt-4o"] == ["no online scores of this eval rule on its calls in the last 30 days"]
+
+
+def test_a_deprecated_model_is_excluded_whatever_its_scores(stack):
+    _, key = stack.create_key()
+    h = stack.headers(key)
+    project_id = stack.client.get("/api/v1/projects/current", headers=h).json()["id"]
+    dataset = stack.client.post("/api/v1/datasets", json={"name": "d"}, headers=h).json()["id"]
+    store_experiment(stack.postgres_url, project_id, dataset, "claude-3-7-sonnet-20250219", binary_scores(0.99, 50, 1))
+    store_experiment(stack.postgres_url, project_id, dataset, "claude-sonnet-4-5", binary_scores(0.50, 50, 2))
+    body = stack.client.post("/api/v1/models/recommend", headers=h, json={"task": {"dataset_id": dataset}}).json()
+    reasons = {e["model"]: e["reasons"] for e in body["excluded"]}
+    assert reasons["anthropic/claude-3-7-sonnet"] == ["deprecated as of 2026-02-19"]
+    assert body["decision"]["winner"] == "anthropic/claude-sonnet-4-5"

@@ -70,6 +70,10 @@ def test_a_project_model_overrides_only_the_fields_it_gives():
     gpt = registry.get("openai", "gpt-4o")
     assert gpt["context_window"] == 64000 and gpt["capabilities"]["vision"] and gpt["source"] == "shipped+project"
     assert registry.resolve("acme-1-0601")["source"] == "project"
+    # fields a project model left out take the defaults every entry has
+    acme = registry.get("acme", "acme-1")
+    assert acme["capabilities"] == {"tools": False, "json_output": False, "vision": False}
+    assert acme["modalities"] == {"input": ["text"], "output": ["text"]} and acme["context_window"] is None
     assert registry.public(registry.get("acme", "acme-1"))["price"] is None
     priced = Registry([], [pricing.override_entry("acme", "acme-1", {"input": 1, "output": 2})])
     # a project price prices a project model; the shipped table does not
