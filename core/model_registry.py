@@ -78,10 +78,10 @@ def check_entry(raw: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise ValueError(f"{where}.metadata: an object")
     try:  # stored as JSONB, which has no NaN / Infinity; bounded like any stored document
-        size = len(json.dumps(metadata, allow_nan=False))
+        stored = len(json.dumps(metadata, allow_nan=False))
     except (TypeError, ValueError):
         raise ValueError(f"{where}.metadata: JSON without NaN or Infinity") from None
-    if size > MAX_METADATA_BYTES:
+    if stored > MAX_METADATA_BYTES:
         raise ValueError(f"{where}.metadata: larger than {MAX_METADATA_BYTES} bytes as JSON")
     out["metadata"] = metadata
     if "price" in raw:
