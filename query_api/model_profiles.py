@@ -1,9 +1,11 @@
 """Observed model profiles: how each model behaved in one project's production traffic over a window.
 
-Volume, errors, cost and output tokens come from the per-minute rollups (``core.rollups.read_sql``:
-exact by construction, ~100x fewer rows than spans). Percentiles and error classes are not in the
-rollups, so they come from the deduplicated model-call spans (``spans FINAL``, ``counted = 1``) with
-``quantileExactInclusive`` (numpy's default linear percentile, exactly) in one scan grouped by model.
+Every figure comes from one scan of the deduplicated model calls (``spans FINAL``, ``counted = 1``,
+``kind = 'llm'``): percentiles with ``quantileExactInclusive`` (numpy's default linear percentile,
+exactly), error classes, and in the same pass the calls, errors, cost and output tokens. Not from the
+per-minute rollups: the percentiles need the span scan anyway, and with many models the rollups barely
+compress (bench/models_bench.py: metrics_1m held 9.2M rows for 10M spans over 50 models), so reading
+them too doubled the time (measured there).
 
 A span names a model as the provider answered ("gpt-4o-2024-08-06"); the registry maps such names
 to their entry, and the spans query groups by that entry so a percentile covers all its snapshots.
@@ -17,7 +19,6 @@ from typing import Any
 
 from core.errors_class import CLASSES
 from core.model_registry import Registry
-from core.rollups import read_sql
 from query_api.filters import READ_SETTINGS, TIME_TYPE, BadParam, Binder, parse_time
 
 MAX_DAYS = 400
@@ -59,62 +60,74 @@ def _num(x: Any) -> float | None:
     return x if x == x and x not in (float("inf"), float("-inf")) else None
 
 
+# One scan of the deduplicated model calls yields every figure of a profile, grouped by the key.
+_PROFILE_COLUMNS = (
+    "count(), countIf(status = 'error'), sum(ifNull(cost, 0)), countIf(cost IS NOT NULL), sum(toUInt64(output_tokens)), "
+    "quantilesExactInclusive(0.5, 0.95)(duration_ms), quantilesExactInclusive(0.5, 0.95)(ttft_ms), count(ttft_ms), "
+    "quantileExactInclusive(0.5)(tokens_per_second), count(tokens_per_second), "
+    + ", ".join(f"countIf(status = 'error' AND if(error_class = '', 'other', error_class) = '{c}')" for c in CLASSES))
+
+
+def _scan(client, project_id: str, win: Window, group: str, names: list[str] | None, b: Binder) -> list[tuple]:
+    where = (f"project_id = {b.bind(project_id, 'String')} AND start_time >= {b.bind(win.start, TIME_TYPE)} "
+             f"AND start_time < {b.bind(win.end, TIME_TYPE)} AND counted = 1 AND kind = 'llm' AND model != ''")
+    if names is not None:  # the model is in the sort key: only these models' granules are read
+        where += f" AND model IN {b.bind(names, 'Array(String)')}"
+    return client.query(f"SELECT {group} AS g, {_PROFILE_COLUMNS} FROM spans FINAL WHERE {where} GROUP BY g",
+                        parameters=b.params, settings=READ_SETTINGS).result_rows
+
+
+def _profile(win: Window, row: tuple) -> dict[str, Any]:
+    _, calls, errors, cost, priced, output_tokens, latency, ttft, ttft_n, tps, tps_n, *by_class = row
+    # a model the price table does not know has NULL costs: no cost, not free
+    cost_per_call = cost / calls if calls and priced else None
+    return {
+        "window": win.public(),
+        "calls": int(calls),
+        "errors": int(errors),
+        "error_rate": errors / calls if calls else None,
+        "errors_by_class": {c: int(n) for c, n in zip(CLASSES, by_class) if n},
+        "latency_ms": {"p50": _num(latency[0]), "p95": _num(latency[1])},
+        "ttft_ms": {"p50": _num(ttft[0]), "p95": _num(ttft[1]), "n": int(ttft_n)} if ttft_n else
+                   {"p50": None, "p95": None, "n": 0},
+        "cost_per_call": cost_per_call,
+        "cost_per_1k_calls": cost_per_call * 1000 if cost_per_call is not None else None,
+        "priced_calls": int(priced),
+        "output_tokens": int(output_tokens),
+        "output_tokens_per_second": {"p50": _num(tps) if tps_n else None, "n": int(tps_n)},
+        "source": "spans (deduplicated model calls)",
+    }
+
+
 def observed_profiles(client, project_id: str, registry: Registry, win: Window,
                       only: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Registry id ("provider/name") -> observed profile, for the models with model calls in the window
-    (``only``: just that entry)."""
-    b = Binder()
-    project = b.bind(project_id, "String")
-    start, end = b.bind(win.start, TIME_TYPE), b.bind(win.end, TIME_TYPE)
-    rollup = read_sql("metrics_1m", project, f"toDateTime({start}, 'UTC')", f"toDateTime({end}, 'UTC')")
-    sums = client.query(
-        f"SELECT model, sum(requests), sum(errors), sum(cost), sum(output_tokens) FROM {rollup} "
-        "WHERE kind = 'llm' AND model != '' GROUP BY model", parameters=b.params, settings=READ_SETTINGS).result_rows
-    key_of: dict[str, str] = {}
-    totals: dict[str, list[float]] = {}
-    for model, requests, errors, cost, output_tokens in sums:
-        entry = registry.resolve(model)
-        if entry is None or (only is not None and entry is not only):
-            continue
-        key = f"{entry['provider']}/{entry['name']}"
-        key_of[model] = key
-        acc = totals.setdefault(key, [0, 0, 0.0, 0])
-        for i, value in enumerate((requests, errors, cost, output_tokens)):
-            acc[i] += value
-    if not key_of:
-        return {}
-    names, keys = list(key_of), [key_of[m] for m in key_of]
-    b2 = Binder("q")
-    class_counts = ", ".join(f"countIf(status = 'error' AND if(error_class = '', 'other', error_class) = '{c}')"
-                             for c in CLASSES)
-    rows = client.query(
-        f"SELECT transform(model, {b2.bind(names, 'Array(String)')}, {b2.bind(keys, 'Array(String)')}, '') AS entry, "
-        "quantilesExactInclusive(0.5, 0.95)(duration_ms), quantilesExactInclusive(0.5, 0.95)(ttft_ms), "
-        "count(ttft_ms), quantileExactInclusive(0.5)(tokens_per_second), count(tokens_per_second), "
-        f"countIf(cost IS NOT NULL), {class_counts} "
-        f"FROM spans FINAL WHERE project_id = {b2.bind(project_id, 'String')} "
-        f"AND start_time >= {b2.bind(win.start, TIME_TYPE)} AND start_time < {b2.bind(win.end, TIME_TYPE)} "
-        f"AND counted = 1 AND kind = 'llm' AND model IN {b2.bind(names, 'Array(String)')} GROUP BY entry",
-        parameters=b2.params, settings=READ_SETTINGS).result_rows
-    out: dict[str, dict[str, Any]] = {}
-    for entry_key, latency, ttft, ttft_n, tps, tps_n, priced, *by_class in rows:
-        requests, errors, cost, output_tokens = totals[entry_key]
-        # a model the price table does not know has NULL costs (summed as 0 by the rollups): no cost, not free
-        cost_per_call = cost / requests if requests and priced else None
-        out[entry_key] = {
-            "window": win.public(),
-            "calls": int(requests),
-            "errors": int(errors),
-            "error_rate": errors / requests if requests else None,
-            "errors_by_class": {c: int(n) for c, n in zip(CLASSES, by_class) if n},
-            "latency_ms": {"p50": _num(latency[0]), "p95": _num(latency[1])},
-            "ttft_ms": {"p50": _num(ttft[0]), "p95": _num(ttft[1]), "n": int(ttft_n)} if ttft_n else
-                       {"p50": None, "p95": None, "n": 0},
-            "cost_per_call": cost_per_call,
-            "cost_per_1k_calls": cost_per_call * 1000 if cost_per_call is not None else None,
-            "priced_calls": int(priced),
-            "output_tokens": int(output_tokens),
-            "output_tokens_per_second": {"p50": _num(tps) if tps_n else None, "n": int(tps_n)},
-            "sources": ["rollups: calls, errors, cost, output tokens", "spans: percentiles, error classes"],
-        }
+    (``only``: just that entry).
+
+    All models: one scan grouped by the model name as sent; an entry seen under several names (a model
+    and its dated snapshots) is scanned again for just those names, since percentiles do not add up.
+    One model: the names seen in the window that resolve to it, then a scan of just those names."""
+    if only is not None:
+        seen = client.query(
+            "SELECT DISTINCT model FROM spans WHERE project_id = {p:String} AND start_time >= {s:DateTime64(6, 'UTC')} "
+            "AND start_time < {e:DateTime64(6, 'UTC')} AND kind = 'llm' AND model != ''",
+            parameters={"p": project_id, "s": win.start, "e": win.end}, settings=READ_SETTINGS).result_rows
+        names = [m for (m,) in seen if registry.resolve(m) is only]
+        if not names:
+            return {}
+        rows = _scan(client, project_id, win, "''", names, Binder())
+        return {f"{only['provider']}/{only['name']}": _profile(win, rows[0])} if rows else {}
+    by_name = {row[0]: row for row in _scan(client, project_id, win, "model", None, Binder())}
+    names_of: dict[str, list[str]] = {}
+    for name in by_name:
+        entry = registry.resolve(name)
+        if entry is not None:
+            names_of.setdefault(f"{entry['provider']}/{entry['name']}", []).append(name)
+    out = {}
+    for key, names in names_of.items():
+        if len(names) == 1:
+            out[key] = _profile(win, by_name[names[0]])
+        else:
+            rows = _scan(client, project_id, win, "''", names, Binder())
+            out[key] = _profile(win, rows[0])
     return out
