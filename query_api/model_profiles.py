@@ -68,12 +68,17 @@ _PROFILE_COLUMNS = (
     + ", ".join(f"countIf(status = 'error' AND if(error_class = '', 'other', error_class) = '{c}')" for c in CLASSES))
 
 
-def _scan(client, project_id: str, win: Window, group: str, names: list[str] | None, b: Binder) -> list[tuple]:
+# What a recommendation needs of each model (p95, cost per call, calls): a third of the work.
+_EVIDENCE_COLUMNS = "count(), sum(ifNull(cost, 0)), countIf(cost IS NOT NULL), quantileExactInclusive(0.95)(duration_ms)"
+
+
+def _scan(client, project_id: str, win: Window, group: str, names: list[str] | None, b: Binder,
+          columns: str = _PROFILE_COLUMNS) -> list[tuple]:
     where = (f"project_id = {b.bind(project_id, 'String')} AND start_time >= {b.bind(win.start, TIME_TYPE)} "
              f"AND start_time < {b.bind(win.end, TIME_TYPE)} AND counted = 1 AND kind = 'llm' AND model != ''")
     if names is not None:  # the model is in the sort key: only these models' granules are read
         where += f" AND model IN {b.bind(names, 'Array(String)')}"
-    return client.query(f"SELECT {group} AS g, {_PROFILE_COLUMNS} FROM spans FINAL WHERE {where} GROUP BY g",
+    return client.query(f"SELECT {group} AS g, {columns} FROM spans FINAL WHERE {where} GROUP BY g",
                         parameters=b.params, settings=READ_SETTINGS).result_rows
 
 
@@ -99,10 +104,17 @@ def _profile(win: Window, row: tuple) -> dict[str, Any]:
     }
 
 
+def _evidence(win: Window, row: tuple) -> dict[str, Any]:
+    _, calls, cost, priced, p95 = row
+    cost_per_call = cost / calls if calls and priced else None
+    return {"window": win.public(), "calls": int(calls), "latency_ms": {"p95": _num(p95)},
+            "cost_per_1k_calls": cost_per_call * 1000 if cost_per_call is not None else None}
+
+
 def observed_profiles(client, project_id: str, registry: Registry, win: Window,
-                      only: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+                      only: dict[str, Any] | None = None, evidence_only: bool = False) -> dict[str, dict[str, Any]]:
     """Registry id ("provider/name") -> observed profile, for the models with model calls in the window
-    (``only``: just that entry).
+    (``only``: just that entry; ``evidence_only``: calls, p95 latency and cost per 1k calls alone).
 
     All models: one scan grouped by the model name as sent; an entry seen under several names (a model
     and its dated snapshots) is scanned again for just those names, since percentiles do not add up.
@@ -117,7 +129,8 @@ def observed_profiles(client, project_id: str, registry: Registry, win: Window,
             return {}
         rows = _scan(client, project_id, win, "''", names, Binder())
         return {f"{only['provider']}/{only['name']}": _profile(win, rows[0])} if rows else {}
-    by_name = {row[0]: row for row in _scan(client, project_id, win, "model", None, Binder())}
+    columns, build = (_EVIDENCE_COLUMNS, _evidence) if evidence_only else (_PROFILE_COLUMNS, _profile)
+    by_name = {row[0]: row for row in _scan(client, project_id, win, "model", None, Binder(), columns)}
     names_of: dict[str, list[str]] = {}
     for name in by_name:
         entry = registry.resolve(name)
@@ -126,8 +139,8 @@ def observed_profiles(client, project_id: str, registry: Registry, win: Window,
     out = {}
     for key, names in names_of.items():
         if len(names) == 1:
-            out[key] = _profile(win, by_name[names[0]])
+            out[key] = build(win, by_name[names[0]])
         else:
-            rows = _scan(client, project_id, win, "''", names, Binder())
-            out[key] = _profile(win, rows[0])
+            rows = _scan(client, project_id, win, "''", names, Binder(), columns)
+            out[key] = build(win, rows[0])
     return out

@@ -189,7 +189,7 @@ async def recommend(body: RecommendIn, project: ProjectDep, services: ServicesDe
     else:
         quality, label = await _experiment_quality(services, project.id, registry, task)
         no_quality = "no experiment on this dataset" if task.dataset_id else f"no experiment on benchmark {task.benchmark}"
-    profiles = await asyncio.to_thread(observed_profiles, services.clickhouse, project.id, registry, win)
+    profiles = await asyncio.to_thread(observed_profiles, services.clickhouse, project.id, registry, win, None, True)
     kept, excluded = model_recommend.judge(registry.entries, quality, profiles, body.constraints.model_dump(), no_quality)
     candidates = model_recommend.pareto(kept, excluded)
     decision, proposal = model_recommend.decide(candidates, task.model_dump())
