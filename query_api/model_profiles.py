@@ -72,6 +72,12 @@ _PROFILE_COLUMNS = (
 _EVIDENCE_COLUMNS = "count(), sum(ifNull(cost, 0)), countIf(cost IS NOT NULL), quantileExactInclusive(0.95)(duration_ms)"
 
 
+# Filter on project, time, kind, counted and model before FINAL (PREWHERE), so only the model calls'
+# other columns are read: ~2x faster for one model's profile (bench/models_bench.py). Safe here because
+# those columns are the same in every copy of a span (a retry resends the span as it was).
+_SCAN_SETTINGS = {**READ_SETTINGS, "optimize_move_to_prewhere_if_final": 1}
+
+
 def _scan(client, project_id: str, win: Window, group: str, names: list[str] | None, b: Binder,
           columns: str = _PROFILE_COLUMNS) -> list[tuple]:
     where = (f"project_id = {b.bind(project_id, 'String')} AND start_time >= {b.bind(win.start, TIME_TYPE)} "
@@ -79,7 +85,7 @@ def _scan(client, project_id: str, win: Window, group: str, names: list[str] | N
     if names is not None:  # the model is in the sort key: only these models' granules are read
         where += f" AND model IN {b.bind(names, 'Array(String)')}"
     return client.query(f"SELECT {group} AS g, {columns} FROM spans FINAL WHERE {where} GROUP BY g",
-                        parameters=b.params, settings=READ_SETTINGS).result_rows
+                        parameters=b.params, settings=_SCAN_SETTINGS).result_rows
 
 
 def _profile(win: Window, row: tuple) -> dict[str, Any]:
