@@ -117,6 +117,7 @@ def online_scores(client, project_id: str, registry: Registry, score_name: str, 
             values.setdefault(f"{entry['provider']}/{entry['name']}", []).append(float(value))
     out = {}
     for key, vals in values.items():
+        vals.sort()  # rows come in no fixed order; the seeded bootstrap resamples by position
         low, high = stats.mean_ci(vals)
         out[key] = {"mean": sum(vals) / len(vals), "ci_low": low, "ci_high": high, "n": len(vals), "values": vals}
     return out
