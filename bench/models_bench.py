@@ -157,9 +157,9 @@ def main() -> None:
             result = first.json()
             timings: dict[str, list[float]] = {"recommend (50 models, 30 days)": [],
                                                "profile of one model (30 days)": []}
-            for i in range(args.runs + 2):
-                for label, call in (("recommend (50 models, 30 days)", lambda: http.post("/api/v1/models/recommend", json=body)),
-                                    ("profile of one model (30 days)", lambda: http.get("/api/v1/models/openai/gpt-4o?days=30"))):
+            for label, call in (("recommend (50 models, 30 days)", lambda: http.post("/api/v1/models/recommend", json=body)),
+                                ("profile of one model (30 days)", lambda: http.get("/api/v1/models/openai/gpt-4o?days=30"))):
+                for i in range(args.runs + 2):
                     t0 = time.perf_counter()
                     resp = call()
                     elapsed = (time.perf_counter() - t0) * 1000
