@@ -12,7 +12,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from scipy import optimize, stats
 
 from tests.query.conftest import _span
@@ -264,3 +266,24 @@ def test_a_deprecated_model_is_excluded_whatever_its_scores(stack):
     reasons = {e["model"]: e["reasons"] for e in body["excluded"]}
     assert reasons["anthropic/claude-3-7-sonnet"] == ["deprecated as of 2026-02-19"]
     assert body["decision"]["winner"] == "anthropic/claude-sonnet-4-5"
+
+
+def test_benchmark_task_and_a_score_name_that_must_be_chosen(stack):
+    _, key = stack.create_key()
+    h = stack.headers(key)
+    project_id = stack.client.get("/api/v1/projects/current", headers=h).json()["id"]
+    store_experiment(stack.postgres_url, project_id, None, "gpt-5-mini", binary_scores(0.7, 80, 1), benchmark="gsm8k")
+    store_experiment(stack.postgres_url, project_id, None, "gpt-5", binary_scores(0.9, 80, 2), benchmark="mmlu")
+    body = stack.client.post("/api/v1/models/recommend", headers=h, json={"task": {"benchmark": "gsm8k"}}).json()
+    assert [c["model"] for c in body["candidates"]] == ["openai/gpt-5-mini"]
+    assert body["candidates"][0]["evidence"]["score"] == pytest.approx(0.7)
+    assert {e["model"]: e["reasons"] for e in body["excluded"]}["openai/gpt-5"] == ["no experiment on benchmark gsm8k"]
+    # a second score on the same benchmark: the caller must say which one ranks the models
+    exp = store_experiment(stack.postgres_url, project_id, None, "gpt-5-nano", binary_scores(0.5, 10, 3), benchmark="gsm8k")
+    with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE experiment_results SET scores = scores || %s WHERE experiment_id = %s",
+                     (Jsonb([{"name": "format_ok", "value": 1.0}]), exp))
+    r = stack.client.post("/api/v1/models/recommend", headers=h, json={"task": {"benchmark": "gsm8k"}})
+    assert r.status_code == 400 and r.json()["error"] == "task.score: required: the experiments on this task have scores correct, format_ok"
+    r = stack.client.post("/api/v1/models/recommend", headers=h, json={"task": {"benchmark": "gsm8k", "score": "format_ok"}})
+    assert [c["model"] for c in r.json()["candidates"]] == ["openai/gpt-5-nano"]
