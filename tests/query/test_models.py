@@ -206,6 +206,12 @@ def test_project_models_crud_and_bad_fields(stack):
     assert c.delete("/api/v1/models/openai/gpt-4o", headers=h).status_code == 200
     assert c.get("/api/v1/models/openai/gpt-4o", headers=h).json()["context_window"] == 128000
     assert c.delete("/api/v1/models/acme/m1", headers=h).status_code == 200
+    for query, field in (("days=0", "days"), ("from=yesterday", "from"), ("days=7&from=2026-01-01", "days"),
+                         ("from=2026-02-01&to=2026-01-01", "from")):
+        r = c.get(f"/api/v1/models/openai/gpt-4o?{query}", headers=h)
+        assert r.status_code == 400 and r.json()["error"].startswith(field), (query, r.text)
+    r = c.get("/api/v1/models/openai/gpt-4o?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z", headers=h)
+    assert r.json()["observed"]["window"] == {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}
     r = c.post("/api/v1/models/recommend", headers=h, json={"task": {"dataset_id": "x", "benchmark": "gsm8k"}})
     assert r.status_code == 400 and r.json()["error"].startswith("task")
     r = c.post("/api/v1/models/recommend", headers=h, json={"task": {"benchmark": "gsm8k"},
