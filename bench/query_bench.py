@@ -46,7 +46,7 @@ FROM (
         lower(hex(MD5(concat({project:String}, toString(t))))) AS trace_id,
         substring(lower(hex(MD5(toString(n)))), 1, 16) AS span_id,
         if(i = 0, '', substring(lower(hex(MD5(toString(t * 4)))), 1, 16)) AS parent_span_id,
-        cityHash64(t, 1) % 6 AS m,
+        cityHash64(t, 1) % length({models:Array(String)}) AS m,
         arrayElement({models:Array(String)}, m + 1) AS model,
         arrayElement({providers:Array(String)}, m + 1) AS provider,
         arrayElement({prices:Array(Float64)}, m + 1) AS price,
@@ -69,13 +69,15 @@ FROM (
 
 
 def generate_spans(client, project_id: str, n_spans: int, end: datetime, days: int = 30,
-                   chunk: int = 2_000_000) -> None:
+                   chunk: int = 2_000_000, models: tuple[tuple[str, str, float], ...] | None = None) -> None:
     """Insert ``n_spans`` generated spans for ``project_id`` ending at ``end``, spread over ``days``,
-    and mark their minutes (after the inserts, as the sink does)."""
+    and mark their minutes (after the inserts, as the sink does). ``models``: (model, provider, USD
+    per 1k tokens) to spread the traces over, default MODELS."""
+    names, providers, prices = zip(*models) if models else (MODELS, PROVIDERS, PRICE_PER_1K)
     for offset in range(0, n_spans, chunk):
         client.command(GENERATE_SQL, parameters={
             "offset": offset, "count": min(chunk, n_spans - offset), "project": project_id,
-            "models": list(MODELS), "providers": list(PROVIDERS), "prices": list(PRICE_PER_1K),
+            "models": list(names), "providers": list(providers), "prices": list(prices),
             "end": end.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"),
             "span_us": days * 86400 * 1_000_000,
         })

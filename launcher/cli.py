@@ -48,6 +48,7 @@ def _routers(kind: str) -> list:
         from query_api.routers.admin import router as admin_router
         from query_api.routers.model_prices import router as model_prices_router
         from query_api.routers.ab_tests import router as ab_tests_router
+        from query_api.routers.models import router as models_router
         from evaluators.routers.review import router as review_router
         from evaluators.routers.benchmarks import router as benchmarks_router
         from evaluators.routers.datasets import router as datasets_router
@@ -66,7 +67,7 @@ def _routers(kind: str) -> list:
         routers += [admin_router, model_prices_router, eval_rules_router, review_router, alert_rules_router,
                     auth_router, projects_router, members_router, datasets_router, plan_router,
                     experiments_router, benchmarks_router, leaderboards_router, prompts_router,
-                    prompt_playground_router, optimize_router, ab_tests_router]
+                    prompt_playground_router, optimize_router, ab_tests_router, models_router]
     if kind in ("up", "ingest"):
         from ingest.routers.ingest import router as ingest_router
         from ingest.routers.langfuse import router as langfuse_router

@@ -21,6 +21,7 @@ export const PAGES: PageDef[] = [
   { path: "datasets", label: "Datasets", load: () => import("./pages/datasets/DatasetsPage") },
   { path: "experiments", label: "Experiments", load: () => import("./pages/experiments/ExperimentsPage") },
   { path: "leaderboards", label: "Leaderboards", load: () => import("./pages/leaderboards/LeaderboardsPage") },
+  { path: "models", label: "Models", load: () => import("./pages/models/ModelsPage") },
   { path: "ab-tests", label: "A/B tests", load: () => import("./pages/abtests/AbTestsPage") },
   { path: "alerts", label: "Alerts", load: () => import("./pages/alerts/AlertsPage") },
   { path: "settings", label: "Settings", load: () => import("./pages/settings/SettingsPage") },
