@@ -22,7 +22,7 @@ from core.bus import TOPIC_SPANS
 from core.deps import ProjectDep, ServicesDep
 from core.span import empty_record, encode
 from evaluators.experiments.targets import ModelTarget, TargetError, call_model, http_client
-from evaluators.llm import check_base_url
+from evaluators.llm import check_base_url, server_key_for
 
 router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"])
 
@@ -101,8 +101,7 @@ async def playground(name: str, body: PlaygroundIn, project: ProjectDep, service
         check_base_url(target.base_url, settings)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    # The server's key goes only to the provider's own endpoint, never to a URL a project user chose.
-    api_key = (settings.judge_api_key or None) if not target.base_url else None
+    api_key = server_key_for(target.base_url, settings.judge_api_key)
     start, t0 = datetime.now(timezone.utc), time.perf_counter()
     reply, error = None, None
     async with http_client(settings, 1) as client:
