@@ -122,13 +122,20 @@ async def update_rule(rule_id: str, body: AlertRulePatch, project: ProjectDep, s
         raise HTTPException(400, f"body: name at least one field to change ({', '.join(_FIELDS)})")
     if changes.get("slack_webhook_url") == "":
         changes["slack_webhook_url"] = None
-    current = await _one(services, project.id, rule_id)
-    _validated({**{f: current[f] for f in _FIELDS}, **changes}, project.id)
     await _check_webhook(changes.get("slack_webhook_url"), services)
-    if "filter" in changes:
-        changes["filter"] = Jsonb(changes["filter"])
+    values = [Jsonb(v) if name == "filter" else v for name, v in changes.items()]
     assignments = ", ".join(f"{name} = %s" for name in changes)
-    return await _update(services, project.id, rule_id, assignments, list(changes.values()))
+    async with services.require_pg().connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # Locked until the update: two edits must not each be validated against the row as it was
+        # before the other and together store a rule that is not valid (e.g. a metric and an aggregation).
+        await cur.execute("SELECT * FROM alert_rules WHERE id = %s AND project_id = %s FOR UPDATE", (rule_id, project.id))
+        current = await cur.fetchone()
+        if current is None:
+            raise HTTPException(404, "no such alert rule in your project")
+        _validated({**{f: current[f] for f in _FIELDS}, **changes}, project.id)
+        await cur.execute(f"UPDATE alert_rules SET {assignments} WHERE id = %s AND project_id = %s",
+                          (*values, rule_id, project.id))
+    return _public(await _one(services, project.id, rule_id))
 
 
 @router.post("/{rule_id}/mute")
