@@ -99,7 +99,7 @@ _WITH_STATUS = ("SELECT r.*, s.state AS s_state, s.since AS s_since, s.last_valu
 
 @router.get("")
 async def list_rules(project: ProjectDep, services: ServicesDep) -> dict:
-    """Every rule of the project with its current ``state`` (ok / firing / muted, since when, the last
+    """Every rule of the project with its current ``state`` (ok / firing / muted / disabled, since when, the last
     value, when it was last evaluated)."""
     async with services.require_pg().connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_WITH_STATUS + " ORDER BY r.created_at", (project.id,))
@@ -239,16 +239,17 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _state(row: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    """``status``: muted while a mute holds, else the latest evaluation's ok / firing (``unknown``
-    before the first one); ``condition`` is always the evaluation's own ok / firing."""
+    """``status``: disabled for a rule that is not enabled (nothing evaluates it, so its last evaluation
+    says nothing about now), muted while a mute holds, else the latest evaluation's ok / firing
+    (``unknown`` before the first one); ``condition`` is always the latest evaluation's own ok / firing."""
     now = datetime.now(timezone.utc)
     muted_at, muted_until = row.get("muted_at"), row.get("muted_until")
     muted = muted_at is not None and (muted_until is None or muted_until > now)
     condition = status.get("state") or "unknown"
     return {
-        "status": "muted" if muted else condition,
+        "status": "disabled" if not row["enabled"] else "muted" if muted else condition,
         "condition": condition,
-        "since": _iso(muted_at if muted else status.get("since")),
+        "since": None if not row["enabled"] else _iso(muted_at if muted else status.get("since")),  # not recorded
         "muted_until": _iso(muted_until) if muted else None,
         "muted_indefinitely": muted and muted_until is None,
         "firing_since": _iso(status.get("since")) if condition == "firing" else None,
