@@ -108,3 +108,20 @@ async def test_the_eval_worker_sends_the_key_to_the_default_endpoint_only(privat
     await task
     sent = {r.body["model"]: r.headers["authorization"] for r in judge.requests}
     assert sent == {"default-endpoint": f"Bearer {SERVER_KEY}", "named-endpoint": "Bearer EMPTY"}
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/v1/experiments/plan", {"goal": "How much does it know?"}),
+    ("/api/v1/criteria", {"system_prompt": "You answer questions about our product."}),
+])
+def test_assisting_routes_send_the_key_to_the_default_endpoint_only(stack, servers, monkeypatch, path, body):
+    _, model = servers
+    monkeypatch.setattr(stack.settings, "judge_api_key", SERVER_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", model.openai_base_url)  # the provider's own endpoint, as configured
+    _, key = stack.create_key()
+    for llm in ({"model": "named-endpoint", "base_url": model.openai_base_url, "max_retries": 0},
+                {"model": "default-endpoint", "max_retries": 0}):
+        r = stack.client.post(path, headers=stack.headers(key), json={**body, "llm": llm})
+        assert r.status_code == 200, r.text
+    sent = {r.body["model"]: r.headers["authorization"] for r in model.requests}
+    assert sent == {"named-endpoint": "Bearer EMPTY", "default-endpoint": f"Bearer {SERVER_KEY}"}
