@@ -25,6 +25,8 @@ from evaluators.worker import EvalWorker
 from tests.processors.conftest import make_span
 
 from .fake_llm import FakeLLMServer
+from .test_optimize_api import body as optimize_body
+from .test_optimize_api import proposing, run_job, setup, stub  # noqa: F401 (stub: a fixture)
 
 SERVER_KEY = "sk-server-secret-0123456789"
 SETTINGS = Settings(egress_allowed_hosts="127.0.0.1", judge_api_key=SERVER_KEY)
@@ -125,3 +127,14 @@ def test_assisting_routes_send_the_key_to_the_default_endpoint_only(stack, serve
         assert r.status_code == 200, r.text
     sent = {r.body["model"]: r.headers["authorization"] for r in model.requests}
     assert sent == {"named-endpoint": "Bearer EMPTY", "default-endpoint": f"Bearer {SERVER_KEY}"}
+
+
+def test_an_optimisation_with_custom_base_urls_never_sends_the_server_key(stack, stub, monkeypatch):  # noqa: F811
+    """The target's calls (scoring.py) and the optimiser model's (job.py) go to the member's base_url."""
+    monkeypatch.setattr(stack.settings, "judge_api_key", SERVER_KEY)
+    _, key, dataset_id = setup(stack)
+    stub.responders["optimizer-model"] = proposing("Be kind.", "Use words.")
+    run_job(stack, key, optimize_body(stub, dataset_id, candidates_per_round=2))
+    called = {r.body["model"] for r in stub.requests}
+    assert called == {"target-model", "optimizer-model"}
+    assert _carries_server_key(stub) == []
