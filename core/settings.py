@@ -106,7 +106,8 @@ class Settings(BaseSettings):
         "", description="comma-separated host, host:port, IP or CIDR that outgoing calls made on a project's "
                         "behalf (webhooks, judge base URLs) may reach although they are loopback / private / "
                         "link-local (see core/egress.py)")
-    judge_api_key: str = Field("", description="API key the LLM judge uses when a rule names no base_url", repr=False)
+    judge_api_key: str = Field("", description="the server's model key: sent only when a call names no base_url "
+                               "(the provider's own endpoint), never to a member's base_url", repr=False)
     judge_allowed_hosts: str = Field(
         "", description="deprecated alias: entries added to egress_allowed_hosts")
     judge_calls_per_minute: float = 60.0  # per project, shared by all eval workers; 0 = unlimited

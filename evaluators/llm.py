@@ -84,6 +84,26 @@ def check_base_url(base_url: str | None, egress: Any) -> None:
         raise ValueError(f"base_url: {exc}") from None
 
 
+def server_key_for(base_url: str | None, server_key: str | None) -> str | None:
+    """The server's model key (EVALFORGE_JUDGE_API_KEY) for a call made on a project's behalf, or None.
+
+    The key goes only to the provider's own endpoint (no ``base_url``: the SDK's default, or the
+    operator's OPENAI_BASE_URL / ANTHROPIC_BASE_URL). A ``base_url`` is project users' text — the
+    egress guard lets any public host through, so a member could point it at a host they control
+    and read the key from the request. Every site that spends the server's key asks here."""
+    return (server_key or None) if not base_url else None
+
+
+def judge_deps_for(config: Any, deps: dict[str, Any]) -> dict[str, Any]:
+    """``deps`` for an ``llm_judge`` built from a project's ``config``: the server's ``api_key`` kept only
+    when the config names no ``base_url`` (see ``server_key_for``). A config that is not a mapping
+    (unvalidated text) gets no key: fail closed."""
+    if "api_key" not in deps:
+        return deps
+    base_url = config.get("base_url") if isinstance(config, dict) else "unknown"
+    return {**deps, "api_key": server_key_for(base_url, deps["api_key"])}
+
+
 class LLMSettings(BaseModel):
     """How to reach a model. Stored in eval-rule config, which project users write, so it holds no
     secret and names none: the key comes from the runtime (``LLMClient(api_key=...)``). Only when

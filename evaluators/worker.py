@@ -15,7 +15,7 @@ import orjson
 from core.blobs import BlobStore
 from core.bus import TOPIC_EVAL_DLQ, TOPIC_EVAL_JOBS, TOPIC_SCORES, TOPIC_SPANS, Bus
 from core.span import decode, encode
-from evaluators.llm import JudgeError, JudgeGuard
+from evaluators.llm import JudgeError, JudgeGuard, judge_deps_for
 from evaluators.registry import get_evaluator
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class EvalWorker:
         self.judge_api_key = judge_api_key
         self.judge_guard = judge_guard
         self.egress = egress  # settings of the egress guard the judges' calls go through
-        self._evaluators: dict[tuple[str, bytes], Any] = {}
+        self._evaluators: dict[tuple[str, str, bytes], Any] = {}
         self._stop = asyncio.Event()
         self.stats = {"jobs": 0, "scores": 0, "failed": 0, "retries": 0}
 
@@ -71,7 +71,8 @@ class EvalWorker:
 
     def _evaluator(self, job: dict[str, Any]):
         config = job.get("config") or {}
-        key = (job["rule_id"], orjson.dumps(config, option=orjson.OPT_SORT_KEYS))
+        # An edited rule keeps its id: what it runs (evaluator and config) must be part of the key.
+        key = (job["rule_id"], job["evaluator"], orjson.dumps(config, option=orjson.OPT_SORT_KEYS))
         if key not in self._evaluators:
             deps: dict[str, Any] = {}
             if job["evaluator"] == "llm_judge":
@@ -80,6 +81,7 @@ class EvalWorker:
                     deps["api_key"] = self.judge_api_key
                 if self.judge_guard is not None:
                     deps["guard"] = self.judge_guard
+                deps = judge_deps_for(config, deps)
             self._evaluators[key] = get_evaluator(job["evaluator"], config, **deps)
         return self._evaluators[key]
 

@@ -34,6 +34,7 @@ from evaluators.experiments.targets import (
     http_client,
     render,
 )
+from evaluators.llm import judge_deps_for, server_key_for
 from evaluators.registry import get_evaluator
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,9 @@ def build_evaluators(specs: list[dict[str, Any]], deps: dict[str, Any] | None = 
     out = []
     for i, spec in enumerate(specs):
         try:
-            kwargs = dict(deps or {}) if spec["evaluator"] == "llm_judge" else {}
-            out.append(get_evaluator(spec["evaluator"], spec.get("config") or {}, **kwargs))
+            config = spec.get("config") or {}
+            kwargs = judge_deps_for(config, dict(deps or {})) if spec["evaluator"] == "llm_judge" else {}
+            out.append(get_evaluator(spec["evaluator"], config, **kwargs))
         except ValueError as exc:
             raise ValueError(f"evaluators[{i}].{exc}") from None
     return out
@@ -127,7 +129,7 @@ class ExperimentRun:
 
     async def _run_pass(self, todo: list[tuple[int, dict[str, Any], int]]) -> None:
         concurrency = max(1, min(self.exp["max_concurrency"], len(todo)))
-        api_key = self.settings.judge_api_key or None
+        api_key = server_key_for(self.target.base_url, self.settings.judge_api_key)
         queue = iter(todo)
         lanes_done = asyncio.Event()
         async with http_client(self.settings, concurrency) as client:

@@ -9,6 +9,7 @@ from typing import Any
 
 from core.bus import TOPIC_SCORES, TOPIC_SPANS
 from evaluators.experiments.runner import ExperimentRun
+from evaluators.llm import server_key_for
 from evaluators.optimizer.prompt_store import messages_for
 
 OPTIMIZATION_ATTRIBUTE = "evalforge.optimization_id"
@@ -50,7 +51,7 @@ class PromptScorer(ExperimentRun):
 
     async def run_items(self, client, items: list[tuple[int, dict[str, Any]]], concurrency: int) -> list[dict[str, Any]]:
         """Run ``[(dataset position, item)]``, publish their traces and scores; the result rows in order."""
-        api_key = self.settings.judge_api_key or None
+        api_key = server_key_for(self.target.base_url, self.settings.judge_api_key)
         gate = asyncio.Semaphore(max(1, concurrency))
 
         async def one(pos: int, item: dict[str, Any]):

@@ -10,7 +10,7 @@ from fastapi import HTTPException
 from core.bus import TOPIC_SPANS
 from core.span import encode
 from evaluators.guard import redis_judge_guard
-from evaluators.llm import LLMClient, LLMSettings, check_base_url
+from evaluators.llm import LLMClient, LLMSettings, check_base_url, server_key_for
 
 
 def assistant(llm: LLMSettings | None, services) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def assistant(llm: LLMSettings | None, services) -> dict[str, Any]:
     # the services' pooled client: a client per request would open (and leak) a pool per request
     guard = redis_judge_guard(services.sync_redis(), s.judge_calls_per_minute,
                               s.judge_daily_budget_usd)
-    return {"llm": LLMClient(llm, api_key=s.judge_api_key or None, egress=s, purpose="llm_assist"),
+    return {"llm": LLMClient(llm, api_key=server_key_for(llm.base_url, s.judge_api_key), egress=s, purpose="llm_assist"),
             "guard": guard}
 
 

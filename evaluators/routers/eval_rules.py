@@ -78,9 +78,11 @@ async def update_rule(rule_id: str, patch: EvalRulePatch, project: ProjectDep, s
             raise HTTPException(400, f"{name}: may not be null")
     if not changes:
         raise HTTPException(400, f"body: name at least one field to change ({', '.join(EvalRuleIn.model_fields)})")
-    async with services.require_pg().connection() as conn:
-        cur = await conn.execute("SELECT evaluator, config FROM eval_rules WHERE id = %s AND project_id = %s",
-                                 (rule_id, project.id))
+    async with services.require_pg().connection() as conn, conn.transaction():
+        # Locked until the update: two edits (one the evaluator, one the config) must not each be
+        # validated against the row as it was before the other and together store a pair that is not valid.
+        cur = await conn.execute("SELECT evaluator, config FROM eval_rules WHERE id = %s AND project_id = %s "
+                                 "FOR UPDATE", (rule_id, project.id))
         current = await cur.fetchone()
         if current is None:
             raise HTTPException(404, "no such eval rule in your project")

@@ -14,7 +14,7 @@ from core.span import encode
 from evaluators import planner
 from evaluators.datasets import list_datasets
 from evaluators.guard import redis_judge_guard
-from evaluators.llm import JudgeError, LLMClient, LLMSettings, chat_parsed, check_base_url
+from evaluators.llm import JudgeError, LLMClient, LLMSettings, chat_parsed, check_base_url, server_key_for
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
 
@@ -32,7 +32,7 @@ def _llm_plan(body: PlanIn, services, project_id: str, datasets: list[dict[str, 
     s = services.settings
     guard = redis_judge_guard(services.sync_redis(), s.judge_calls_per_minute,
                               s.judge_daily_budget_usd)
-    client = LLMClient(body.llm, api_key=s.judge_api_key or None, egress=s, purpose="llm_assist")
+    client = LLMClient(body.llm, api_key=server_key_for(body.llm.base_url, s.judge_api_key), egress=s, purpose="llm_assist")
     return chat_parsed(client, guard, project_id, planner.SYSTEM, planner.llm_messages(body.goal, datasets),
                        lambda text: planner.parse_llm_plan(text, datasets), "the JSON plan object")
 

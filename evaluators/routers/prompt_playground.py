@@ -8,6 +8,8 @@ egress-guarded HTTP client, so a playground ``base_url`` reaches only hosts the 
 
 from __future__ import annotations
 
+import asyncio
+import math
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
@@ -22,7 +24,8 @@ from core.bus import TOPIC_SPANS
 from core.deps import ProjectDep, ServicesDep
 from core.span import empty_record, encode
 from evaluators.experiments.targets import ModelTarget, TargetError, call_model, http_client
-from evaluators.llm import check_base_url
+from evaluators.guard import redis_judge_guard
+from evaluators.llm import JudgeError, LLMCall, check_base_url, server_key_for
 
 router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"])
 
@@ -78,6 +81,14 @@ def _span(project_id: str, version: dict, target: ModelTarget, messages: list, s
     return rec
 
 
+def _as_call(target: ModelTarget, messages: list, reply, start: datetime) -> LLMCall:
+    """The reply as the judge guard prices it (to book its cost against the project's daily budget)."""
+    return LLMCall(provider=target.provider, request_model=target.model, model=reply.model, messages=messages,
+                   output=reply.text, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+                   cache_read_tokens=reply.cache_read_tokens, cache_creation_tokens=0, reasoning_tokens=0,
+                   start_time=start, end_time=start + timedelta(milliseconds=reply.latency_ms))
+
+
 @router.post("/{name}/playground")
 async def playground(name: str, body: PlaygroundIn, project: ProjectDep, services: ServicesDep) -> dict:
     """Compile a version with ``variables``, call ``model`` once, record the call as a trace."""
@@ -98,8 +109,14 @@ async def playground(name: str, body: PlaygroundIn, project: ProjectDep, service
         check_base_url(target.base_url, settings)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    # The server's key goes only to the provider's own endpoint, never to a URL a project user chose.
-    api_key = (settings.judge_api_key or None) if not target.base_url else None
+    api_key = server_key_for(target.base_url, settings.judge_api_key)
+    # A model call on the operator's account: under the judge's per-project rate limit and daily budget.
+    guard = redis_judge_guard(services.sync_redis(), settings.judge_calls_per_minute, settings.judge_daily_budget_usd)
+    try:
+        await asyncio.to_thread(guard.before_call, project.id)
+    except JudgeError as exc:
+        retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))} if exc.retry_after else None
+        raise HTTPException(429, exc.message, headers=retry) from None
     start, t0 = datetime.now(timezone.utc), time.perf_counter()
     reply, error = None, None
     async with http_client(settings, 1) as client:
@@ -107,6 +124,8 @@ async def playground(name: str, body: PlaygroundIn, project: ProjectDep, service
             reply = await call_model(client, target, messages, api_key)
         except TargetError as exc:
             error = exc
+    if reply is not None:
+        await asyncio.to_thread(guard.after_call, project.id, _as_call(target, messages, reply, start))
     span = _span(project.id, version, target, messages, start, (time.perf_counter() - t0) * 1000)
     if reply is not None:
         span.update(model=reply.model, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,

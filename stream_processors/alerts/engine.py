@@ -183,8 +183,11 @@ class AlertEngine:
                 NOTIFICATIONS.labels(kind, "rule_gone").inc(len(messages))
                 log.warning("alert %s for rule %s dropped: rule no longer enabled", kind, last.rule_id)
                 return "rule_gone"
-            if rule.muted(datetime.now(timezone.utc)):  # muted after the message was queued
+            # muted after the message was queued; a resolve still goes out (as when queued while muted)
+            if kind != "resolved" and rule.muted(datetime.now(timezone.utc)):
                 NOTIFICATIONS.labels(kind, "muted").inc(len(messages))
+                if kind == "firing":  # never sent: announce it after the mute if it is still firing
+                    self.store.unannounce(messages)
                 return "muted"
             if len(messages) == 1:
                 body = build_message(rule, kind, last.group, {**last.payload, "episode": last.episode},

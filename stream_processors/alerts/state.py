@@ -18,8 +18,10 @@ Messages are sent when:
   that starts inside the cooldown (flapping) is announced once the cooldown has passed, if still firing;
 - it is still firing after ``cooldown`` since the last message and the rule has ``renotify`` (reminder);
 - a firing that was announced resolves (exactly one resolve message).
-While the rule is muted the state machine runs as usual but no message is queued, and a firing is not
-marked announced: if it is still firing when the mute ends, it is announced then.
+While the rule is muted the state machine runs as usual but no firing or reminder is queued, and a firing
+is not marked announced: if it is still firing when the mute ends, it is announced then. A firing
+announced before the mute still gets its resolve message. A firing queued before the mute but
+delivered during it is dropped and marked unannounced again (``unannounce``).
 Keys share one hash tag so the script's keys live in one Redis Cluster slot.
 """
 
@@ -75,7 +77,8 @@ else
   end
 end
 local suppressed = ''
-if kind and muted then suppressed = kind; kind = false end
+-- a mute holds back pages about a problem, never the news that an announced one is over
+if muted and (kind == 'firing' or kind == 'reminder') then suppressed = kind; kind = false end
 redis.call('HSET', KEYS[1], 'state', firing and 'firing' or 'ok', 'episode', episode,
            'notified', notified, 'evaluated_at', now)
 if last_sent then redis.call('HSET', KEYS[1], 'last_sent', last_sent) end
@@ -85,6 +88,18 @@ if kind then
              'group', group, 'episode', episode, 'at_ms', now, 'payload', ARGV[8])
 end
 return (kind or 'none') .. '|' .. transition .. '|' .. suppressed .. '|' .. episode
+"""
+
+# Undo what queueing a firing message did (notified, last_sent), if the group is still in that episode:
+# the message was dropped unsent (the rule was muted meanwhile), so the firing is announced after the mute.
+_UNANNOUNCE = """
+local s = redis.call('HMGET', KEYS[1], 'state', 'episode', 'notified', 'last_sent')
+local episode = tonumber(ARGV[1])
+if s[1] ~= 'firing' or tonumber(s[2]) ~= episode or tonumber(s[3]) ~= episode then return 0 end
+redis.call('HSET', KEYS[1], 'notified', episode - 1)
+-- it was queued only once the cooldown since any earlier message had passed: no cooldown to keep
+if tonumber(s[4]) == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[1], 'last_sent') end
+return 1
 """
 
 _GROUP = "senders"
@@ -125,6 +140,7 @@ class AlertStateStore:
         self._lease_ms = int(lease_s * 1000)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._apply = client.register_script(_APPLY)
+        self._unannounce = client.register_script(_UNANNOUNCE)
         self._group_ready = False
 
     def claim_tick(self, rule_id: str, at_ms: int, ttl_s: int) -> bool:
@@ -159,6 +175,13 @@ class AlertStateStore:
                 client=pipe,
             )
         return [_applied(_text(r)) for r in pipe.execute()]
+
+    def unannounce(self, messages: list[Outgoing]) -> None:
+        """These firing messages were dropped unsent: their firings count as not announced again."""
+        pipe = self._redis.pipeline(transaction=False)
+        for m in messages:
+            self._unannounce(keys=[f"{self._tag}:state:{m.rule_id}:{m.group}"], args=[m.episode, m.at_ms], client=pipe)
+        pipe.execute()
 
     def take(self, count: int = 100) -> list[Outgoing]:
         """Messages this replica must deliver: abandoned ones (past the lease), then new ones."""

@@ -99,7 +99,7 @@ _WITH_STATUS = ("SELECT r.*, s.state AS s_state, s.since AS s_since, s.last_valu
 
 @router.get("")
 async def list_rules(project: ProjectDep, services: ServicesDep) -> dict:
-    """Every rule of the project with its current ``state`` (ok / firing / muted, since when, the last
+    """Every rule of the project with its current ``state`` (ok / firing / muted / disabled, since when, the last
     value, when it was last evaluated)."""
     async with services.require_pg().connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_WITH_STATUS + " ORDER BY r.created_at", (project.id,))
@@ -122,13 +122,20 @@ async def update_rule(rule_id: str, body: AlertRulePatch, project: ProjectDep, s
         raise HTTPException(400, f"body: name at least one field to change ({', '.join(_FIELDS)})")
     if changes.get("slack_webhook_url") == "":
         changes["slack_webhook_url"] = None
-    current = await _one(services, project.id, rule_id)
-    _validated({**{f: current[f] for f in _FIELDS}, **changes}, project.id)
     await _check_webhook(changes.get("slack_webhook_url"), services)
-    if "filter" in changes:
-        changes["filter"] = Jsonb(changes["filter"])
+    values = [Jsonb(v) if name == "filter" else v for name, v in changes.items()]
     assignments = ", ".join(f"{name} = %s" for name in changes)
-    return await _update(services, project.id, rule_id, assignments, list(changes.values()))
+    async with services.require_pg().connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # Locked until the update: two edits must not each be validated against the row as it was
+        # before the other and together store a rule that is not valid (e.g. a metric and an aggregation).
+        await cur.execute("SELECT * FROM alert_rules WHERE id = %s AND project_id = %s FOR UPDATE", (rule_id, project.id))
+        current = await cur.fetchone()
+        if current is None:
+            raise HTTPException(404, "no such alert rule in your project")
+        _validated({**{f: current[f] for f in _FIELDS}, **changes}, project.id)
+        await cur.execute(f"UPDATE alert_rules SET {assignments} WHERE id = %s AND project_id = %s",
+                          (*values, rule_id, project.id))
+    return _public(await _one(services, project.id, rule_id))
 
 
 @router.post("/{rule_id}/mute")
@@ -232,16 +239,17 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _state(row: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    """``status``: muted while a mute holds, else the latest evaluation's ok / firing (``unknown``
-    before the first one); ``condition`` is always the evaluation's own ok / firing."""
+    """``status``: disabled for a rule that is not enabled (nothing evaluates it, so its last evaluation
+    says nothing about now), muted while a mute holds, else the latest evaluation's ok / firing
+    (``unknown`` before the first one); ``condition`` is always the latest evaluation's own ok / firing."""
     now = datetime.now(timezone.utc)
     muted_at, muted_until = row.get("muted_at"), row.get("muted_until")
     muted = muted_at is not None and (muted_until is None or muted_until > now)
     condition = status.get("state") or "unknown"
     return {
-        "status": "muted" if muted else condition,
+        "status": "disabled" if not row["enabled"] else "muted" if muted else condition,
         "condition": condition,
-        "since": _iso(muted_at if muted else status.get("since")),
+        "since": None if not row["enabled"] else _iso(muted_at if muted else status.get("since")),  # not recorded
         "muted_until": _iso(muted_until) if muted else None,
         "muted_indefinitely": muted and muted_until is None,
         "firing_since": _iso(status.get("since")) if condition == "firing" else None,

@@ -61,3 +61,25 @@ def test_edit_validates_like_create_and_is_scoped_to_the_project(stack):
     r = stack.client.patch(url, headers=stack.headers(key), json={"enabled": False, "filter": {"model": "gpt-4o"}})
     assert r.status_code == 200 and (r.json()["enabled"], r.json()["filter"]) == (False, {"model": "gpt-4o"})
     assert r.json()["config"] == {"expected": "x"}  # untouched fields stay
+
+
+def test_an_edited_evaluator_takes_effect(stack):
+    """Same rule id and config, another evaluator: the worker must not keep scoring with the old one."""
+    project_id, key = stack.create_key()
+    r = stack.client.post("/api/v1/eval-rules", headers=stack.headers(key), json={
+        "name": "paris", "evaluator": "contains", "config": {"expected": "Paris", "score_name": "edited_evaluator"}})
+    assert r.status_code == 201, r.text
+    rule_id = r.json()["id"]
+    time.sleep(TRIGGER_REFRESH_S)
+    output = "Paris is the capital of France."  # contains "Paris", but is not exactly "Paris"
+    before = _send(stack, key, output)
+    sql = "SELECT trace_id, value FROM scores FINAL WHERE project_id = {p:String} AND name = 'edited_evaluator'"
+    assert wait_until(lambda: _rows(stack, sql, project_id), 40) == [(before, 1.0)]
+
+    r = stack.client.patch(f"/api/v1/eval-rules/{rule_id}", headers=stack.headers(key), json={"evaluator": "exact_match"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["evaluator"], r.json()["config"]) == ("exact_match", {"expected": "Paris", "score_name": "edited_evaluator"})
+    time.sleep(TRIGGER_REFRESH_S)
+    after = _send(stack, key, output)
+    wait_until(lambda: len(_rows(stack, sql, project_id)) == 2, 40)
+    assert dict(_rows(stack, sql, project_id)) == {before: 1.0, after: 0.0}

@@ -8,7 +8,7 @@ export interface AlertRule {
 }
 
 export interface AlertState {
-  status: "ok" | "firing" | "muted" | "unknown"; condition: string; since: string | null; muted_until: string | null;
+  status: "ok" | "firing" | "muted" | "disabled" | "unknown"; condition: string; since: string | null; muted_until: string | null;
   muted_indefinitely: boolean; last_value: number | null; firing_groups: number; last_evaluated_at: string | null;
 }
 
