@@ -18,7 +18,7 @@ from evaluators import leaderboard as board
 from evaluators import pairwise
 from evaluators.experiments import store
 from evaluators.guard import redis_judge_guard
-from evaluators.llm import LLMSettings, check_base_url
+from evaluators.llm import LLMSettings, check_base_url, server_key_for
 
 router = APIRouter(prefix="/api/v1/leaderboards", tags=["experiments"])
 _MAX_RUNS = 200  # the newest completed runs considered (each entry keeps its latest)
@@ -85,7 +85,7 @@ def _run_judge(body: PairwiseIn, services, project_id: str, runs: dict[str, list
     s = services.settings
     guard = redis_judge_guard(services.sync_redis(), s.judge_calls_per_minute, s.judge_daily_budget_usd)
     settings = LLMSettings(**body.judge.model_dump(exclude={"rubric"}))
-    judge = pairwise.PairwiseJudge(settings, body.judge.rubric, guard, s.judge_api_key or None, s,
+    judge = pairwise.PairwiseJudge(settings, body.judge.rubric, guard, server_key_for(settings.base_url, s.judge_api_key), s,
                                    deadline=time.monotonic() + TIME_BUDGET_S)
     return judge, pairwise.judge_pairs(judge, project_id, runs, body.limit, already)
 

@@ -161,3 +161,16 @@ def test_bad_pairwise_requests_name_the_field(stack, judge_server):
     r = post({"experiment_ids": ids[:1], "judge": judge})
     assert r.status_code == 400 and r.json()["error"].startswith("experiment_ids")
     assert judge_server.requests == []
+
+
+def test_the_servers_key_never_goes_to_a_judge_url_a_member_named(stack, judge_server, monkeypatch):
+    """A judge base_url is project text: the server's model key (EVALFORGE_JUDGE_API_KEY) stays home."""
+    monkeypatch.setattr(stack.services.settings, "judge_api_key", "sk-server-secret-pairwise")
+    _, key = stack.create_key()
+    _, runs = record_runs(stack, key, items=2)
+    r = stack.client.post("/api/v1/leaderboards/pairwise", headers=stack.headers(key), json={
+        "experiment_ids": [runs["strong"], runs["weak"]],
+        "judge": {"provider": "openai", "model": "judge-model", "base_url": judge_server.openai_base_url}})
+    assert r.status_code == 200, r.text
+    assert judge_server.requests
+    assert not [h for h in (r.headers for r in judge_server.requests) if any("sk-server-secret" in v for v in h.values())]
