@@ -22,9 +22,9 @@ from evaluators.experiments import stats
 from evaluators.experiments import store as experiments
 from evaluators.experiments.targets import http_client
 from evaluators.guard import judge_call_cost
-from evaluators.llm import JudgeError, JudgeGuard, LLMCall, LLMClient, LLMSettings, chat_parsed, server_key_for
+from evaluators.llm import JudgeError, JudgeGuard, LLMCall, LLMClient, chat_parsed, server_key_for
 from evaluators.optimizer import prompt_store, store
-from evaluators.optimizer.proposer import SYSTEM, build_messages, parse_candidates, worst_cases
+from evaluators.optimizer.proposer import SYSTEM, build_messages, model_settings, parse_candidates, worst_cases
 from evaluators.optimizer.scoring import OPTIMIZATION_ATTRIBUTE, PromptScorer
 from evaluators.optimizer.search import (
     MIN_SLICE,
@@ -290,11 +290,7 @@ class OptimizationRun:
                                   history, splits.train[:3], n)
         seen = [c.prompt for c in self.candidates]
         m = self.spec["optimizer_model"]
-        params = m.get("params") or {}
-        client = LLMClient(LLMSettings(provider=m["provider"], model=m["model"], base_url=m.get("base_url"),
-                                       temperature=params.get("temperature", 1.0),
-                                       max_tokens=params.get("max_tokens", 4096), timeout_s=m.get("timeout_s", 60.0)),
-                           api_key=server_key_for(m.get("base_url"), self.settings.judge_api_key), egress=self.settings, purpose="prompt_optimizer")
+        client = LLMClient(model_settings(m), api_key=server_key_for(m.get("base_url"), self.settings.judge_api_key), egress=self.settings, purpose="prompt_optimizer")
         guard = BudgetedGuard(self.budget, self.guard)
         try:
             (usable, rejected), _ = await asyncio.to_thread(
