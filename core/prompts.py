@@ -53,7 +53,9 @@ class PromptNotFound(LookupError):
 
 # --------------------------------------------------------------------------------------------- compile
 
-def _variable_value(variables: dict, path: str) -> Any:
+def variable_value(variables: dict, path: str) -> Any:
+    """The value a ``{{path}}`` names: a flat key, or a dotted path through dicts and list indexes
+    (KeyError naming the path when there is none). Experiments' message templates resolve the same way."""
     if path in variables:  # a flat name that happens to contain dots wins over a path
         return variables[path]
     head, *rest = path.split(".")
@@ -79,7 +81,7 @@ def _as_text(value: Any) -> str:
 def _fill(template: str, variables: dict, strict: bool) -> str:
     def one(m: re.Match) -> str:
         try:
-            return _as_text(_variable_value(variables, m.group(1)))
+            return _as_text(variable_value(variables, m.group(1)))
         except KeyError:
             if strict:
                 raise KeyError(f"prompt variable {m.group(1)!r} was not given") from None

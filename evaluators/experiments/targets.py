@@ -21,6 +21,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.egress import EgressRefused
+from core.prompts import variable_value
 
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
@@ -48,21 +49,6 @@ class ModelTarget(BaseModel):
     max_retries: int = Field(4, ge=0, le=10)
 
 
-def _lookup(item: dict[str, Any], path: str) -> Any:
-    head, *rest = path.split(".")
-    if head not in item:
-        raise KeyError(path)
-    value: Any = item[head]
-    for part in rest:
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            raise KeyError(path)
-    return value
-
-
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
@@ -74,7 +60,7 @@ def render(messages: list[dict[str, str]], item: dict[str, Any]) -> list[dict[st
 
     def fill(m: re.Match) -> str:
         try:
-            return _text(_lookup(scope, m.group(1)))
+            return _text(variable_value(scope, m.group(1)))
         except KeyError:
             raise KeyError(f"template variable {m.group(1)!r} is not in the item") from None
 
