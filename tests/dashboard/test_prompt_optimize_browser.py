@@ -41,6 +41,7 @@ class Seeded:
     rejected_job_id: str
     baseline_exp: str
     candidate_exp: str
+    dataset_id: str
 
 
 def _in_thread(coro_fn):
@@ -115,7 +116,7 @@ def seeded_member(browser, live):
     # a second one, no better on the holdout: rejected, no version
     same = {i: (1.0 if i % 2 else 0.0, bool(i % 2)) for i in range(N_HOLDOUT)}
     rejected = _seed_job(live, project_id, dataset_id, base, same, _history(7 / 12), None, None)
-    yield ctx, page, project_id, key, Seeded(job_id, rejected, *exps)
+    yield ctx, page, project_id, key, Seeded(job_id, rejected, *exps, dataset_id)
     ctx.close()
 
 
@@ -193,6 +194,8 @@ def test_a_rejected_job_says_why(live, seeded_member):
 
 def test_a_refused_start_names_the_field_inline(live, seeded_member):
     _, page, project_id, key, _ = seeded_member
+    with live.api(key) as api:
+        before = len(api.get("/api/v1/prompts/tutor/optimize").json()["jobs"])
     page.goto(f"/projects/{project_id}/prompts?prompt=tutor&tab=optimise")
     form = page.get_by_role("form", name="Start optimisation")
     form.get_by_label("Dataset").select_option(label="products")
@@ -208,7 +211,7 @@ def test_a_refused_start_names_the_field_inline(live, seeded_member):
     form.get_by_role("button", name="Start optimisation").click()
     page.get_by_role("alert").filter(has_text="objective").wait_for()
     with live.api(key) as api:
-        assert len(api.get("/api/v1/prompts/tutor/optimize").json()["jobs"]) == 2  # nothing queued
+        assert len(api.get("/api/v1/prompts/tutor/optimize").json()["jobs"]) == before  # nothing queued
 
 
 def test_viewer_sees_jobs_but_no_start_or_promote(browser, live):
@@ -229,3 +232,47 @@ def test_viewer_sees_jobs_but_no_start_or_promote(browser, live):
         assert page.get_by_role("form", name="Promote to label").count() == 0
     finally:
         ctx.close()
+
+
+def test_a_running_job_shows_live_progress_and_a_member_cancels_it(live, seeded_member):
+    """A job held by a worker (its advisory lock taken here, as ``store.claim`` does, so the live stack's
+    worker neither claims nor requeues it): the view follows its progress and its Cancel stops it."""
+    _, page, project_id, key, s = seeded_member
+    request = OptimizeIn.model_validate({
+        "dataset_id": s.dataset_id, "evaluators": [{"evaluator": "exact_match"}], "target": {"model": "target-model"},
+        "budget": {"max_calls": 400, "max_usd": 2.0}, "rounds": 3, "candidates_per_round": 2})
+    progress = {"round": 1, "rounds": 3, "stage": "racing", "calls": 10, "usd": 0.001, "max_calls": 400, "max_usd": 2.0,
+                "best": "baseline"}
+    with psycopg.connect(live.postgres_url, autocommit=True) as worker:
+        job_id = _in_thread(lambda: _create_running(live, project_id, s.dataset_id, job_spec(request, 1), progress))
+        assert worker.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, %s))",
+                              (job_id, store._LOCK_SPACE)).fetchone()[0]
+        page.goto(f"/projects/{project_id}/prompts?prompt=tutor&tab=optimise&job={job_id}")
+        view = page.get_by_role("region", name="Optimisation job")
+        assert view.get_by_test_id("job-status").inner_text() == "running (racing)"
+        assert view.get_by_test_id("job-calls").inner_text() == "10 / 400"
+        # the worker moves on: the open view follows without a reload
+        _in_thread(lambda: _save(live, job_id, {**progress, "round": 2, "calls": 31, "usd": 0.004},
+                                 _history(0.75)[:2]))
+        view.get_by_test_id("job-calls").filter(has_text="31 / 400").wait_for()
+        assert view.get_by_test_id("job-round").inner_text() == "2 / 3"
+        assert view.get_by_role("table", name="Candidates").locator("tr[data-candidate='r1c1']").count() == 1
+        view.get_by_role("button", name="Cancel optimisation").click()
+        view.get_by_test_id("job-status").filter(has_text="cancelled").wait_for()
+        assert view.get_by_role("button", name="Cancel optimisation").count() == 0
+        with live.api(key) as api:
+            assert api.get(f"/api/v1/prompts/tutor/optimize/{job_id}").json()["status"] == "cancelled"
+
+
+async def _create_running(live, project_id: str, dataset_id: str, spec: dict, progress: dict) -> str:
+    async with await psycopg.AsyncConnection.connect(live.postgres_url, autocommit=True) as conn:
+        job_id = await store.create(conn, project_id, "tutor", 1, dataset_id, 1, spec)
+        await conn.execute("UPDATE prompt_optimizations SET status = 'running', started_at = now() WHERE id = %s",
+                           (job_id,))
+        await store.save_progress(conn, job_id, progress, [], {})
+        return job_id
+
+
+async def _save(live, job_id: str, progress: dict, history: list[dict]) -> None:
+    async with await psycopg.AsyncConnection.connect(live.postgres_url, autocommit=True) as conn:
+        await store.save_progress(conn, job_id, progress, history, {})
