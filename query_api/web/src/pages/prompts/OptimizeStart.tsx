@@ -37,6 +37,7 @@ export function OptimizeStart({ name }: { name: string }) {
   const set = (k: keyof typeof f) => (e: { target: { value: string } }) => setF({ ...f, [k]: e.target.value });
   const start = useMutation({
     mutationFn: () => {
+      if (f.baseBy === "version" && f.base.trim() !== "" && !/^\d+$/.test(f.base.trim())) throw new Error("base.version: a version number");
       const base = f.base.trim() === "" ? undefined
         : f.baseBy === "version" ? { version: Number(f.base) } : { label: f.base.trim() };
       const target = { provider: f.provider, model: f.model, base_url: f.baseUrl.trim() || undefined };

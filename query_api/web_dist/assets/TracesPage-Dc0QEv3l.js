@@ -1,4 +1,4 @@
-import{r as p,j as t,u as T,a as E,b as V,L as b,E as D,c as O,k as F,d as U}from"./index-BWg84pBM.js";import{u as q}from"./useInfiniteQuery-BE6tHiFB.js";import{u as z,f as B,g as H}from"./index-H77iUdBQ.js";import{u as K}from"./index-D0sh1toV.js";import{R as G,a as N,w as h}from"./url-BMDvwADe.js";import{f as Q,a as W,b as X,c as Y,d as J}from"./format-BR1KqMXH.js";function Z(){const s=window.location.origin,i=`pip install evalforge   # or: pip install ./sdk
+import{r as p,j as t,u as T,a as E,b as V,L as b,E as D,c as O,k as F,d as U}from"./index-HNDPeq5I.js";import{u as q}from"./useInfiniteQuery-BlAkBVe8.js";import{u as z,f as B,g as H}from"./index-BybDc-DL.js";import{u as K}from"./index-Dc_ZyKww.js";import{R as G,a as N,w as h}from"./url-BMDvwADe.js";import{f as Q,a as W,b as X,c as Y,d as J}from"./format-BR1KqMXH.js";function Z(){const s=window.location.origin,i=`pip install evalforge   # or: pip install ./sdk
 
 import evalforge
 from openai import OpenAI
