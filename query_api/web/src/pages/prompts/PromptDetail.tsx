@@ -7,6 +7,8 @@ import { Resource } from "../../components/Resource";
 import { ErrorBox } from "../../components/ErrorBox";
 import { JsonTree } from "../../components/JsonTree";
 import { fmtTime } from "../../lib/format";
+import { OptimizeStart } from "./OptimizeStart";
+import { OptimizeJobList, OptimizeJobView } from "./OptimizeJobs";
 
 type Message = { role: string; content: string };
 export interface Version {
@@ -24,16 +26,38 @@ function variablesOf(prompt: Version["prompt"]): string[] {
   return [...seen];
 }
 
-/** One prompt: versions with labels, the selected version (``?v=``), a diff (``?from=&to=``), label moves, playground. */
+/** One prompt, in two tabs (``?tab=``): its versions, or its optimisations. */
 export function PromptDetail({ name, canWrite }: { name: string; canWrite: boolean }) {
+  const [params, setParams] = useSearchParams();
+  const tab = params.get("tab") === "optimise" ? "optimise" : "versions";
+  const job = params.get("job");
+  return (
+    <section aria-labelledby="prompt-h">
+      <h2 id="prompt-h">Prompt {name}</h2>
+      <div role="tablist" aria-label="Prompt views" className="inline-form">
+        <button type="button" role="tab" aria-selected={tab === "versions"} onClick={() => setParams({ prompt: name })}>Versions</button>
+        <button type="button" role="tab" aria-selected={tab === "optimise"} onClick={() => setParams({ prompt: name, tab: "optimise" })}>Optimise</button>
+      </div>
+      {tab === "versions" ? <VersionsTab name={name} canWrite={canWrite} /> : (
+        <div role="tabpanel" aria-label="Optimise">
+          {canWrite && <OptimizeStart name={name} />}
+          <OptimizeJobList name={name} />
+          {job && <OptimizeJobView key={job} name={name} jobId={job} canWrite={canWrite} />}
+        </div>
+      )}
+    </section>
+  );
+}
+
+/** Versions with labels, the selected version (``?v=``), a diff (``?from=&to=``), label moves, playground. */
+function VersionsTab({ name, canWrite }: { name: string; canWrite: boolean }) {
   const { projectId } = useProject();
   const [params, setParams] = useSearchParams();
   const versions = useQuery({ queryKey: ["prompt", projectId, name, "versions"],
                               queryFn: () => api<{ versions: Version[] }>(`/prompts/${encodeURIComponent(name)}/versions`, { project: projectId }) });
   const go = (extra: Record<string, string>) => setParams({ prompt: name, ...extra });
   return (
-    <section aria-labelledby="prompt-h">
-      <h2 id="prompt-h">Prompt {name}</h2>
+    <div role="tabpanel" aria-label="Versions">
       <Resource q={versions} what="versions">{(d) => {
         const shown = Number(params.get("v")) || d.versions[0]?.version;
         const version = d.versions.find((v) => v.version === shown);
@@ -57,7 +81,7 @@ export function PromptDetail({ name, canWrite }: { name: string; canWrite: boole
           </>
         );
       }}</Resource>
-    </section>
+    </div>
   );
 }
 
