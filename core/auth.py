@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 KEY_PREFIX = "ef_"
 
 
-SCOPES = ("full", "ingest")  # full: read, admin and send; ingest: send spans and scores only
+SCOPES = ("full", "ingest")  # full: read, admin and send; ingest: send spans and scores only (+ the SDK's prompt / A/B reads)
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,8 @@ def _require(project: Project, role: str, doing: str) -> Project:
 async def readable_project(project: Annotated[Project, Depends(current_project)]) -> Project:
     """Any member, or a ``full`` key; 403 for ingest keys."""
     if project.scope != "full":
-        raise HTTPException(403, f"this API key has scope {project.scope!r}: it may send spans and scores only")
+        raise HTTPException(403, f"this API key has scope {project.scope!r}: it may only send spans and scores "
+                            "(and read the prompt or A/B configuration the SDK fetches)")
     return project
 
 

@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     kc = keys_sub.add_parser("create", help="create a key for a project (creating the project if needed)")
     kc.add_argument("--project", required=True)
     kc.add_argument("--scope", choices=SCOPES, default="full",
-                    help="ingest: the key may only send spans and scores (to embed in applications)")
+                    help="ingest: the key may only send spans and scores and read what the SDK fetches "
+                         "(to embed in applications)")
     kc.add_argument("--data-dir", type=Path)
     kr = keys_sub.add_parser("revoke", help="revoke a key")
     kr.add_argument("key")

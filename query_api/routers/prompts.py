@@ -1,20 +1,26 @@
 """``/api/v1/prompts``: versioned prompts (create a version, list, read by label or version, list versions,
 move a label, diff two versions). Logic lives in ``core.prompts``; the playground (a model call) is in
-``evaluators.routers.prompt_playground`` because model calls belong to the evaluators service."""
+``evaluators.routers.prompt_playground`` because model calls belong to the evaluators service.
+
+Reading ONE version by name (``GET /{name}``) is open to ingest keys too: it is what
+``evalforge.get_prompt`` does in applications, which the SDK's README tells to use ingest keys. Nothing
+else of prompts (list, versions, history, diff, writes) is, so a leaked ingest key cannot enumerate them."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from core import prompts as store
+from core.auth import Project
 from core.auth_header import key_from_authorization
-from core.deps import ProjectDep, ReadProjectDep, ServicesDep
+from core.deps import ProjectDep, ReadProjectDep, ServicesDep, current_project
 
 router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"])
-
+# Any member or key, ingest keys included (as /api/v1/ab-tests/sdk-config): only for reading one version.
+AnyKeyProjectDep = Annotated[Project, Depends(current_project)]
 
 
 class PromptIn(BaseModel):
@@ -87,11 +93,16 @@ async def _version(services, project_id: str, name: str, version: int | None, la
 
 
 @router.get("/{name}")
-async def get_prompt(name: str, project: ReadProjectDep, services: ServicesDep,
+async def get_prompt(name: str, project: AnyKeyProjectDep, services: ServicesDep,
                      label: Annotated[str | None, Query(max_length=64, description="default: production")] = None,
                      version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> dict:
-    """One version, by ``version`` or ``label`` (``latest`` = the newest); neither → ``production``."""
-    return await _version(services, project.id, name, version, label)
+    """One version, by ``version`` or ``label`` (``latest`` = the newest); neither → ``production``.
+    Ingest keys may call this (the SDK's ``get_prompt``); they get what an app uses, not who wrote it
+    (``author`` is a team member's email) nor the commit message."""
+    found = await _version(services, project.id, name, version, label)
+    if project.scope != "full":
+        found = {k: v for k, v in found.items() if k not in ("author", "message")}
+    return found
 
 
 @router.get("/{name}/versions")

@@ -199,12 +199,13 @@ def shutdown(timeout: float = 2.0) -> None:
 
 def stats() -> dict[str, Any]:
     """Delivery counters: ``exported``, ``dropped`` by reason, ``retried``, ``queued``, score counters,
-    and ``ab``: the A/B configuration cache (fetches, errors, age, fallbacks served by reason)."""
-    from . import ab
+    ``ab``: the A/B configuration cache (fetches, errors, age, fallbacks served by reason), and
+    ``prompts``: the ``get_prompt`` cache (keys cached, its cap, evictions)."""
+    from . import _prompts, ab
 
     state = _state
     snapshot = Stats().snapshot() if state is None else state.stats.snapshot(queued=state.processor.queued())
-    return {**snapshot, "ab": ab.stats()}
+    return {**snapshot, "ab": ab.stats(), "prompts": _prompts.stats()}
 
 
 def _atexit() -> None:

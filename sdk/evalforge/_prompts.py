@@ -5,9 +5,15 @@
 
 Cache (per name + label / version, process-wide): within ``cache_ttl`` the cached prompt is returned
 with no request; after it, the stale prompt is returned at once and ONE background refresh runs
-(stale-while-revalidate). Only the very first fetch of a key makes the caller wait (bounded by
-``fetch_timeout``); if it fails, ``fallback`` is returned and later refreshes run in the background.
+(stale-while-revalidate). Only the very first fetch of a key makes the caller wait, at most
+``fetch_timeout`` in total: the fetch runs on a daemon thread that the caller joins for that long,
+because a socket timeout bounds each operation (connect, first byte, each read), not their sum, and
+name resolution has none. If it has not answered by then, or fails, ``fallback`` is returned; a fetch
+still running fills the cache when it answers, and later refreshes run in the background.
 The server down with a cached prompt → the stale prompt, for as long as it stays down.
+
+Bounded memory: at most ``MAX_CACHED_PROMPTS`` keys are kept; the least recently used is forgotten
+first (``stats()["prompts"]["evictions"]`` counts them) and is fetched again when asked for.
 
 Linking: ``compile`` returns a ``str`` / ``list`` subclass (and ``dict`` messages) that remember the
 prompt's name and version. When such a value is passed to a wrapped client (``evalforge.wrap``), the
@@ -24,10 +30,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, Optional, Union
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -35,6 +43,9 @@ from ._guard import capture_internal_exceptions, logger
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][\w]*(?:\.[\w]+)*)\s*\}\}")
 PRODUCTION = "production"
+MAX_CACHED_PROMPTS = 1000  # keys (name, label or version, key, endpoint) kept; least recently used go first
+DEFAULT_CACHE_TTL = 60.0
+DEFAULT_FETCH_TIMEOUT = 2.0
 PromptContent = Union[str, list]
 
 
@@ -205,8 +216,11 @@ class _Entry:
         self.refreshing = False
 
 
-_cache: dict = {}
+# An LRU: the hot path moves a hit to the end without the lock (single C-level OrderedDict operations
+# are atomic under the GIL); inserts and evictions take the lock.
+_cache: "OrderedDict[tuple, _Entry]" = OrderedDict()
 _lock = threading.Lock()
+_evictions = 0
 
 
 def _after_fork_in_child() -> None:
@@ -224,8 +238,25 @@ if hasattr(os, "register_at_fork"):
 
 def clear_cache() -> None:
     """Forget every cached prompt (the next ``get_prompt`` of each fetches again)."""
+    global _evictions
     with _lock:
         _cache.clear()
+        _evictions = 0
+
+
+def stats() -> dict:
+    """``cached``: keys in the cache; ``evictions``: keys forgotten to stay within ``MAX_CACHED_PROMPTS``."""
+    return {"cached": len(_cache), "max_cached": MAX_CACHED_PROMPTS, "evictions": _evictions}
+
+
+def _insert(key: tuple) -> _Entry:
+    """A new entry for ``key`` (the caller holds ``_lock``), evicting the least recently used beyond the cap."""
+    global _evictions
+    entry = _cache[key] = _Entry(None, 0.0)
+    while len(_cache) > MAX_CACHED_PROMPTS:
+        _cache.popitem(last=False)
+        _evictions += 1
+    return entry
 
 
 def _connection_settings(api_key: Optional[str], endpoint: Optional[str]) -> tuple:
@@ -259,11 +290,16 @@ def _fetch(name: str, label: Optional[str], version: Optional[int], api_key: str
                   list(data.get("labels") or []), list(data.get("tags") or []))
 
 
-def _refresh(key: tuple, entry: _Entry, ttl: float, api_key: str, endpoint: str, timeout: float) -> None:
+def _refresh(key: tuple, entry: _Entry, ttl: float, api_key: str, endpoint: str, timeout: float,
+             first: bool = False) -> None:
+    """Fetch into ``entry`` (on its own thread); a failure keeps what the entry has and retries soon."""
     try:
         prompt = _fetch(key[0], key[1], key[2], api_key, endpoint, timeout)
     except Exception as exc:  # noqa: BLE001 - keep serving what we have
-        logger.info("evalforge.get_prompt: refresh of %r failed (%s); serving the cached value", key[0], exc)
+        if first:
+            logger.warning("evalforge.get_prompt: cannot fetch %r (%s); returning the fallback", key[0], exc)
+        else:
+            logger.info("evalforge.get_prompt: refresh of %r failed (%s); serving the cached value", key[0], exc)
         with _lock:
             entry.refreshing = False
             entry.expires = time.monotonic() + min(ttl, 5.0)  # retry soon, not on every call
@@ -275,14 +311,16 @@ def _refresh(key: tuple, entry: _Entry, ttl: float, api_key: str, endpoint: str,
 
 
 def get_prompt(name: str, label: Optional[str] = None, version: Optional[int] = None, *,
-               fallback: Any = None, cache_ttl: float = 60.0, fetch_timeout: float = 2.0,
+               fallback: Any = None, cache_ttl: float = DEFAULT_CACHE_TTL, fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
                api_key: Optional[str] = None, endpoint: Optional[str] = None) -> Prompt:
     """The prompt ``name`` at ``label`` (default ``production``; ``latest`` = newest) or ``version``.
 
     Served from the in-process cache when fresh; stale → returned at once while one background refresh
-    runs. Nothing cached and the server unreachable (or the prompt / label missing) → ``fallback``
-    (text, messages or a Prompt) as a Prompt with ``is_fallback=True``. Never raises: bad arguments
-    are logged and answered with the fallback.
+    runs. Nothing cached and the server unreachable, slower than ``fetch_timeout`` in total (or the
+    prompt / label missing) → ``fallback`` (text, messages or a Prompt) as a Prompt with
+    ``is_fallback=True``. Never raises: a bad name / label / version is logged and answered with the
+    fallback; a ``cache_ttl`` / ``fetch_timeout`` that is no finite number >= 0 / > 0 is logged and
+    replaced by its default.
     """
     # api_key / endpoint as passed (None: from init): two projects in one process never share prompts
     key = (name, None, version, api_key, endpoint) if version is not None else \
@@ -293,42 +331,50 @@ def get_prompt(name: str, label: Optional[str] = None, version: Optional[int] = 
         entry = None
     else:
         if entry is not None and entry.prompt is not None and time.monotonic() < entry.expires:
-            return entry.prompt  # the hot path: one dict lookup and a clock read
+            try:
+                _cache.move_to_end(key)  # recently used: evicted last
+            except KeyError:  # evicted meanwhile by another thread: still a valid prompt to return
+                pass
+            return entry.prompt  # the hot path: two dict operations and a clock read
     with capture_internal_exceptions():
         return _get_slow(key, entry, (label, version), fallback, cache_ttl, fetch_timeout, api_key, endpoint)
     return _fallback(name, fallback)
 
 
-def _get_slow(key: tuple, entry: Optional[_Entry], asked: tuple, fallback: Any, ttl: float, timeout: float,
+def _get_slow(key: tuple, entry: Optional[_Entry], asked: tuple, fallback: Any, ttl: Any, timeout: Any,
               api_key: Optional[str], endpoint: Optional[str]) -> Prompt:
     name = key[0]
-    problem = _bad_arguments(name, asked[0], asked[1], ttl, timeout)
+    problem = _bad_arguments(name, asked[0], asked[1])
     if problem:
         logger.warning("evalforge.get_prompt: %s; returning the fallback", problem)
         return _fallback(name, fallback)
+    ttl = _seconds("cache_ttl", ttl, DEFAULT_CACHE_TTL, zero_ok=True)
+    timeout = _seconds("fetch_timeout", timeout, DEFAULT_FETCH_TIMEOUT, zero_ok=False)
     secret, url = _connection_settings(api_key, endpoint)
     if entry is None:
         with _lock:
             existing = _cache.get(key)
             if existing is None:
-                entry = _cache[key] = _Entry(None, 0.0)
+                entry = _insert(key)
                 entry.refreshing = True  # this caller fetches; others get the fallback meanwhile
                 first = True
             else:
                 entry, first = existing, False
         if first:
-            try:
-                prompt = _fetch(key[0], key[1], key[2], secret, url, timeout)
-            except Exception as exc:  # noqa: BLE001 - the app gets its fallback, never our error
-                logger.warning("evalforge.get_prompt: cannot fetch %r (%s); returning the fallback", name, exc)
-                with _lock:
-                    entry.refreshing = False
-                    entry.expires = time.monotonic() + min(ttl, 5.0)
-                return _fallback(name, fallback)
-            with _lock:
-                entry.prompt, entry.expires, entry.refreshing = prompt, time.monotonic() + ttl, False
-            return prompt
+            fetcher = threading.Thread(target=_refresh, args=(key, entry, ttl, secret, url, timeout, True),
+                                       name="evalforge-prompt-fetch", daemon=True)
+            fetcher.start()
+            fetcher.join(timeout)  # the whole fetch, DNS and a slow body included, not each socket step
+            prompt = entry.prompt
+            if prompt is not None:
+                return prompt
+            if fetcher.is_alive():
+                logger.warning("evalforge.get_prompt: %r not fetched within %ss; returning the fallback "
+                               "(the fetch goes on and fills the cache if it succeeds)", name, timeout)
+            return _fallback(name, fallback)
     with _lock:
+        if _cache.get(key) is entry:
+            _cache.move_to_end(key)  # a stale or failed key asked for again is used too
         start = not entry.refreshing and time.monotonic() >= entry.expires
         if start:
             entry.refreshing = True
@@ -338,7 +384,7 @@ def _get_slow(key: tuple, entry: Optional[_Entry], asked: tuple, fallback: Any, 
     return entry.prompt if entry.prompt is not None else _fallback(name, fallback)
 
 
-def _bad_arguments(name: Any, label: Any, version: Any, ttl: Any, timeout: Any) -> str:
+def _bad_arguments(name: Any, label: Any, version: Any) -> str:
     if not isinstance(name, str) or not name:
         return f"name must be a non-empty string, not {name!r}"
     if label is not None and (not isinstance(label, str) or not label):
@@ -347,8 +393,17 @@ def _bad_arguments(name: Any, label: Any, version: Any, ttl: Any, timeout: Any) 
         return "give a label or a version, not both"
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         return f"version must be a positive integer, not {version!r}"
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl < 0:
-        return f"cache_ttl must be a number of seconds >= 0, not {ttl!r}"
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        return f"fetch_timeout must be a number of seconds > 0, not {timeout!r}"
     return ""
+
+
+def _seconds(what: str, value: Any, default: float, zero_ok: bool) -> float:
+    """``value`` when it is a finite number of seconds (>= 0 or > 0); else logged and ``default``: a NaN TTL
+    would never count as fresh nor as stale (never refreshed), an infinite one never stale, an infinite
+    timeout would block the caller for ever."""
+    if not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
+            and (value > 0 or (zero_ok and value == 0)):
+        return float(value)
+    bound = ">= 0" if zero_ok else "> 0"
+    logger.warning("evalforge.get_prompt: %s must be a finite number of seconds %s, not %r; using %s",
+                   what, bound, value, default)
+    return default

@@ -200,3 +200,41 @@ def test_playground_speaks_anthropic_with_the_system_prompt_apart(stack, project
     assert sent.headers["x-api-key"] == "EMPTY"  # the server's key never goes to a URL a user chose
     rows = _wait_for_span(stack, project_id, r.json()["trace_id"])
     assert rows[0][:5] == (name, "1", "claude-3-5-haiku", 30, 4)
+
+
+def test_an_ingest_key_reads_one_prompt_by_label_or_version_and_nothing_else(stack, project):
+    """What ``evalforge.get_prompt`` needs in an app that holds a send-only key, and no more."""
+    _, h, _ = project
+    name = f"app-{uuid.uuid4().hex[:6]}"
+    _create(stack, h, name=name, prompt="v1 {{q}}", labels=["production"], message="first draft")
+    _create(stack, h, name=name, prompt="v2 {{q}}", labels=["staging"])
+    made = stack.client.post("/api/v1/api-keys", headers=h, json={"scope": "ingest"})
+    assert made.status_code == 201, made.text
+    ingest = stack.headers(made.json()["key"])
+
+    by_default = stack.client.get(f"/api/v1/prompts/{name}", headers=ingest)
+    assert by_default.status_code == 200, by_default.text
+    assert (by_default.json()["version"], by_default.json()["prompt"]) == (1, "v1 {{q}}")
+    assert "author" not in by_default.json() and "message" not in by_default.json()  # who wrote it is not the app's
+    assert stack.client.get(f"/api/v1/prompts/{name}", headers=ingest, params={"label": "staging"}).json()["prompt"] == "v2 {{q}}"
+    assert stack.client.get(f"/api/v1/prompts/{name}", headers=ingest, params={"version": 2}).json()["version"] == 2
+    assert stack.client.get(f"/api/v1/prompts/{name}", headers=ingest, params={"label": "nope"}).status_code == 404
+    # a full key still sees the author and message
+    assert stack.client.get(f"/api/v1/prompts/{name}", headers=h).json()["message"] == "first draft"
+
+    for method, path, body in (
+            ("GET", "/api/v1/prompts", None), ("GET", f"/api/v1/prompts/{name}/versions", None),
+            ("GET", f"/api/v1/prompts/{name}/labels/history", None),
+            ("GET", f"/api/v1/prompts/{name}/diff?from=1&to=2", None),
+            ("POST", "/api/v1/prompts", {"name": name, "prompt": "v3"}),
+            ("POST", f"/api/v1/prompts/{name}/labels", {"label": "production", "version": 2}),
+            ("DELETE", f"/api/v1/prompts/{name}/labels/staging", None),
+            ("POST", f"/api/v1/prompts/{name}/playground", {"model": "m", "variables": {"q": 1}})):
+        r = stack.client.request(method, path, headers=ingest, json=body)
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
+        assert "scope 'ingest'" in r.json()["error"]
+    # nothing changed, and another project's ingest key cannot read this one's prompt
+    assert stack.client.get(f"/api/v1/prompts/{name}", headers=h).json()["version"] == 1
+    _, other_key = stack.create_key()
+    other_ingest = stack.client.post("/api/v1/api-keys", headers=stack.headers(other_key), json={"scope": "ingest"}).json()["key"]
+    assert stack.client.get(f"/api/v1/prompts/{name}", headers=stack.headers(other_ingest)).status_code == 404

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 import uuid
@@ -308,3 +309,124 @@ def test_a_forked_child_refreshes_what_the_parent_was_refreshing(stack, server, 
     finally:
         proc.join(10)
         entry.refreshing = False
+
+
+class DripServer:
+    """A server that answers a valid prompt, but a few bytes at a time: every socket read gets data well
+    within the client's socket timeout, yet the whole answer takes ``chunks * interval`` seconds (what a
+    socket timeout alone never bounds)."""
+
+    def __init__(self, body: bytes, chunks: int = 20, interval: float = 0.2) -> None:
+        self.response = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        self.chunks, self.interval = chunks, interval
+        self.stopped = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True, name="drip-server").start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # timeout, or closed
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            step = -(-len(self.response) // self.chunks)
+            for start in range(0, len(self.response), step):
+                if self.stopped.is_set():
+                    return
+                conn.sendall(self.response[start:start + step])
+                time.sleep(self.interval)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def fresh_cache():
+    _prompts.clear_cache()
+    yield
+    _prompts.clear_cache()
+
+
+def test_a_slow_first_fetch_returns_the_fallback_after_fetch_timeout_in_total_then_fills_the_cache(fresh_cache):
+    body = json.dumps({"name": "slow", "version": 7, "prompt": "slow {{x}}", "config": {}, "labels": ["production"],
+                       "tags": []}).encode()
+    drip = DripServer(body, chunks=20, interval=0.2)  # the whole answer: ~4 s, a byte run every 0.2 s
+    try:
+        started = time.monotonic()
+        first = evalforge.get_prompt("slow", fallback="fast {{x}}", fetch_timeout=0.5, api_key="k", endpoint=drip.url)
+        waited = time.monotonic() - started
+        assert first.is_fallback and first.compile(x=1) == "fast 1"
+        # bounded by fetch_timeout (0.5 s) in total, with a generous margin, not by the ~4 s answer
+        assert waited < 2.5, waited
+        # the fetch went on and fills the cache when the answer is complete
+        assert wait_until(lambda: evalforge.get_prompt("slow", fetch_timeout=0.5, api_key="k",
+                                                       endpoint=drip.url).version == 7, timeout=20)
+    finally:
+        drip.close()
+
+
+def test_the_cache_keeps_the_most_recently_used_keys_and_counts_evictions(stack, server, project, monkeypatch):
+    app, url = server
+    key, h = project
+    a, b, c = (f"lru-{x}-{uuid.uuid4().hex[:6]}" for x in "abc")
+    for name in (a, b, c):
+        _new_version(stack, h, name, name)
+    monkeypatch.setattr(_prompts, "MAX_CACHED_PROMPTS", 2)
+
+    def get(name):
+        before = app.prompt_reads
+        assert evalforge.get_prompt(name, api_key=key, endpoint=url).prompt == name
+        return app.prompt_reads - before  # requests it made
+
+    assert (get(a), get(b), get(a)) == (1, 1, 0)  # a is now more recently used than b
+    assert get(c) == 1  # over the cap: b, the least recently used, is forgotten
+    assert evalforge.stats()["prompts"] == {"cached": 2, "max_cached": 2, "evictions": 1}
+    assert (get(a), get(c)) == (0, 0)
+    assert get(b) == 1  # fetched again, and a (the least recently used now) goes
+    assert evalforge.stats()["prompts"]["evictions"] == 2 and get(c) == 0 and get(a) == 1
+
+
+@pytest.mark.parametrize("ttl", [float("nan"), float("inf"), -1.0])
+def test_a_cache_ttl_that_is_no_finite_number_is_logged_and_the_default_used(stack, server, project, caplog, ttl):
+    app, url = server
+    key, h = project
+    name = f"ttl-{uuid.uuid4().hex[:6]}"
+    _new_version(stack, h, name, "v1")
+    before = app.prompt_reads
+    first = evalforge.get_prompt(name, cache_ttl=ttl, api_key=key, endpoint=url)
+    assert (first.version, first.is_fallback) == (1, False)
+    assert "cache_ttl must be a finite number" in caplog.text
+    # the default TTL (60 s) instead: NaN would never count as fresh nor stale (never refreshed), inf never stale
+    for _ in range(20):
+        assert evalforge.get_prompt(name, cache_ttl=ttl, api_key=key, endpoint=url) is first
+    time.sleep(0.2)
+    assert app.prompt_reads - before == 1
+    entry = next(e for k, e in _prompts._cache.items() if k[0] == name)
+    assert 50 < entry.expires - time.monotonic() <= _prompts.DEFAULT_CACHE_TTL
+
+
+def test_an_app_with_an_ingest_key_gets_its_prompt(stack, server, project):
+    _, url = server
+    key, h = project
+    name = f"ingest-{uuid.uuid4().hex[:6]}"
+    _new_version(stack, h, name, "From the app {{x}}")
+    made = stack.client.post("/api/v1/api-keys", headers=h, json={"scope": "ingest"})
+    assert made.status_code == 201, made.text
+    prompt = evalforge.get_prompt(name, api_key=made.json()["key"], endpoint=url, fallback="fallback")
+    assert (prompt.version, prompt.is_fallback, prompt.compile(x=1)) == (1, False, "From the app 1")
