@@ -133,7 +133,8 @@ class Registry:
         self.price_overrides = price_overrides or []
         self.entries = sorted(merged.values(), key=lambda e: (e["provider"], e["name"]))
         self._by_name: dict[str, dict[str, Any]] = {}
-        for e in self.entries:
+        # a bare name means the shipped model of that name before a project's own of another provider
+        for e in sorted(self.entries, key=lambda e: e["source"] == "project"):
             for name in (e["name"], *e.get("snapshots", ())):
                 self._by_name.setdefault(name, e)
                 self._by_name[f"{e['provider']}/{name}"] = e
@@ -141,18 +142,26 @@ class Registry:
     def get(self, provider: str, name: str) -> dict[str, Any] | None:
         return self._by_name.get(f"{provider.lower()}/{name.lower()}")
 
-    def resolve(self, model: str) -> dict[str, Any] | None:
-        """The entry a model name seen on a span or an experiment target refers to, or None."""
+    def resolve(self, model: str, provider: str | None = None) -> dict[str, Any] | None:
+        """The entry a model name seen on a span or an experiment target refers to, or None.
+
+        The provider the span (or target) names comes first: a project's ``azure/gpt-4o`` takes the spans
+        of Azure's gpt-4o and OpenAI's spans stay OpenAI's. A provider with no entry of that name (an
+        OpenAI-compatible API serving another vendor's model, "openai" + "mistral-small") and a span
+        without one fall back to the bare name, which is the shipped entry's when there is one."""
         lowered = model.strip().lower()
-        found = self._by_name.get(lowered)
-        if found is not None:
-            return found
-        # the price table's rule: a catalogued name followed by a snapshot suffix (-2025-04-14, -v1:0, @001)
-        name = pricing.normalize_model(lowered)
-        for cut in range(len(name), 0, -1):
-            entry = self._by_name.get(name[:cut])
-            if entry is not None and (cut == len(name) or _SNAPSHOT_SUFFIX.fullmatch(name[cut:])):
-                return entry
+        scope = (provider or "").strip().lower()
+        prefixes = [f"{scope}/", ""] if scope and "/" not in lowered else [""]
+        for prefix in prefixes:
+            found = self._by_name.get(prefix + lowered)
+            if found is not None:
+                return found
+            # the price table's rule: a catalogued name followed by a snapshot suffix (-2025-04-14, -v1:0, @001)
+            name = pricing.normalize_model(lowered)
+            for cut in range(len(name), 0, -1):
+                entry = self._by_name.get(prefix + name[:cut])
+                if entry is not None and (cut == len(name) or _SNAPSHOT_SUFFIX.fullmatch(name[cut:])):
+                    return entry
         return None
 
     def public(self, entry: dict[str, Any]) -> dict[str, Any]:

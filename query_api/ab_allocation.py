@@ -1,6 +1,6 @@
 """Traffic allocation of an A/B test: which slice of the hash space each variant owns.
 
-The assignment scheme (reproduce it in any language; the SDK's ``evalforge/_ab.py`` implements it)::
+The assignment scheme (reproduce it in any language; the Python SDK's ``sdk/evalforge/ab.py`` implements it)::
 
     digest = SHA-256(UTF-8(salt + ":" + unit_id))
     bucket = (first 8 bytes of digest read as an unsigned big-endian 64-bit integer) mod 1_000_000

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from query_api.ab_stats import msprt, required_per_arm
+from query_api.ab_stats import msprt, rate_mde_problem, required_per_arm
 from query_api.abtest import arm_summary, compare_continuous, compare_rates
 from query_api.filters import READ_SETTINGS
 
@@ -120,6 +120,9 @@ def primary_comparison(test: dict[str, Any], obs: dict[str, Any], index: int, al
             rate = design.get("baseline_rate") or (float(control.mean()) if control.size else None)
             required = required_per_arm(alpha=alpha, power=design["power"], mde=design["mde"], baseline_rate=rate) \
                 if rate is not None else None
+            problem = rate_mde_problem(rate, design["mde"]) if rate is not None else None
+            if problem:
+                out["sample_size_note"] = f"no sample size: {problem}"
         else:
             sd = design.get("baseline_sd") or (float(control.std(ddof=1)) if control.size > 1 else None)
             required = required_per_arm(alpha=alpha, power=design["power"], mde=design["mde"], sd=sd)
@@ -130,6 +133,9 @@ def primary_comparison(test: dict[str, Any], obs: dict[str, Any], index: int, al
         better = fixed["verdict"] == "b_better"
         if fixed["p_value"] is None:
             words = "Not enough data yet."
+        elif out.get("sample_size_note"):
+            words = (f"Collecting data: {n_min} units per arm; {out['sample_size_note']}. Do not decide on the "
+                     f"p-value ({_fmt(fixed['p_value'])}) without a planned sample size.")
         elif not reached:
             words = (f"Collecting data: {n_min} of {required if required else '?'} units per arm. "
                      f"Do not decide on the p-value ({_fmt(fixed['p_value'])}) before the sample size is reached: "

@@ -12,6 +12,13 @@ and p_n = min(1, min over every earlier look t ≤ n of 1 / Λ_t) is an always-v
 P(p_n ≤ α for some n) ≤ α under H0, so reading the results after every unit does not inflate false
 positives. The same inversion gives a confidence sequence for Δ. τ is the design's minimum detectable
 effect (the effect size the test should be most sensitive to, as the paper recommends).
+
+What the results feed it (``query_api.ab_results``) is an approximation of that setting: one observation
+per unit (the mean of the unit's values, which is only final once the unit stops sending), ordered by
+the unit's first observation, with the variance estimated from the data at each look rather than
+known. The history of looks is rebuilt from the data at every read, so the p-value is approximately
+always-valid: exact for one call per unit and a known variance, close when the estimate is stable
+(hence no look before ``MIN_PER_ARM`` units per arm).
 """
 
 from __future__ import annotations
@@ -30,18 +37,33 @@ def required_per_arm(*, alpha: float, power: float, mde: float, sd: float | None
     """Units per arm of a two-sided, equal-allocation test (closed-form normal approximation).
 
     Means: n = 2 σ² (z₁₋α/₂ + z_power)² / mde².  Rates: n = (z₁₋α/₂ √(2 p̄ q̄) + z_power √(p₁q₁ + p₂q₂))² / mde²
-    with p₁ the baseline rate, p₂ = p₁ ± mde and p̄ their mean. None when the variance is not known yet.
+    with p₁ the baseline rate, p₂ = p₁ ± mde and p̄ their mean. None when the variance is not known yet,
+    or when neither p₁ + mde nor p₁ − mde is a rate strictly between 0 and 1 (``rate_mde_problem`` says why).
     """
     z_alpha, z_power = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
     if baseline_rate is not None:
         p1 = float(baseline_rate)
-        p2 = p1 + mde if p1 + mde <= 1 else p1 - mde
+        if rate_mde_problem(p1, mde) is not None:
+            return None
+        p2 = p1 + mde if p1 + mde < 1 else p1 - mde
         p_bar = (p1 + p2) / 2
         top = z_alpha * math.sqrt(2 * p_bar * (1 - p_bar)) + z_power * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
         return max(2, math.ceil(top ** 2 / mde ** 2)) if top > 0 else None
     if sd is None or not math.isfinite(sd) or sd <= 0:
         return None
     return max(2, math.ceil(2 * sd ** 2 * (z_alpha + z_power) ** 2 / mde ** 2))
+
+
+def rate_mde_problem(baseline_rate: float, mde: float) -> str | None:
+    """Why a rate's sample size cannot be computed from this baseline and MDE, or None when it can:
+    the rate the test should detect (baseline ± mde) must lie strictly between 0 and 1."""
+    p1 = float(baseline_rate)
+    if not 0 <= p1 <= 1:
+        return f"the baseline rate {p1:.4g} is not between 0 and 1"
+    if 0 < p1 + mde < 1 or 0 < p1 - mde < 1:
+        return None
+    return (f"baseline rate {p1:.4g} ± mde {mde:.4g} leaves (0, 1): no rate differs from the baseline "
+            "by the MDE; use a smaller mde")
 
 
 def msprt(arm: np.ndarray, values: np.ndarray, *, tau: float, alpha: float,

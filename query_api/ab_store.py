@@ -10,6 +10,7 @@ test its winner, untagged; drafts are not served.
 from __future__ import annotations
 
 import inspect
+import json
 import secrets
 import uuid
 from datetime import datetime
@@ -20,12 +21,15 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core import prompts
+from core.storable import check_storable
 from query_api import ab_allocation
+from query_api.ab_stats import rate_mde_problem
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 METRICS = ("score", "latency", "cost", "error_rate")
 Direction = Literal["increase", "decrease"]
 Finite = Field(allow_inf_nan=False)
+MAX_CONFIG_BYTES = 16_384  # a variant's config as JSON
 
 
 class NotFound(LookupError):
@@ -53,7 +57,17 @@ class VariantIn(BaseModel):
     weight: float = Field(ge=0, le=1_000_000, allow_inf_nan=False)
     model: str | None = Field(None, max_length=200)
     prompt: PromptRef | None = None
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict, description=f"what the SDK hands the app for this "
+                                   f"variant; JSON of at most {MAX_CONFIG_BYTES} bytes")
+
+    @field_validator("config")
+    @classmethod
+    def _storable(cls, config: dict[str, Any]) -> dict[str, Any]:
+        # stored as JSONB (no NaN / Infinity / NUL) and served to every SDK poll: bounded
+        check_storable(config, "config")
+        if len(json.dumps(config)) > MAX_CONFIG_BYTES:
+            raise ValueError(f"larger than {MAX_CONFIG_BYTES} bytes as JSON")
+        return config
 
 
 class MetricIn(BaseModel):
@@ -115,6 +129,18 @@ class ABTestIn(BaseModel):
     design: DesignIn
     start: bool = Field(False, description="start running at once instead of as a draft")
 
+    @model_validator(mode="after")
+    def _rate_mde(self) -> ABTestIn:
+        """An error rate's MDE is a difference of rates: a rate ± mde must still be a rate."""
+        if self.primary_metric.kind != "error_rate":
+            return self
+        mde, baseline = self.design.mde, self.design.baseline_rate
+        if mde >= 1:
+            raise ValueError(f"design.mde: {mde:g} is not a possible difference of error rates (must be < 1)")
+        if baseline is not None and (problem := rate_mde_problem(baseline, mde)):
+            raise ValueError(f"design.mde: {problem}")
+        return self
+
     @field_validator("variants")
     @classmethod
     def _variants(cls, variants: list[VariantIn]) -> list[VariantIn]:
@@ -164,18 +190,18 @@ async def create(pg, project_id: str, body: ABTestIn) -> dict[str, Any]:
     status = "running" if body.start else "draft"
     async with pg.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
-        exists = await (await cur.execute("SELECT 1 FROM ab_tests WHERE project_id = %s AND name = %s",
-                                          (project_id, body.name))).fetchone()
-        if exists:
-            raise Conflict(f"name: an A/B test named {body.name!r} already exists in this project")
+        # ON CONFLICT rather than a SELECT first: two concurrent creates of one name get one 201 and one 409
         await cur.execute(
             f"INSERT INTO ab_tests (id, project_id, name, salt, status, variants, allocation, unit, primary_metric, "
             f"guardrails, design, history, started_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            f"CASE WHEN %s THEN now() END) RETURNING {COLUMNS}",
+            f"CASE WHEN %s THEN now() END) ON CONFLICT (project_id, name) DO NOTHING RETURNING {COLUMNS}",
             (uuid.uuid4().hex, project_id, body.name, secrets.token_hex(8), status, Jsonb(variants), Jsonb(allocation),
              body.unit, Jsonb(body.primary_metric.model_dump()), Jsonb([g.model_dump() for g in body.guardrails]),
              Jsonb(body.design.model_dump()), Jsonb([_event("create", status=status)]), body.start))
-        return await cur.fetchone()
+        row = await cur.fetchone()
+    if row is None:
+        raise Conflict(f"name: an A/B test named {body.name!r} already exists in this project")
+    return row
 
 
 def _event(action: str, **detail: Any) -> dict[str, Any]:

@@ -72,7 +72,7 @@ async def experiment_evidence(conn, project_id: str, registry: Registry, *, data
         exp = dict(zip(("id", "name", "dataset_id", "dataset_version", "benchmark", "target", "metadata",
                         "repetitions", "finished_at"), r))
         model = experiment_model(exp)
-        entry = registry.resolve(model) if model else None
+        entry = registry.resolve(model, (exp.get("target") or {}).get("provider")) if model else None
         if entry is None or (only is not None and entry is not only):
             continue
         summary, values = await _summary(conn, exp)
@@ -98,12 +98,14 @@ def online_scores(client, project_id: str, registry: Registry, score_name: str, 
     b = Binder()
     project = b.bind(project_id, "String")
     start, end = b.bind(win.start, TIME_TYPE), b.bind(win.end, TIME_TYPE)
-    spans = (f"SELECT trace_id, span_id, model FROM spans FINAL WHERE project_id = {project} "
+    spans = (f"SELECT trace_id, span_id, model, provider FROM spans FINAL WHERE project_id = {project} "
              f"AND start_time >= {start} AND start_time < {end} AND counted = 1 AND kind = 'llm' AND model != ''")
     rows = client.query(
         f"WITH s AS ({spans}), "
-        f"t AS (SELECT trace_id, any(model) AS trace_model FROM s GROUP BY trace_id HAVING uniqExact(model) = 1) "
-        f"SELECT if(sc.span_id != '', s.model, t.trace_model) AS scored_model, sc.value FROM "
+        f"t AS (SELECT trace_id, any(model) AS trace_model, any(provider) AS trace_provider FROM s GROUP BY trace_id "
+        f"HAVING uniqExact(model, provider) = 1) "
+        f"SELECT if(sc.span_id != '', s.model, t.trace_model) AS scored_model, "
+        f"if(sc.span_id != '', s.provider, t.trace_provider) AS scored_provider, sc.value FROM "
         f"(SELECT trace_id, span_id, value FROM scores FINAL WHERE project_id = {project} "
         f"AND name = {b.bind(score_name, 'String')} AND evaluator = {b.bind(evaluator, 'String')} "
         f"AND value IS NOT NULL) AS sc "
@@ -111,8 +113,8 @@ def online_scores(client, project_id: str, registry: Registry, score_name: str, 
         f"LEFT JOIN t ON sc.trace_id = t.trace_id "
         f"WHERE scored_model != ''", parameters=b.params, settings={**READ_SETTINGS, "join_use_nulls": 0}).result_rows
     values: dict[str, list[float]] = {}
-    for model, value in rows:
-        entry = registry.resolve(model)
+    for model, provider, value in rows:
+        entry = registry.resolve(model, provider)
         if entry is not None:
             values.setdefault(f"{entry['provider']}/{entry['name']}", []).append(float(value))
     out = {}

@@ -10,8 +10,10 @@
    another beats or equals on all three (better on one) is excluded as "dominated by".
 3. Decision: the best-scoring candidate wins confidently when its 95 % CI does not overlap any other
    candidate's. Otherwise the evidence cannot rank them, and we propose the experiment that would: the
-   overlapping models on one dataset, with the items each needs to detect the observed difference at
-   alpha = 0.05 and power 0.8 (two-sided). Scores that are all 0 / 1 use the two-proportion normal
+   best and the k - 1 models whose CIs overlap it on one dataset, with the items each needs so that
+   every comparison of the best with one of them detects its observed difference at power 0.8
+   (two-sided), at alpha = 0.05 / (k - 1) (Bonferroni over the k - 1 comparisons): the largest
+   items_needed of those comparisons. Scores that are all 0 / 1 use the two-proportion normal
    test on Cohen's h (statsmodels ``NormalIndPower``); other scores the two-sample t-test on Cohen's d
    with the pooled SD (``TTestIndPower``). Independent samples, not paired: it assumes nothing about
    how two models' per-item scores correlate, so it asks for at least as many items as a paired run needs.
@@ -30,8 +32,8 @@ from statsmodels.stats.proportion import proportion_effectsize
 ALPHA, POWER = 0.05, 0.8
 
 
-def items_needed(a: list[float], b: list[float]) -> dict[str, Any]:
-    """Items per model to detect the difference between two samples' means (see the module doc)."""
+def items_needed(a: list[float], b: list[float], alpha: float = ALPHA) -> dict[str, Any]:
+    """Items per model to detect the difference between two samples' means at ``alpha`` (see the module doc)."""
     binary = all(v in (0.0, 1.0) for v in (*a, *b))
     diff = float(np.mean(a) - np.mean(b))
     if binary:
@@ -44,13 +46,13 @@ def items_needed(a: list[float], b: list[float]) -> dict[str, Any]:
         effect = diff / pooled if pooled > 0 else (math.inf if diff else 0.0)
         formula = "two-sample t-test on Cohen's d with pooled SD (statsmodels TTestIndPower), two-sided"
         solver = TTestIndPower()
-    out: dict[str, Any] = {"difference": diff, "effect_size": effect, "alpha": ALPHA, "power": POWER,
+    out: dict[str, Any] = {"difference": diff, "effect_size": effect, "alpha": alpha, "power": POWER,
                            "formula": formula, "items_needed": None}
     if effect == 0 or not math.isfinite(effect):
         out["note"] = ("no observed difference: no sample size detects it" if effect == 0
                        else "no variance in the scores: any difference is certain")
         return out
-    n = solver.solve_power(effect_size=abs(effect), alpha=ALPHA, power=POWER, ratio=1.0, alternative="two-sided")
+    n = solver.solve_power(effect_size=abs(effect), alpha=alpha, power=POWER, ratio=1.0, alternative="two-sided")
     out["items_needed"] = int(math.ceil(float(np.asarray(n).item())))
     return out
 
@@ -155,11 +157,26 @@ def decide(candidates: list[dict[str, Any]], task: dict[str, Any]) -> tuple[dict
                f"{best['model']} scores highest ({_fmt_score(q_best)}) and its 95 % CI is clear of every other "
                f"candidate's (next: {candidates[1]['model']}, upper bound {candidates[1]['evidence']['ci'][1]:.3f})")
         return {"winner": best["model"], "confident": True, "why": why}, None
-    second = overlapping[0]
-    power = items_needed(best["_values"], second["_values"])
+    power = _sized_for_every_comparison(best, overlapping)
     names = ", ".join(c["model"] for c in overlapping)
     why = (f"{best['model']} scores highest ({_fmt_score(q_best)}) but its 95 % CI overlaps {names}'s: the evidence "
            f"cannot rank them; run the proposed experiment")
     proposal = {"models": [best["model"], *(c["model"] for c in overlapping)],
                 "dataset_id": task.get("dataset_id"), "benchmark": task.get("benchmark"), **power}
     return {"winner": None, "confident": False, "why": why}, proposal
+
+
+def _sized_for_every_comparison(best: dict[str, Any], overlapping: list[dict[str, Any]]) -> dict[str, Any]:
+    """The proposal's size: each of the k - 1 comparisons (best vs one overlapping model) at
+    alpha / (k - 1), and the largest items_needed among them (its difference and effect size shown)."""
+    alpha = ALPHA / len(overlapping)
+    pairs = [{"models": [best["model"], c["model"]], **items_needed(best["_values"], c["_values"], alpha)}
+             for c in overlapping]
+    sized = [p for p in pairs if p["items_needed"] is not None]
+    deciding = max(sized, key=lambda p: p["items_needed"]) if sized else pairs[0]
+    out = {k: v for k, v in deciding.items() if k != "models"}
+    out["comparisons"] = pairs
+    out["correction"] = (f"Bonferroni: {len(pairs)} comparison{'s' if len(pairs) > 1 else ''} with "
+                         f"{best['model']}, each at alpha {ALPHA:g} / {len(pairs)} = {alpha:.4g}; items_needed is "
+                         f"the largest any comparison needs")
+    return out

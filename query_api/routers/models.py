@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import model_registry
-from core.deps import AdminProjectDep, ProjectDep, ServicesDep
+from core.deps import AdminProjectDep, ProjectDep, ReadProjectDep, ServicesDep
 from core.model_registry import CAPABILITIES, EDITABLE, Registry
 from query_api import model_quality, model_recommend
 from query_api.filters import BadParam
@@ -173,7 +173,7 @@ def _bad(field: str, message: str) -> HTTPException:
 
 
 @router.post("/recommend")
-async def recommend(body: RecommendIn, project: ProjectDep, services: ServicesDep) -> dict:
+async def recommend(body: RecommendIn, project: ReadProjectDep, services: ServicesDep) -> dict:
     """Candidates on the quality / cost / latency Pareto frontier with their evidence, every other model
     with why it was excluded, a decision, and when the evidence cannot decide, the experiment that would."""
     task = body.task

@@ -3,7 +3,12 @@ ramps that keep units in place, project scoping and bad input answered 400 namin
 
 from __future__ import annotations
 
+import json
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+
+from tests.accounts.conftest import signed_in
 
 
 def body(test_name: str, **over):
@@ -99,6 +104,21 @@ def test_project_scoping(stack, project):
     assert stack.client.post("/api/v1/ab-tests", headers=other, json=body("private")).status_code == 201
 
 
+def test_viewers_read_but_cannot_create_or_change_a_test(stack, project):
+    tid = ok(project.post("", body("watched", start=True)), 201)["id"]
+    stack.client.cookies.clear()
+    try:
+        _, h = signed_in(stack.client, stack, "viewer", project.id)
+        assert stack.client.get(f"/api/v1/ab-tests/{tid}", headers=h).status_code == 200
+        assert stack.client.get(f"/api/v1/ab-tests/{tid}/results", headers=h).status_code == 200
+        assert stack.client.post("/api/v1/ab-tests", headers=h, json=body("viewer-made")).status_code == 403
+        for path, payload in (("/stop", None), ("/ramp", {"weights": {"mini": 1}}), ("/winner", {"variant": "mini"})):
+            assert stack.client.post(f"/api/v1/ab-tests/{tid}{path}", headers=h, json=payload).status_code == 403
+    finally:
+        stack.client.cookies.clear()
+    assert ok(project.get(f"/{tid}"))["status"] == "running"
+
+
 def test_ingest_key_reads_only_the_sdk_config(stack, project):
     ok(project.post("", body("flag", start=True)), 201)
     ingest_key = ok(stack.client.post("/api/v1/api-keys", headers=project.headers, json={"scope": "ingest"}), 201)["key"]
@@ -119,11 +139,36 @@ def test_ingest_key_reads_only_the_sdk_config(stack, project):
     ({"design": {"type": "bayesian", "mde": 1}}, "design.type"),
     ({"design": {"mde": 1, "alpha": 0.7}}, "design.alpha"),
     ({"name": "has space"}, "name"),
+    ({"primary_metric": {"kind": "error_rate"}, "design": {"mde": 1.5}}, "design.mde"),
+    ({"primary_metric": {"kind": "error_rate"}, "design": {"mde": 0.5, "baseline_rate": 0.5}}, "design.mde"),
+    ({"variants": [{"name": "a", "weight": 1, "config": {"big": "x" * 20_000}}, {"name": "b", "weight": 1}]},
+     "variants.0.config"),
 ])
 def test_bad_input_is_400_naming_the_field(project, change, field):
     resp = project.post("", body("bad", **change))
     assert resp.status_code == 400, resp.text
     assert field in resp.text
+
+
+def test_a_nan_in_a_variant_config_is_400_naming_it(stack, project):
+    spec = body("nan-config", variants=[{"name": "a", "weight": 1, "config": {"t": float("nan")}},
+                                        {"name": "b", "weight": 1}])
+    resp = stack.client.post("/api/v1/ab-tests", headers={**project.headers, "content-type": "application/json"},
+                             content=json.dumps(spec))  # json.dumps writes NaN, which Python's parser accepts
+    assert resp.status_code == 400, resp.text
+    assert "variants.0.config" in resp.text
+
+
+def test_an_error_rate_mde_below_1_with_room_around_the_baseline_is_accepted(project):
+    ok(project.post("", body("rate-ok", primary_metric={"kind": "error_rate"},
+                             design={"mde": 0.2, "baseline_rate": 0.9})), 201)
+
+
+def test_concurrent_creates_of_one_name_give_one_test_and_409s(project):
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(lambda _: project.post("", body("racy")).status_code, range(8)))
+    assert codes == [201] + [409] * 7
+    assert [t["name"] for t in ok(project.get(""))["tests"]].count("racy") == 1
 
 
 def test_bad_lifecycle_requests(project):

@@ -186,3 +186,55 @@ def test_units_with_several_calls_are_one_observation_each(stack):
     (guard,) = comparison["guardrails"]
     reference = stats.ttest_ind(unit_errors["treatment"], unit_errors["control"], equal_var=False).pvalue
     assert guard["p_value"] == pytest.approx(reference, rel=1e-9)  # per-unit error rates: Welch, not a z-test
+
+
+def _results_when_all_arrived(stack, key, test, sent):
+    return wait_until(lambda: (r := stack.client.get(f"/api/v1/ab-tests/{test['id']}/results",
+                                                     headers=stack.headers(key)))
+                      and r.status_code == 200 and sum(v["observations"] for v in r.json()["variants"]) == sent
+                      and r.json(), timeout=60)
+
+
+def test_three_variants_compare_each_to_the_control_at_bonferroni_alpha(stack):
+    """k = 3 variants: two comparisons, each at α / (k − 1), p-values scipy's Welch on the same data."""
+    _, key = stack.create_key()
+    test = create(stack, key, "three-way", ["control", "slower", "same"], {"kind": "latency"},
+                  {"type": "fixed", "mde": 20, "alpha": 0.05})
+    rng = np.random.default_rng(23)
+    spans, sent = [], {}
+    for variant, mean in (("control", 300), ("slower", 340), ("same", 300)):
+        durations = np.round(rng.normal(mean, 40, 200)).astype(int)
+        sent[variant] = durations.astype(float)
+        spans += [llm_span("three-way", variant, d) for d in durations]
+    send(stack, key, spans)
+    body = _results_when_all_arrived(stack, key, test, len(spans))
+    assert body["alpha_per_comparison"] == pytest.approx(0.025)
+    assert [c["variant"] for c in body["comparisons"]] == ["slower", "same"]
+    for comparison in body["comparisons"]:
+        assert comparison["against"] == "control" and comparison["alpha"] == pytest.approx(0.025)
+        reference = stats.ttest_ind(sent[comparison["variant"]], sent["control"], equal_var=False).pvalue
+        assert comparison["p_value"] == pytest.approx(reference, rel=1e-9, abs=1e-300)
+        # the sample size is planned at the corrected α too
+        assert comparison["required_per_arm"] == required_per_arm(alpha=0.025, power=0.8, mde=20,
+                                                                  sd=sent["control"].std(ddof=1))
+    slower, same = body["comparisons"]
+    assert slower["significant"] and slower["winner"] == "control"  # 40 ms slower: the control wins
+    assert not same["significant"] and same["winner"] is None
+    assert [v["name"] for v in body["variants"]] == ["control", "slower", "same"]
+
+
+def test_error_rate_mde_beyond_the_observed_rate_says_why_there_is_no_sample_size(stack):
+    """mde 0.9 is accepted at create (no baseline given) but the control's ~50 % error rate ± 0.9 is no
+    rate: the results have no sample size and say why (this was a math domain error, answered 500)."""
+    _, key = stack.create_key()
+    test = create(stack, key, "wide-errors", ["control", "treatment"], {"kind": "error_rate"},
+                  {"type": "fixed", "mde": 0.9})
+    rng = np.random.default_rng(5)
+    spans = [llm_span("wide-errors", variant, 100, bool(e)) for variant in ("control", "treatment")
+             for e in rng.random(60) < 0.5]
+    send(stack, key, spans)
+    body = _results_when_all_arrived(stack, key, test, len(spans))
+    (comparison,) = body["comparisons"]
+    assert comparison["required_per_arm"] is None and comparison["sample_size_reached"] is False
+    assert "use a smaller mde" in comparison["sample_size_note"]
+    assert "without a planned sample size" in comparison["verdict"]

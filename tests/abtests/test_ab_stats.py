@@ -14,7 +14,7 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import samplesize_proportions_2indep_onetail
 
 from query_api import ab_allocation
-from query_api.ab_stats import msprt, required_per_arm
+from query_api.ab_stats import msprt, rate_mde_problem, required_per_arm
 
 
 @pytest.mark.parametrize("mde, sd, alpha, power", [(50, 300, 0.05, 0.8), (0.1, 1.0, 0.01, 0.9), (2, 3, 0.1, 0.8)])
@@ -28,6 +28,20 @@ def test_sample_size_for_rates_equals_statsmodels(baseline, mde):
     # statsmodels: diff = prop1 - prop2 with prop2 the baseline
     reference = samplesize_proportions_2indep_onetail(mde, baseline, 0.8, alpha=0.05, alternative="two-sided")
     assert required_per_arm(alpha=0.05, power=0.8, mde=mde, baseline_rate=baseline) == math.ceil(reference)
+
+
+@pytest.mark.parametrize("baseline, mde", [(0.1, 0.95), (0.5, 0.5), (0.3, 1.2), (0.9, 0.95)])
+def test_sample_size_for_rates_is_none_when_no_rate_differs_by_the_mde(baseline, mde):
+    # baseline ± mde leaves (0, 1): there is no such rate to detect (was a math domain error -> 500)
+    assert required_per_arm(alpha=0.05, power=0.8, mde=mde, baseline_rate=baseline) is None
+    assert "use a smaller mde" in rate_mde_problem(baseline, mde)
+
+
+def test_sample_size_for_rates_detects_the_lower_rate_when_the_higher_leaves_0_1():
+    # 0.9 + 0.2 > 1, so the test is sized for 0.9 -> 0.7 (statsmodels: prop2 the baseline)
+    reference = samplesize_proportions_2indep_onetail(-0.2, 0.9, 0.8, alpha=0.05, alternative="two-sided")
+    assert rate_mde_problem(0.9, 0.2) is None
+    assert required_per_arm(alpha=0.05, power=0.8, mde=0.2, baseline_rate=0.9) == math.ceil(reference)
 
 
 def test_sample_size_unknown_without_variance():

@@ -17,6 +17,9 @@ import pytest
 from psycopg.types.json import Jsonb
 from scipy import optimize, stats
 
+from core.model_registry import Registry
+from query_api.model_profiles import observed_profiles, window
+from tests.accounts.conftest import signed_in
 from tests.query.conftest import _span
 from tests.query.model_seed import binary_scores, store_experiment
 
@@ -70,8 +73,14 @@ def seeded(stack):
     close_a, close_b = binary_scores(0.80, 120, 6), binary_scores(0.75, 120, 7)
     store_experiment(pg, project_id, close, "gpt-4.1", close_a, cost=None)
     store_experiment(pg, project_id, close, "gpt-4.1-mini", close_b, cost=None)
+    # three models too close to call: the proposal must size both comparisons with the best
+    three = stack.client.post("/api/v1/datasets", json={"name": "three-close"}, headers=headers).json()["id"]
+    three_values = {"gpt-4.1": binary_scores(0.80, 120, 8), "gpt-4.1-mini": binary_scores(0.76, 120, 9),
+                    "gpt-4.1-nano": binary_scores(0.73, 120, 10)}
+    for model, values in three_values.items():
+        store_experiment(pg, project_id, three, model, values, cost=None)
     return {"project_id": project_id, "headers": headers, "spans": spans, "dataset": dataset, "close": close,
-            "close_values": (close_a, close_b)}
+            "close_values": (close_a, close_b), "three": three, "three_values": three_values}
 
 
 def test_profile_equals_numpy_on_the_same_spans(stack, seeded):
@@ -132,11 +141,11 @@ def test_recommendation_picks_the_known_best_and_says_why_others_are_out(stack, 
                                              "the window, no experiment cost)"]
 
 
-def _items_needed_by_hand(p1: float, p2: float) -> int:
-    """Two-sided two-proportion z-test on Cohen's h, alpha 0.05, power 0.8, equal groups: the smallest n
+def _items_needed_by_hand(p1: float, p2: float, alpha: float = 0.05) -> int:
+    """Two-sided two-proportion z-test on Cohen's h, power 0.8, equal groups: the smallest n
     with power(n) >= 0.8, power written out and solved with scipy (independent of statsmodels)."""
     h = abs(2 * math.asin(math.sqrt(p1)) - 2 * math.asin(math.sqrt(p2)))
-    z = stats.norm.ppf(1 - 0.05 / 2)
+    z = stats.norm.ppf(1 - alpha / 2)
 
     def power(n: float) -> float:
         shift = h * math.sqrt(n / 2)
@@ -159,6 +168,65 @@ def test_overlapping_cis_give_no_winner_and_a_powered_experiment(stack, seeded):
     assert proposal["difference"] == pytest.approx(np.mean(a) - np.mean(b))
     assert proposal["items_needed"] == _items_needed_by_hand(float(np.mean(a)), float(np.mean(b)))
     assert proposal["items_needed"] > 120  # more than either run had: that is why the CIs overlap
+
+
+def test_three_overlapping_models_size_every_comparison_at_bonferroni_alpha(stack, seeded):
+    r = stack.client.post("/api/v1/models/recommend", headers=seeded["headers"],
+                          json={"task": {"dataset_id": seeded["three"], "score": "correct"}})
+    assert r.status_code == 200, r.text
+    proposal = r.json()["proposed_experiment"]
+    assert proposal["models"] == ["openai/gpt-4.1", "openai/gpt-4.1-mini", "openai/gpt-4.1-nano"]
+    means = {m: float(np.mean(v)) for m, v in seeded["three_values"].items()}
+    # k = 3 models: 2 comparisons with the best, each at 0.05 / 2
+    by_hand = {m: _items_needed_by_hand(means["gpt-4.1"], means[m], alpha=0.025) for m in ("gpt-4.1-mini", "gpt-4.1-nano")}
+    assert proposal["alpha"] == pytest.approx(0.025)
+    assert [(c["models"][1], c["items_needed"]) for c in proposal["comparisons"]] == \
+        [("openai/gpt-4.1-mini", by_hand["gpt-4.1-mini"]), ("openai/gpt-4.1-nano", by_hand["gpt-4.1-nano"])]
+    # the closest pair decides, and needs more than it would at an uncorrected 0.05
+    assert proposal["items_needed"] == max(by_hand.values()) == by_hand["gpt-4.1-mini"]
+    assert proposal["items_needed"] > _items_needed_by_hand(means["gpt-4.1"], means["gpt-4.1-mini"])
+    assert proposal["difference"] == pytest.approx(means["gpt-4.1"] - means["gpt-4.1-mini"])
+    assert "Bonferroni" in proposal["correction"]
+
+
+def test_viewers_may_recommend_but_not_change_the_registry(stack, seeded):
+    stack.client.cookies.clear()
+    try:
+        _, h = signed_in(stack.client, stack, "viewer", seeded["project_id"])
+        r = stack.client.post("/api/v1/models/recommend", headers=h,
+                              json={"task": {"dataset_id": seeded["close"], "score": "correct"}})
+        assert r.status_code == 200, r.text  # a read: viewers may run it
+        assert r.json()["proposed_experiment"]["models"] == ["openai/gpt-4.1", "openai/gpt-4.1-mini"]
+        created = stack.client.post("/api/v1/models", headers=h, json={"provider": "acme", "name": "viewer-model"})
+        changed = stack.client.patch("/api/v1/models/openai/gpt-4o", headers=h, json={"context_window": 5})
+        deleted = stack.client.delete("/api/v1/models/openai/gpt-4o", headers=h)
+        assert (created.status_code, changed.status_code, deleted.status_code) == (403, 403, 403)
+    finally:
+        stack.client.cookies.clear()
+
+
+def test_a_project_azure_model_takes_only_azure_spans(stack):
+    """A project model azure/gpt-4o sorts before openai/gpt-4o: spans say which provider served them."""
+    project_id, key = stack.create_key()
+    h = stack.headers(key)
+    created = stack.client.post("/api/v1/models", headers=h, json={"provider": "azure", "name": "gpt-4o"})
+    assert created.status_code == 201, created.text
+    rng = np.random.default_rng(4)
+    spans = [_span(project_id, uuid.uuid4().hex, uuid.uuid4().hex[:16], "", NOW - timedelta(hours=2),
+                   float(rng.uniform(100, 900)), name="chat", kind="llm", model=model, request_model=model,
+                   provider=provider, cost=0.001, cost_source="user")
+             for provider, model, n in (("openai", "gpt-4o", 30), ("openai", "gpt-4o-2024-08-06", 20), ("azure", "gpt-4o", 7))
+             for _ in range(n)]
+    stack.insert_spans([dict(s) for s in spans])
+    for provider, calls in (("openai", 50), ("azure", 7)):
+        mine = np.array([s["duration_ms"] for s in spans if s["provider"] == provider])
+        body = stack.client.get(f"/api/v1/models/{provider}/gpt-4o?days=1", headers=h).json()
+        assert body["observed"]["calls"] == calls == mine.size, provider
+        assert body["observed"]["latency_ms"]["p95"] == pytest.approx(np.percentile(mine, 95), rel=1e-12)
+    # the all-models scan (recommend's evidence) splits them the same way
+    registry = Registry([{"provider": "azure", "name": "gpt-4o"}])
+    profiles = observed_profiles(stack.clickhouse, project_id, registry, window(1, None, None), None, True)
+    assert {k: p["calls"] for k, p in profiles.items()} == {"openai/gpt-4o": 50, "azure/gpt-4o": 7}
 
 
 def test_project_scoping(stack, seeded):

@@ -64,6 +64,18 @@ def test_names_providers_send_resolve_to_their_entry(seen, expected):
     assert (entry and entry["name"]) == expected
 
 
+def test_a_span_s_provider_picks_the_entry_of_that_provider():
+    # "azure" sorts before "openai": a bare gpt-4o must not become the project's Azure model
+    registry = Registry([{"provider": "azure", "name": "gpt-4o", "snapshots": ["gpt-4o-2024-08-06"]}])
+    for seen in ("gpt-4o", "gpt-4o-2024-08-06", "gpt-4o-2024-11-20"):
+        assert registry.resolve(seen, "openai")["provider"] == "openai", seen
+        assert registry.resolve(seen, "Azure")["provider"] == "azure", seen
+        assert registry.resolve(seen)["provider"] == "openai", seen  # no provider: the shipped model
+    # a provider without that model (an OpenAI-compatible API serving another vendor's) falls back to the name
+    assert registry.resolve("mistral-small", "openai")["provider"] == "mistral"
+    assert registry.resolve("openai/gpt-4o", "azure")["provider"] == "openai"  # the name's own prefix wins
+
+
 def test_a_project_model_overrides_only_the_fields_it_gives():
     registry = Registry([{"provider": "openai", "name": "gpt-4o", "context_window": 64000},
                          {"provider": "acme", "name": "acme-1", "snapshots": ["acme-1-0601"]}])

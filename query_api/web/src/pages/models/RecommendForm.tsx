@@ -71,7 +71,8 @@ export function RecommendForm() {
               <p>Run {r.proposed_experiment.models.join(" vs ")} on {r.proposed_experiment.dataset_id ?? r.proposed_experiment.benchmark ?? "a dataset of production inputs"}:
                 {" "}<strong data-field="items_needed">{r.proposed_experiment.items_needed ?? "–"}</strong> items per model
                 to detect a difference of {fixed(r.proposed_experiment.difference, 3)} (effect size {fixed(r.proposed_experiment.effect_size, 3)};
-                {" "}{r.proposed_experiment.formula}, α = 0.05, power 0.8).</p>
+                {" "}{r.proposed_experiment.formula}, α = {fixed(r.proposed_experiment.alpha, 4)}, power {r.proposed_experiment.power}).</p>
+              <p>{r.proposed_experiment.correction}</p>
             </div>
           )}
           <h3>Excluded</h3>

@@ -51,7 +51,9 @@ export interface Recommendation {
   excluded: { model: string; reasons: string[] }[];
   decision: { winner: string | null; confident: boolean; why: string };
   proposed_experiment: null | { models: string[]; dataset_id: string | null; benchmark: string | null;
-    items_needed: number | null; effect_size: number; difference: number; formula: string; note?: string };
+    items_needed: number | null; effect_size: number; difference: number; formula: string; note?: string;
+    alpha: number; power: number; correction: string;
+    comparisons: { models: string[]; items_needed: number | null; difference: number; effect_size: number }[] };
 }
 
 /** Fixed-precision numbers, so that what the page shows can be checked against the API's values. */
