@@ -1,4 +1,4 @@
-import{r as p,j as t,u as T,a as E,b as V,L as b,E as D,c as O,k as F,d as U}from"./index-Cz_LDlPD.js";import{u as q}from"./useInfiniteQuery-DxY_vAIB.js";import{u as z,f as B,g as H}from"./index-CGZbLxAv.js";import{u as K}from"./index-D3BBm8Gm.js";import{R as G,a as N,w as h}from"./url-BMDvwADe.js";import{f as Q,a as W,b as X,c as Y,d as J}from"./format-BR1KqMXH.js";function Z(){const s=window.location.origin,i=`pip install evalforge   # or: pip install ./sdk
+import{r as p,j as t,u as T,a as E,b as V,L as b,E as D,c as O,k as F,d as U}from"./index-DYATgRyJ.js";import{u as q}from"./useInfiniteQuery-ZOjPgUZl.js";import{u as z,f as B,g as H}from"./index-B5IIhyQl.js";import{u as K}from"./index-Bd0CIER1.js";import{R as G,a as N,w as h}from"./url-BMDvwADe.js";import{f as Q,a as W,b as X,c as Y,d as J}from"./format-BR1KqMXH.js";function Z(){const s=window.location.origin,i=`pip install evalforge   # or: pip install ./sdk
 
 import evalforge
 from openai import OpenAI
