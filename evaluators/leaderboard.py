@@ -3,9 +3,10 @@
 An entry is a target's latest completed experiment on the dataset or benchmark: its mean score with
 the experiments' own 95 % bootstrap CI (``stats.mean_ci``) and n, cost per 1,000 items and p50
 latency. Pairwise comparisons: the stored verdicts of a pairwise LLM judge between the entries' runs
-(``evaluators.pairwise``) when there are any (``bradley_terry_source: "judge"``); otherwise, on every
-item two entries both answered, the higher per-item score wins (equal: a tie, half a win each;
-``"scores"``). Bradley–Terry strengths
+(``evaluators.pairwise``) by one judge; for every pair of entries that judge did not compare, on
+every item both answered, the higher per-item score wins (equal: a tie, half a win each).
+``bradley_terry_source`` says which were used (``judge``, ``scores`` or ``judge+scores``) and
+``bradley_terry_pairs`` which one rates each pair. Bradley–Terry strengths
 are the maximum-likelihood fit of P(i beats j) = 1 / (1 + exp(θj − θi)) (scipy L-BFGS, θ centred on
 0), reported also on the familiar Elo scale; their CIs are percentile bootstraps over the comparisons.
 """
@@ -160,8 +161,8 @@ def bradley_terry(comparisons: list[tuple[str, str, float]], *, rounds: int = BO
 
 def leaderboard(experiments: list[dict[str, Any]], results: dict[str, list[dict[str, Any]]],
                 score: str | None = None, verdicts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``experiments`` newest first (completed ones); ``results`` by experiment id; ``verdicts`` the
-    stored pairwise judge verdicts between them."""
+    """``experiments`` newest first (completed ones); ``results`` by experiment id; ``verdicts`` one
+    judge's stored pairwise verdicts between them (mixing judges would count an item once per judge)."""
     latest: dict[str, dict[str, Any]] = {}
     for exp in experiments:
         latest.setdefault(entry_label(exp), exp)
@@ -169,10 +170,21 @@ def leaderboard(experiments: list[dict[str, Any]], results: dict[str, list[dict[
     name = primary_score(by_entry, score)
     rows = rank([entry_row(label, exp, by_entry[label], name) for label, exp in latest.items()])
     judged = verdict_comparisons(verdicts or [], {exp["id"]: label for label, exp in latest.items()})
-    if judged:
-        pairwise, source = bradley_terry(judged), "judge"
-    elif name and len(by_entry) > 1:
-        pairwise, source = bradley_terry(item_comparisons(by_entry, name)), "scores"
-    else:
-        pairwise, source = [], None
-    return {"score": name, "entries": rows, "bradley_terry": pairwise, "bradley_terry_source": source}
+    covered = {frozenset((a, b)) for a, b, _ in judged}
+    # pairs the judge did not compare keep their per-item score outcomes, so every entry gets a rating
+    scored = [c for c in item_comparisons(by_entry, name) if frozenset(c[:2]) not in covered] if name else []
+    sources = {"judge"} if judged else set()
+    sources |= {"scores"} if scored else set()
+    return {"score": name, "entries": rows, "bradley_terry": bradley_terry(judged + scored),
+            "bradley_terry_source": "+".join(sorted(sources)) or None,
+            "bradley_terry_pairs": pair_sources(judged, scored)}
+
+
+def pair_sources(judged: list[tuple[str, str, float]], scored: list[tuple[str, str, float]]) -> list[dict[str, Any]]:
+    """Which comparisons rate each pair of entries: the judge's verdicts or the per-item score outcomes."""
+    counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    for source, comparisons in (("judge", judged), ("scores", scored)):
+        for a, b, _ in comparisons:
+            first, second = sorted((a, b))
+            counts[(first, second, source)] += 1
+    return [{"entry_a": a, "entry_b": b, "source": source, "comparisons": n} for (a, b, source), n in sorted(counts.items())]

@@ -52,7 +52,9 @@ def run(args: argparse.Namespace, settings) -> int:
         print(f"{e['rank']:>3}  {e['entry'][:36]:<36} {_fmt(e['mean'], '.3f'):>7} {ci:>17} {e['n']:>6} "
               f"{_fmt(e['cost_per_1000_items'], '.4f'):>11} {_fmt(e['latency_p50_ms'], '.1f'):>9}")
     if board["bradley_terry"]:
-        source = "pairwise judge verdicts" if board.get("bradley_terry_source") == "judge" else "per-item pairwise outcomes"
+        source = {"judge": f"pairwise verdicts of {board.get('bradley_terry_judge')}",
+                  "judge+scores": f"pairwise verdicts of {board.get('bradley_terry_judge')}; per-item outcomes for the "
+                                  "pairs it did not judge"}.get(board.get("bradley_terry_source") or "", "per-item pairwise outcomes")
         print(f"\nBradley-Terry ({source})")
         for b in board["bradley_terry"]:
             print(f"     {b['entry'][:36]:<36} Elo {b['elo']:7.1f} [{b['elo_ci_low']:.1f}, {b['elo_ci_high']:.1f}]"

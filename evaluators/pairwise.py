@@ -6,14 +6,16 @@ disagreement (or a tie in either order) is a tie. The verdicts feed the leaderbo
 fit (``evaluators.leaderboard``).
 
 Calls go through ``LLMClient`` (the egress guard) and ``JudgeGuard`` (the project's judge rate limit
-and spend cap). The work is synchronous and bounded by a time budget: when the rate limit would make
-it overrun, it stops and says so, keeping what was judged; asking again continues where it stopped.
+and spend cap). The work is synchronous and bounded by a time budget: once it has run out (or the
+rate limit would make it overrun), it stops and says so; each verdict is saved as it is made, and
+asking again continues where it stopped.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -85,7 +87,8 @@ class Verdict:
 @dataclass
 class PairwiseJudge:
     """Asks one judge model about pairs of outputs; ``calls`` collects every model call made (for
-    spans and cost), ``deadline`` (time.monotonic) bounds the waits on the rate limit."""
+    spans and cost), ``deadline`` (time.monotonic) bounds the request: no item is started after it,
+    and no wait on the rate limit ends after it."""
 
     settings: LLMSettings
     criteria: str | None
@@ -153,34 +156,45 @@ def shared_items(results_a: list[dict[str, Any]], results_b: list[dict[str, Any]
     return [(a[i], b[i]) for i in a if i in b][:limit]
 
 
-def judge_pairs(judge: PairwiseJudge, project_id: str, runs: dict[str, list[dict[str, Any]]], limit: int,
-                already: set[tuple[str, str, str]]) -> dict[str, Any]:
-    """Every pair of ``runs`` (experiment id -> results) on up to ``limit`` shared items, skipping the
-    (a, b, item) verdicts ``already`` stored. Returns verdicts by pair, errors, and why it stopped."""
+def pending_items(runs: dict[str, list[dict[str, Any]]], limit: int,
+                  already: set[tuple[str, str, str]]) -> dict[tuple[str, str], list[tuple[dict, dict]]]:
+    """Every pair of ``runs`` (experiment id -> results; a < b) -> its first ``limit`` shared items
+    not in ``already`` (the stored (a, b, item) verdicts): what a request still has to judge."""
     ids = sorted(runs)
-    out: dict[str, Any] = {"verdicts": {}, "errors": [], "stopped": None}
-    for n, a in enumerate(ids):
-        for b in ids[n + 1:]:
-            got = out["verdicts"].setdefault((a, b), [])
-            for ra, rb in shared_items(runs[a], runs[b], limit):
-                if (a, b, ra["item_id"]) in already:
-                    continue
-                try:
-                    got.append(judge.judge_item(project_id, (a, b), ra["item_id"], ra.get("input"),
-                                                ra.get("expected_output"), ra.get("output"), rb.get("output")))
-                except Stopped as exc:
-                    out["stopped"] = {"reason": "rate_limited", "retry_after": exc.retry_after}
+    return {(a, b): [(ra, rb) for ra, rb in shared_items(runs[a], runs[b], limit) if (a, b, ra["item_id"]) not in already]
+            for n, a in enumerate(ids) for b in ids[n + 1:]}
+
+
+def judge_pairs(judge: PairwiseJudge, project_id: str, pending: dict[tuple[str, str], list[tuple[dict, dict]]],
+                save: Callable[[str, str, Verdict], None]) -> dict[str, Any]:
+    """Judges the ``pending`` items (``pending_items``) pair by pair; ``save`` gets each verdict as soon
+    as it is made, so a request cut short (a disconnect, a restart) keeps every paid call's verdict. It
+    stops before an item once ``judge.deadline`` has passed (asking again continues). Returns verdicts
+    by pair, errors, and why it stopped."""
+    out: dict[str, Any] = {"verdicts": {pair: [] for pair in pending}, "errors": [], "stopped": None}
+    for (a, b), items in pending.items():
+        for ra, rb in items:
+            if time.monotonic() > judge.deadline:
+                out["stopped"] = {"reason": "time_budget", "retry_after": None}
+                return out
+            try:
+                verdict = judge.judge_item(project_id, (a, b), ra["item_id"], ra.get("input"),
+                                           ra.get("expected_output"), ra.get("output"), rb.get("output"))
+            except Stopped as exc:
+                out["stopped"] = {"reason": "rate_limited", "retry_after": exc.retry_after}
+                return out
+            except JudgeError as exc:
+                out["errors"].append({"experiment_a": a, "experiment_b": b, "item_id": ra["item_id"],
+                                      "error": f"{exc.kind}: {exc.message}"})
+                if exc.kind != "malformed_output":  # the provider refuses or fails: asking on is futile
+                    out["stopped"] = {"reason": exc.kind, "retry_after": exc.retry_after}
                     return out
-                except JudgeError as exc:
-                    out["errors"].append({"experiment_a": a, "experiment_b": b, "item_id": ra["item_id"],
-                                          "error": f"{exc.kind}: {exc.message}"})
-                    if exc.kind != "malformed_output":  # the provider refuses or fails: asking on is futile
-                        out["stopped"] = {"reason": exc.kind, "retry_after": exc.retry_after}
-                        return out
+                continue
+            save(a, b, verdict)
+            out["verdicts"][(a, b)].append(verdict)
     return out
 
 
-def planned_calls(runs: dict[str, list[dict[str, Any]]], limit: int) -> int:
-    """Judge calls a request may make at most (two a pair of outputs), before skipping stored ones."""
-    ids = sorted(runs)
-    return sum(2 * len(shared_items(runs[a], runs[b], limit)) for n, a in enumerate(ids) for b in ids[n + 1:])
+def planned_calls(pending: dict[tuple[str, str], list[tuple[dict, dict]]]) -> int:
+    """Judge calls a request may make at most: two for each item still to judge."""
+    return sum(2 * len(items) for items in pending.values())

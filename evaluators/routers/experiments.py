@@ -175,10 +175,10 @@ def _add_main_scores(experiments: list[dict[str, Any]], results: dict[str, list[
     CI would change anyway), and the total cost."""
     from evaluators.leaderboard import primary_score
 
+    # one ClickHouse query for every listed client-side run's model calls
+    _usage_from_traces(services, project_id, [r for e in experiments if e["kind"] == "client" for r in results[e["id"]]])
     for exp in experiments:
         rs = results[exp["id"]]
-        if exp["kind"] == "client":
-            _usage_from_traces(services, project_id, rs)
         name = primary_score({exp["id"]: rs}, None)
         values = [v for _, _, v, _ in stats.score_values(rs).get(name or "", [])]
         low, high = stats.mean_ci(values) if exp["status"] in store.FINISHED else (None, None)
@@ -223,14 +223,16 @@ async def experiment_items(experiment_id: str, project: ProjectDep, services: Se
 
 def _usage_from_traces(services, project_id: str, results: list[dict[str, Any]]) -> None:
     """Client-side runs: tokens and cost of each item come from the model-call spans of its trace
-    (the SDK's wrapped clients recorded them; the processor priced them), where the SDK sent none."""
+    (the SDK's wrapped clients recorded them; the processor priced them), where the SDK sent none.
+    The extra records of a call recorded twice (``ingest.duplicates``, ``spans.counted = 0``) are left out."""
     ids = [r["trace_id"] for r in results if r.get("trace_id") and not r.get("input_tokens") and r.get("cost") is None]
     if not ids or services.clickhouse is None:
         return
     rows = services.clickhouse.query(
         "SELECT trace_id, sum(input_tokens), sum(output_tokens), sumOrNull(cost), countIf(cost IS NOT NULL) "
         "FROM spans FINAL WHERE project_id = {p:String} AND trace_id IN {t:Array(String)} "
-        "AND kind IN ('llm', 'embedding') GROUP BY trace_id", parameters={"p": project_id, "t": ids}).result_rows
+        "AND kind IN ('llm', 'embedding') AND counted = 1 GROUP BY trace_id",  # a call recorded twice counts once
+        parameters={"p": project_id, "t": ids}).result_rows
     usage = {r[0]: r[1:] for r in rows}
     for r in results:
         if r.get("trace_id") in usage:

@@ -295,3 +295,51 @@ def test_client_side_results_keep_the_good_rows_and_name_the_bad(stack):
     assert got["status"] == "completed" and got["progress"] == {"done": 1, "total": 4}
     assert stack.client.post(f"/api/v1/experiments/{exp['id']}/results", headers=h,
                              json={"results": rows[:1]}).status_code == 409
+
+
+def test_client_run_usage_counts_a_call_recorded_twice_once_and_a_summarised_list_reads_clickhouse_once(stack, monkeypatch):
+    """Tokens and cost of a client-side run come from its traces' model-call spans; the second record of
+    one call (ingest.duplicates) does not count, and listing many runs with summaries is one span query."""
+    import uuid
+    from datetime import datetime, timezone
+
+    from core.span import DUPLICATE_OF
+    from tests.query.conftest import _span
+
+    project_id, key = stack.create_key()
+    h = stack.headers(key)
+    dataset_id = make_dataset(stack, key, PAIRS[:2])
+    spans, runs = [], []
+    for n in range(3):
+        exp = stack.client.post("/api/v1/experiments", headers=h, json={"name": f"client-{n}", "dataset_id": dataset_id}).json()
+        results = []
+        for i, item in enumerate(exp["items"]):
+            tid, root = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+            start = datetime.now(timezone.utc)
+            call = _span(project_id, tid, uuid.uuid4().hex[:16], root, start, 50.0, name="chat", kind="llm", model="m-usage",
+                         input_tokens=100 + i, output_tokens=10 + n, cost=0.25 * (n + 1), cost_source="user")
+            # the same call's second record (another instrumentor), marked by ingest as a duplicate of the first
+            copy = dict(call, span_id=uuid.uuid4().hex[:16], attributes={DUPLICATE_OF: call["span_id"]})
+            spans += [_span(project_id, tid, root, "", start, 60.0, name="agent", kind="agent"), call, copy]
+            results.append({"item_id": item["id"], "output": "x", "trace_id": tid, "scores": [{"name": "ok", "value": 1.0}]})
+        assert stack.client.post(f"/api/v1/experiments/{exp['id']}/results", headers=h, json={"results": results}).status_code == 202
+        assert stack.client.post(f"/api/v1/experiments/{exp['id']}/finish", headers=h, json={}).status_code == 200
+        runs.append(exp["id"])
+    stack.insert_spans(spans)
+
+    items = stack.client.get(f"/api/v1/experiments/{runs[0]}/items", headers=h).json()["items"]
+    assert sorted((r["input_tokens"], r["output_tokens"], r["cost"]) for r in items) == [(100, 10, 0.25), (101, 10, 0.25)]
+
+    clickhouse = stack.services.clickhouse
+    real_query, usage_queries = clickhouse.query, []
+
+    def query(*args, **kwargs):
+        sql, params = args[0] if args else kwargs.get("query", ""), kwargs.get("parameters") or {}
+        if "trace_id IN {t:Array(String)}" in sql and params.get("p") == project_id:
+            usage_queries.append(sql)
+        return real_query(*args, **kwargs)
+
+    monkeypatch.setattr(clickhouse, "query", query)
+    listed = stack.client.get("/api/v1/experiments", headers=h, params={"summary": "true"}).json()["experiments"]
+    assert {e["id"]: e["cost"] for e in listed} == {runs[n]: pytest.approx(2 * 0.25 * (n + 1)) for n in range(3)}
+    assert len(usage_queries) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluators.pairwise import combine, parse_pick, planned_calls, render, shared_items
+from evaluators.pairwise import combine, parse_pick, pending_items, planned_calls, render, shared_items
 
 
 def test_a_verdict_is_read_from_the_reply_and_anything_else_is_an_error_naming_winner():
@@ -30,7 +30,19 @@ def test_items_are_the_first_answered_repetitions_both_runs_share_in_dataset_ord
     pairs = shared_items(a, b, limit=10)
     assert [(x["item_id"], x["output"]) for x, _ in pairs] == [("i0", "x"), ("i1", "late")]
     assert [x["item_id"] for x, _ in shared_items(a, b, limit=1)] == ["i0"]
-    assert planned_calls({"A": a, "B": b, "C": b}, limit=10) == 2 * (2 + 2 + 2)
+    runs = {"A": a, "B": b, "C": b}
+    assert planned_calls(pending_items(runs, 10, set())) == 2 * (2 + 2 + 2)
+
+
+def test_only_items_not_judged_yet_are_pending_and_count_as_calls():
+    def res(item, pos):
+        return {"item_id": item, "repetition": 0, "position": pos, "output": item}
+
+    runs = {"B": [res("i0", 0), res("i1", 1)], "A": [res("i0", 0), res("i1", 1)], "C": [res("i1", 1)]}
+    pending = pending_items(runs, 10, {("A", "B", "i0"), ("A", "C", "i1"), ("B", "A", "i1")})  # (B, A) is no stored key
+    assert {pair: [ra["item_id"] for ra, _ in items] for pair, items in pending.items()} == {
+        ("A", "B"): ["i1"], ("A", "C"): [], ("B", "C"): ["i1"]}
+    assert planned_calls(pending) == 2 * 2
 
 
 def test_the_prompt_shows_the_reference_only_when_there_is_one():

@@ -18,7 +18,19 @@ interface PairwiseResult {
   errors: Array<{ item_id: string; error: string }>;
   pairs: Array<{ experiment_a: string; experiment_b: string; judged_now: number; wins_a: number; wins_b: number; ties: number }>;
 }
-interface Board { score: string | null; entries: Entry[]; bradley_terry: Rating[]; bradley_terry_source?: "judge" | "scores" }
+interface Board {
+  score: string | null; entries: Entry[]; bradley_terry: Rating[];
+  bradley_terry_source?: "judge" | "scores" | "judge+scores" | null; bradley_terry_judge?: string | null;
+}
+
+/** Where the ratings come from: one judge's verdicts, per-item score outcomes, or both (the judge's
+ * pairs from it, the pairs it did not compare from the scores). */
+function ratingSource(b: Board): string {
+  if (b.bradley_terry_source === "judge") return `pairwise verdicts of ${b.bradley_terry_judge}`;
+  if (b.bradley_terry_source === "judge+scores")
+    return `pairwise verdicts of ${b.bradley_terry_judge}; per-item score outcomes for the pairs it did not judge`;
+  return "per-item score outcomes";
+}
 
 /** Models / agents on one dataset (``?dataset_id=``) or benchmark (``?benchmark=``): ranked by score
  * ± CI with n, cost per 1,000 items and p50 latency, and their Bradley–Terry ratings. */
@@ -67,7 +79,7 @@ export default function LeaderboardsPage() {
             {b.bradley_terry.length > 0 && (
               <>
                 <h2>Bradley–Terry ratings <span className="muted small">
-                  (from {b.bradley_terry_source === "judge" ? "pairwise judge verdicts" : "per-item score outcomes"}; Elo scale, 95 % bootstrap CI)</span></h2>
+                  (from {ratingSource(b)}; Elo scale, 95 % bootstrap CI)</span></h2>
                 <table className="list" data-testid="bt-table">
                   <thead><tr><th>Model / agent</th><th>Rating [95 % CI]</th><th>Comparisons</th><th>Wins</th></tr></thead>
                   <tbody>{b.bradley_terry.map((r) => (

@@ -1,4 +1,4 @@
-import{r as p,j as t,u as T,a as E,b as V,L as b,E as D,c as O,k as F,d as U}from"./index-DWnCo6I-.js";import{u as q}from"./useInfiniteQuery-BHRxXDYl.js";import{u as z,f as B,g as H}from"./index-CvNM72lp.js";import{u as K}from"./index-CJBk2lcn.js";import{R as G,a as N,w as h}from"./url-BMDvwADe.js";import{f as Q,a as W,b as X,c as Y,d as J}from"./format-BR1KqMXH.js";function Z(){const s=window.location.origin,i=`pip install evalforge   # or: pip install ./sdk
+import{r as p,j as t,u as T,a as E,b as V,L as b,E as D,c as O,k as F,d as U}from"./index-C307XBUw.js";import{u as q}from"./useInfiniteQuery-JNyP4Jeb.js";import{u as z,f as B,g as H}from"./index-CwKcUNQZ.js";import{u as K}from"./index-paD4L0U8.js";import{R as G,a as N,w as h}from"./url-BMDvwADe.js";import{f as Q,a as W,b as X,c as Y,d as J}from"./format-BR1KqMXH.js";function Z(){const s=window.location.origin,i=`pip install evalforge   # or: pip install ./sdk
 
 import evalforge
 from openai import OpenAI

@@ -1,1 +1,0 @@
-import{j as e,E as a,c as s}from"./index-DWnCo6I-.js";function i({q:r,what:o,children:t}){return r.error?e.jsx(a,{error:r.error,retry:()=>r.refetch()}):r.data===void 0?e.jsx(s,{what:o}):e.jsx(e.Fragment,{children:t(r.data)})}export{i as R};
