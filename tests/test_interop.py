@@ -116,7 +116,7 @@ def test_instrumentations_land_right(stack, provider, which):
     assert _parts(json.loads(tool_call["input"]), "text")[0]["content"] == "weather?"
     assert _parts(json.loads(streamed["output"]), "text")[0]["content"] == "Hello stream!"
     # both libraries time their first chunk, which this provider sends with the first token
-    assert streamed["ttft_ms"] == pytest.approx(TRUE_TTFT * 1000, rel=0.1)
+    assert _is_true_ttft(streamed["ttft_ms"])
 
     ant_tools, ant_stream = sorted(by_provider["anthropic"], key=lambda s: s["start_time"])
     assert ant_tools["model"] == "claude-3-5-sonnet-20241022-resp"
@@ -128,7 +128,7 @@ def test_instrumentations_land_right(stack, provider, which):
         assert _parts(out, "tool_call")[0]["name"] == "get_weather"
         assert _parts(out, "tool_call")[0]["arguments"] == {"city": "Paris"}
     # the streamed Anthropic call: whichever record counts, it has the true time to first token
-    assert ant_stream["ttft_ms"] == pytest.approx(TRUE_TTFT * 1000, rel=0.1)
+    assert _is_true_ttft(ant_stream["ttft_ms"])
     # each Anthropic call was recorded twice (the SDK's own span + the instrumentor's): both visible
     dup = [s for s in calls if "evalforge.duplicate_of" in s["attributes"]]
     assert len(dup) == 2 and all(s["provider"] == "anthropic" for s in dup)
@@ -146,6 +146,12 @@ def test_instrumentations_land_right(stack, provider, which):
     trace_row = next(t for t in listed if t["trace_id"] == trace_id)
     assert trace_row["input_tokens"] == sum(s["input_tokens"] for s in counted)
     assert detail["input_tokens"] == trace_row["input_tokens"]
+
+
+def _is_true_ttft(ttft_ms: float) -> bool:
+    """The first content token's time, not the envelope's (50 ms) — never earlier than the server sent
+    it, and late by no more than a loaded machine's scheduling (the CI measured +110 ms at load ~10)."""
+    return TRUE_TTFT * 1000 <= ttft_ms < TRUE_TTFT * 1000 + 500
 
 
 def test_openapi_documents_query_parameters(stack):

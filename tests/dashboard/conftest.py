@@ -75,7 +75,14 @@ def live(clickhouse, chdb_url, migrated_postgres, redis_url, s3_blob_url, servic
 
     settings = Settings(data_dir=service_root / "dashboard", clickhouse_url=chdb_url, postgres_url=migrated_postgres,
                         redis_url=redis_url, blob_url=s3_blob_url, sink_batch_ms=100, payload_offload_bytes=4096)
-    app = build_app(settings, parts=ALL_PARTS, routers=_routers("up"), background=_background("up"), migrate=True)
+    from evaluators.service import optimization_worker_task
+
+    # This stack shares PostgreSQL with the session's in-process stack (tests/conftest.py), whose egress
+    # settings let it reach the fake LLM servers on loopback. Optimisation jobs are claimed from
+    # PostgreSQL by any worker on the database: a second worker here, refused loopback, would take
+    # other tests' jobs and fail them. The other stack's worker runs this one's jobs.
+    background = [task for task in _background("up") if task is not optimization_worker_task]
+    app = build_app(settings, parts=ALL_PARTS, routers=_routers("up"), background=background, migrate=True)
     server = LiveServer(app).start()
     try:
         yield LiveStack(url=server.url, app=app, postgres_url=migrated_postgres)
