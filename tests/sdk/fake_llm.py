@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 
@@ -137,6 +138,9 @@ class FakeLLM:
 
     def __init__(self, first_event_is_first_token: bool = False) -> None:
         self.requests: list[dict[str, Any]] = []
+        # Real providers give every response its own id, and ingest takes two overlapping model calls
+        # reporting one id for one call recorded twice: tests making concurrent calls turn this on.
+        self.distinct_ids = False
         first_delay, token_delay = ((TRUE_TTFT, 0.0) if first_event_is_first_token
                                     else (FIRST_CHUNK_DELAY, FIRST_TOKEN_DELAY))
 
@@ -194,7 +198,10 @@ class FakeLLM:
                 if path.endswith("/chat/completions"):
                     if stream:
                         return self._sse((None, c) for c in chat_chunks(body))
-                    return self._json(200, chat_completion(body))
+                    completion = chat_completion(body)
+                    if server_self.distinct_ids:
+                        completion["id"] = f"chatcmpl-{uuid.uuid4().hex}"
+                    return self._json(200, completion)
                 if path.endswith("/responses"):
                     return self._sse(response_events(body)) if stream else self._json(200, response_object(body))
                 if path.endswith("/embeddings"):
